@@ -1,0 +1,49 @@
+# Finds the statically linked dependencies from Debian's packages and wraps
+# them in one interface target, luacluster_deps. vendor/README.md says what
+# each is, why, and how to upgrade it.
+
+function(lc_find_static var name pkg)
+  find_library(${var} NAMES ${name}
+    PATHS /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE} /usr/lib /usr/local/lib)
+  if(NOT ${var})
+    message(FATAL_ERROR "${name} not found: install ${pkg} (vendor/setup.sh)")
+  endif()
+endfunction()
+
+lc_find_static(LUAJIT_LIBRARY libluajit-5.1.a libluajit2-5.1-dev)
+lc_find_static(LIBUV_LIBRARY libuv_a.a libuv1-dev)
+lc_find_static(LUV_LIBRARY liblua5.1-luv.a lua-luv-dev)
+lc_find_static(CJSON_LIBRARY liblua5.1-cjson.a lua-cjson-dev)
+
+find_path(LUAJIT_INCLUDE_DIR luajit.h PATH_SUFFIXES luajit-2.1)
+find_path(LUV_INCLUDE_DIR luv/luv.h PATH_SUFFIXES lua5.1)
+find_path(CJSON_INCLUDE_DIR lua-cjson.h PATH_SUFFIXES lua5.1)
+if(NOT LUAJIT_INCLUDE_DIR OR NOT LUV_INCLUDE_DIR)
+  message(FATAL_ERROR "LuaJIT or luv headers not found (vendor/setup.sh)")
+endif()
+
+find_program(LUAJIT_EXECUTABLE NAMES luajit)
+if(NOT LUAJIT_EXECUTABLE)
+  message(FATAL_ERROR "luajit not found: install luajit2 (vendor/setup.sh)")
+endif()
+
+# llhttp: Node's parser, compiled in from Debian's node-llhttp sources.
+set(LLHTTP_DIR /usr/share/llhttp)
+find_path(LLHTTP_INCLUDE_DIR llhttp.h PATHS /usr/share/include/llhttp)
+if(NOT EXISTS ${LLHTTP_DIR}/llhttp.c OR NOT LLHTTP_INCLUDE_DIR)
+  message(FATAL_ERROR "llhttp sources not found: install node-llhttp")
+endif()
+set(LLHTTP_SOURCES ${LLHTTP_DIR}/llhttp.c ${LLHTTP_DIR}/api.c
+  ${LLHTTP_DIR}/http.c)
+add_library(llhttp STATIC ${LLHTTP_SOURCES})
+target_include_directories(llhttp PUBLIC ${LLHTTP_INCLUDE_DIR})
+# Generated code: its warnings are not ours to fix.
+target_compile_options(llhttp PRIVATE -w -O2)
+
+add_library(luacluster_deps INTERFACE)
+target_include_directories(luacluster_deps INTERFACE
+  ${LUAJIT_INCLUDE_DIR} ${LUV_INCLUDE_DIR} ${LUV_INCLUDE_DIR}/luv
+  ${CJSON_INCLUDE_DIR})
+target_link_libraries(luacluster_deps INTERFACE
+  llhttp ${LUV_LIBRARY} ${CJSON_LIBRARY} ${LIBUV_LIBRARY} ${LUAJIT_LIBRARY}
+  pthread dl rt m)

@@ -1,0 +1,146 @@
+-- init: the command line, the globals, and running the script.
+--
+-- runtime/main.c calls main(argv) once the state is ready, runs the loop
+-- until nothing is left, then calls finish() for the exit code.
+
+local lc = require('_lc')
+
+local init = {}
+
+local USAGE = [==[
+Usage: luacluster [options] [script.lua [args...]]
+
+Runs a Lua script on an event loop, with Node's cluster, http, net, events,
+timers, process, os and console modules.
+
+Options:
+  -w, --workers N|auto  run an unmodified script in N workers under a
+                        built-in supervising primary (restart on failure,
+                        graceful shutdown, reload on SIGHUP)
+  -e, --eval CODE       run CODE
+  -v, --version         print versions of luacluster, LuaJIT, libuv
+  -h, --help            print this help
+
+Environment:
+  LUACLUSTER_LUA_DIR    load the runtime's Lua modules from this folder
+  LUACLUSTER_SCHED      rr|none|reuseport: how workers share a port
+]==]
+
+local function die(msg)
+  io.stderr:write('luacluster: ', msg, '\n')
+  lc.exit(9)
+end
+
+-- Installs Node's globals. Lua's own stay.
+local function globals()
+  local process = require('process')
+  _G.process = process
+  _G.console = require('console')
+  local timers = require('timers')
+  for _, k in ipairs({'setTimeout', 'setInterval', 'setImmediate',
+      'clearTimeout', 'clearInterval', 'clearImmediate'}) do
+    _G[k] = timers[k]
+  end
+  return process
+end
+
+-- Parses argv (argv[1] is the binary). Returns the options.
+local function parse(argv)
+  local o = {binary = argv[1], args = {}}
+  local i = 2
+  while i <= #argv do
+    local a = argv[i]
+    if o.script or o.eval then
+      o.args[#o.args + 1] = a
+    elseif a == '-h' or a == '--help' then
+      o.help = true
+    elseif a == '-v' or a == '--version' then
+      o.version = true
+    elseif a == '-e' or a == '--eval' then
+      i = i + 1
+      if argv[i] == nil then die(a .. ' requires an argument') end
+      o.eval = argv[i]
+    elseif a == '-w' or a == '--workers' or a:match('^%-%-workers=') then
+      local v = a:match('^%-%-workers=(.*)$')
+      if not v then
+        i = i + 1
+        v = argv[i]
+      end
+      if v == nil then die(a .. ' requires an argument (N or auto)') end
+      if v ~= 'auto' and not (tonumber(v) and tonumber(v) >= 1
+          and tonumber(v) % 1 == 0) then
+        die('invalid worker count "' .. v .. '": expected N >= 1 or auto')
+      end
+      o.workers = v
+    elseif a == '--' then
+      i = i + 1
+      if argv[i] then o.script = argv[i] end
+    elseif a:sub(1, 1) == '-' and a ~= '-' then
+      die('bad option: ' .. a .. ' (see luacluster -h)')
+    else
+      o.script = a
+    end
+    i = i + 1
+  end
+  return o
+end
+
+function init.main(argv)
+  local o = parse(argv)
+  if o.help then
+    io.stdout:write(USAGE)
+    return
+  end
+  if o.version then
+    local v = lc.versions()
+    io.stdout:write(('luacluster %s\n%s\nlibuv %s\n'):format(v.luacluster,
+      v.luajit, v.libuv))
+    return
+  end
+
+  local process = globals()
+  -- process.argv: Node's layout; arg: Lua's.
+  local pargv = {o.binary}
+  if o.script then pargv[2] = o.script end
+  for _, a in ipairs(o.args) do pargv[#pargv + 1] = a end
+  process.argv = pargv
+  process.argv0 = o.binary
+  local arg = {[-1] = o.binary, [0] = o.script or o.eval and '-e' or nil}
+  for i, a in ipairs(o.args) do arg[i] = a end
+  _G.arg = arg
+  process._workers = o.workers
+
+  local chunk, err
+  if o.eval then
+    chunk, err = loadstring(o.eval, '=(command line)')
+  elseif o.script then
+    local f = io.open(o.script, 'rb')
+    if not f then
+      io.stderr:write('luacluster: cannot open script ', o.script,
+        ': no such file\n')
+      lc.exit(1)
+    end
+    f:close()
+    if o.workers and not process.env.LUACLUSTER_WORKER_ID then
+      -- The script runs unmodified in workers; this process supervises.
+      return require('cluster.supervisor').run(o)
+    end
+    chunk, err = loadfile(o.script)
+  else
+    local ok, repl = pcall(require, 'repl')
+    if ok then return repl.start() end
+    io.stderr:write(USAGE)
+    lc.exit(9)
+  end
+  if not chunk then
+    io.stderr:write('luacluster: ', err, '\n')
+    lc.exit(1)
+  end
+  chunk(unpack(o.args))
+end
+
+function init.finish()
+  return require('process')._finish()
+end
+
+return init

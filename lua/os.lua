@@ -1,0 +1,50 @@
+-- os: Lua's os table, extended with Node's os functions. Lua's own
+-- functions (os.time, os.getenv, ...) keep working.
+
+local uv = require('uv')
+local lc = require('_lc')
+
+local os = os
+
+-- cpus() -> sequence of {model, speed, times = {user, nice, sys, idle,
+-- irq}} (times in ms, as Node).
+function os.cpus()
+  local out = {}
+  for i, c in ipairs(uv.cpu_info() or {}) do
+    out[i] = {model = c.model, speed = c.speed, times = {user = c.times.user,
+      nice = c.times.nice, sys = c.times.sys, idle = c.times.idle,
+      irq = c.times.irq}}
+  end
+  return out
+end
+
+function os.availableParallelism() return lc.available_parallelism() end
+function os.totalmem() return uv.get_total_memory() end
+function os.freemem() return uv.get_free_memory() end
+function os.loadavg() return {uv.loadavg()} end
+function os.hostname() return uv.os_gethostname() end
+function os.uptime() return math.floor(uv.uptime()) end
+function os.platform() return process and process.platform or 'linux' end
+function os.arch() return process and process.arch or jit.arch end
+function os.tmpdir() return (uv.os_tmpdir():gsub('(.)/$', '%1')) end
+function os.homedir() return uv.os_homedir() end
+function os.type() return uv.os_uname().sysname end
+function os.release() return uv.os_uname().release end
+function os.machine() return uv.os_uname().machine end
+function os.endianness() return require('ffi').abi('le') and 'LE' or 'BE' end
+function os.networkInterfaces() return uv.interface_addresses() end
+function os.userInfo()
+  local p = uv.os_get_passwd()
+  return {username = p.username, uid = p.uid, gid = p.gid, shell = p.shell,
+    homedir = p.homedir}
+end
+os.EOL = '\n'
+os.devNull = '/dev/null'
+os.constants = {signals = {}}
+for name, num in pairs(uv.constants) do
+  if type(name) == 'string' and name:match('^SIG[A-Z0-9]+$') then
+    os.constants.signals[name] = num
+  end
+end
+
+return os

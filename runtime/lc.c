@@ -1,0 +1,248 @@
+/* The context, the callback policy and the `_lc` core module. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+#include <unistd.h>
+#include <lualib.h>
+#include <luajit.h>
+#include "lc.h"
+
+static const char lc_ctx_key = 'c';
+static const char lc_tb_key = 't';
+
+lc_ctx *lc_get(lua_State *L) {
+  lc_ctx *ctx;
+  lua_pushlightuserdata(L, (void *)&lc_ctx_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  ctx = (lc_ctx *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (ctx == NULL) {
+    lua_pushlightuserdata(L, (void *)&lc_ctx_key);
+    ctx = (lc_ctx *)lua_newuserdata(L, sizeof(*ctx));
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->L = L;
+    ctx->loop = uv_default_loop();
+    ctx->ref_onerror = LUA_NOREF;
+    ctx->ref_ontick = LUA_NOREF;
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
+  return ctx;
+}
+
+/* Error handler: keeps the error value as it is (uncaughtException gets
+ * what was raised) and stores the traceback beside it in the registry. */
+static int lc_traceback(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&lc_tb_key);
+  lua_getglobal(L, "debug");
+  lua_getfield(L, -1, "traceback");
+  lua_remove(L, -2);
+  if (lua_type(L, 1) == LUA_TSTRING)
+    lua_pushvalue(L, 1);
+  else
+    lua_pushnil(L);
+  lua_pushinteger(L, 2);
+  lua_call(L, 2, 1);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* Hands an error (on the stack top) to the Lua policy, popping it. When no
+ * policy is installed yet (during start-up) prints it and exits 1. */
+static void lc_report(lua_State *L, lc_ctx *ctx) {
+  int err = lua_gettop(L);
+  lua_pushlightuserdata(L, (void *)&lc_tb_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (ctx->ref_onerror != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->ref_onerror);
+    lua_pushvalue(L, err);
+    lua_pushvalue(L, err + 1);
+    if (lua_pcall(L, 2, 0, 0) == 0) {
+      lua_settop(L, err - 1);
+      return;
+    }
+    /* The policy itself failed (an uncaughtException listener raised). */
+    fprintf(stderr, "%s\n", lua_tostring(L, -1) ? lua_tostring(L, -1)
+                                                : "(error object)");
+    fflush(stdout);
+    exit(7);
+  }
+  {
+    const char *msg = lua_tostring(L, err);
+    const char *tb = lua_tostring(L, err + 1);
+    fprintf(stderr, "luacluster: %s\n", tb ? tb : msg ? msg : "error");
+    fflush(stdout);
+    exit(1);
+  }
+}
+
+static void lc_drain_ticks(lua_State *L, lc_ctx *ctx) {
+  while (ctx->tick_pending && ctx->ref_ontick != LUA_NOREF) {
+    ctx->tick_pending = 0;
+    ctx->depth++;
+    lua_pushcfunction(L, lc_traceback);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->ref_ontick);
+    if (lua_pcall(L, 0, 0, -2) != 0) {
+      lua_remove(L, -2);
+      /* Ticks left after the failing one run on the next drain. */
+      ctx->tick_pending = 1;
+      ctx->depth--;
+      lc_report(L, ctx);
+      continue;
+    }
+    lua_pop(L, 1);
+    ctx->depth--;
+  }
+}
+
+int lc_pcall(lua_State *L, int nargs, int nresults) {
+  lc_ctx *ctx = lc_get(L);
+  int base = lua_gettop(L) - nargs;
+  int rc;
+  lua_pushcfunction(L, lc_traceback);
+  lua_insert(L, base);
+  ctx->depth++;
+  rc = lua_pcall(L, nargs, nresults, base);
+  ctx->depth--;
+  lua_remove(L, base);
+  if (rc != 0)
+    lc_report(L, ctx);
+  if (ctx->depth == 0)
+    lc_drain_ticks(L, ctx);
+  return rc;
+}
+
+/* luv's callback hook: the same policy for callbacks of the `uv` module. */
+int lc_luv_pcall(lua_State *L, int nargs, int nresults, int flags) {
+  int top = lua_gettop(L) - nargs - 1;
+  (void)flags;
+  if (lc_pcall(L, nargs, nresults) != 0)
+    return -1;
+  return nresults == LUA_MULTRET ? lua_gettop(L) - top : nresults;
+}
+
+int lc_push_uverr(lua_State *L, int err) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", uv_err_name(err), uv_strerror(err));
+  lua_pushstring(L, uv_err_name(err));
+  return 3;
+}
+
+/* ---- The `_lc` core module: what the Lua side needs from the host. ---- */
+
+/* _lc.set_handlers(onerror, ontick) */
+static int core_set_handlers(lua_State *L) {
+  lc_ctx *ctx = lc_get(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  luaL_unref(L, LUA_REGISTRYINDEX, ctx->ref_onerror);
+  luaL_unref(L, LUA_REGISTRYINDEX, ctx->ref_ontick);
+  lua_pushvalue(L, 2);
+  ctx->ref_ontick = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, 1);
+  ctx->ref_onerror = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+/* _lc.tick_pending(): marks the nextTick queue non-empty. */
+static int core_tick_pending(lua_State *L) {
+  lc_get(L)->tick_pending = 1;
+  return 0;
+}
+
+/* _lc.exit(code): flushes stdio and ends the process at once. */
+static int core_exit(lua_State *L) {
+  int code = (int)luaL_optinteger(L, 1, 0);
+  fflush(stdout);
+  fflush(stderr);
+  exit(code);
+  return 0;
+}
+
+/* _lc.write(fd, str): one write(2) of the whole string, retried on short
+ * writes, so a console line is never split by this process. */
+static int core_write(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  size_t len;
+  const char *s = luaL_checklstring(L, 2, &len);
+  while (len > 0) {
+    ssize_t n = write(fd, s, len);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN) {
+        /* The fd is non-blocking (shared with a parent's libuv): wait. */
+        fd_set w;
+        FD_ZERO(&w);
+        FD_SET(fd, &w);
+        select(fd + 1, NULL, &w, NULL, NULL);
+        continue;
+      }
+      return lc_push_uverr(L, uv_translate_sys_error(errno));
+    }
+    s += n;
+    len -= (size_t)n;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* _lc.isatty(fd) */
+static int core_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
+/* _lc.run(mode): runs the loop once ("once"/"nowait") or to the end
+ * ("default"); returns whether handles are still alive. Used by the spec
+ * helper to run the loop from the main chunk. */
+static int core_run(lua_State *L) {
+  static const char *const modes[] = {"default", "once", "nowait", NULL};
+  static const uv_run_mode map[] = {UV_RUN_DEFAULT, UV_RUN_ONCE,
+                                    UV_RUN_NOWAIT};
+  int m = luaL_checkoption(L, 1, "default", modes);
+  lc_ctx *ctx = lc_get(L);
+  int depth = ctx->depth;
+  /* Callbacks run from here are outermost calls: ticks drain after each. */
+  ctx->depth = 0;
+  lua_pushboolean(L, uv_run(ctx->loop, map[m]) != 0);
+  ctx->depth = depth;
+  return 1;
+}
+
+static int core_versions(lua_State *L) {
+  lua_newtable(L);
+  lua_pushstring(L, LUACLUSTER_VERSION);
+  lua_setfield(L, -2, "luacluster");
+  lua_pushstring(L, LUAJIT_VERSION);
+  lua_setfield(L, -2, "luajit");
+  lua_pushstring(L, uv_version_string());
+  lua_setfield(L, -2, "libuv");
+  return 1;
+}
+
+/* _lc.available_parallelism(): CPUs this process may run on. */
+static int core_available_parallelism(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)uv_available_parallelism());
+  return 1;
+}
+
+int luaopen_lc_core(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    {"set_handlers", core_set_handlers},
+    {"tick_pending", core_tick_pending},
+    {"exit", core_exit},
+    {"write", core_write},
+    {"isatty", core_isatty},
+    {"run", core_run},
+    {"versions", core_versions},
+    {"available_parallelism", core_available_parallelism},
+    {NULL, NULL}};
+  lua_newtable(L);
+  luaL_register(L, NULL, fns);
+  lua_pushstring(L, LUACLUSTER_SOURCE_DIR);
+  lua_setfield(L, -2, "source_dir");
+  return 1;
+}

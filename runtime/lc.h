@@ -1,0 +1,52 @@
+/* luacluster: the host's shared context and the one way C calls into Lua. */
+#ifndef LC_H
+#define LC_H
+
+#include <stddef.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include <uv.h>
+
+/* One embedded Lua module: its require name, source path (chunk name) and
+ * bytecode. The table lc_lua_modules is generated at build time. */
+typedef struct {
+  const char *name;
+  const char *path;
+  const unsigned char *data;
+  size_t size;
+} lc_module;
+
+extern const lc_module lc_lua_modules[];
+
+/* Per-state context, owned by the Lua state (a userdata under a registry
+ * key). Every libuv handle of the runtime reaches it through its data. */
+typedef struct lc_ctx {
+  lua_State *L;
+  uv_loop_t *loop;
+  int ref_onerror;  /* function(err, traceback): uncaughtException policy. */
+  int ref_ontick;   /* function(): drains the nextTick queue. */
+  int tick_pending; /* set when nextTick queued something. */
+  int depth;        /* nesting of lc_pcall; ticks drain at depth 0. */
+} lc_ctx;
+
+lc_ctx *lc_get(lua_State *L);
+
+/* Calls the function below nargs arguments on the stack, protected, with a
+ * traceback. On error the error goes to process' policy (uncaughtException
+ * or traceback and exit 1) and nothing is left on the stack. After the
+ * outermost call the nextTick queue is drained. Returns 0 on success (with
+ * nresults pushed) or the Lua error code. */
+int lc_pcall(lua_State *L, int nargs, int nresults);
+
+/* Registers the embedded modules and the C modules in package.preload.
+ * With LUACLUSTER_LUA_DIR set, Lua modules are loaded from that folder. */
+void lc_preload(lua_State *L);
+
+/* C modules. */
+int luaopen_lc_core(lua_State *L);
+int luaopen_lc_http(lua_State *L);
+
+/* Pushes nil, message, code (luv's convention for operational errors). */
+int lc_push_uverr(lua_State *L, int err);
+
+#endif

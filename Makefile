@@ -1,0 +1,51 @@
+# The two commands of the README: `make run` and `make test`. Both install
+# what is missing (vendor/setup.sh), build, and run.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+BIN = $(BUILD)/luacluster
+ASAN_BUILD = build-asan
+MAIN_EXAMPLE ?= examples/hello_cluster.lua
+
+.PHONY: all build run test test-only test-asan setup setup-test bench clean \
+	install fuzz
+
+all: build
+
+setup:
+	@sh vendor/setup.sh build
+
+setup-test:
+	@sh vendor/setup.sh test
+
+build: setup
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	$(BIN) $(MAIN_EXAMPLE)
+
+# Every spec under the release build.
+test: setup-test build
+	$(BIN) spec/run.lua $(SPEC_ARGS)
+
+test-only:
+	$(BIN) spec/run.lua $(SPEC_ARGS)
+
+# The same specs under ASan + UBSan.
+test-asan: setup-test
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	$(ASAN_BUILD)/luacluster spec/run.lua $(SPEC_ARGS)
+
+bench:
+	@sh vendor/setup.sh bench
+	@$(MAKE) build
+	sh bench/run.sh
+
+install: build
+	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,256 @@
+-- Spec helpers: run the event loop from a spec as plain code, start the
+-- real binary as a subprocess, and talk to servers over loopback.
+--
+--   local h = require('helper')
+--   h.wait(function() return done end, 2000)     -- true once done
+--   local r = h.run({'-e', 'print(1)'})          -- {code, signal, stdout,
+--                                                --  stderr}
+--   local p = h.spawn({'examples/x.lua'})        -- p:wait(ms), p:kill()
+--
+-- Every process a spec starts is killed by pid when the spec file ends
+-- (h.cleanup() runs from an `after_each`-free finaliser below), so no
+-- listener or worker outlives a test.
+
+local uv = require('uv')
+local lc = require('_lc')
+
+local h = {}
+
+-- The binary under test: the one running the specs.
+h.bin = uv.exepath()
+h.root = uv.cwd()
+
+------------------------------------------------------------------------------
+-- The loop.
+
+-- wait(cond, timeout_ms) -> true when cond() became true, false when the
+-- deadline passed first. Runs the event loop meanwhile.
+function h.wait(cond, timeout)
+  timeout = timeout or 5000
+  local deadline = uv.now() + timeout
+  if cond() then return true end
+  local tick = uv.new_timer()
+  tick:start(10, 10, function() end)
+  local ok = false
+  while true do
+    lc.run('once')
+    if cond() then ok = true break end
+    uv.update_time()
+    if uv.now() >= deadline then break end
+  end
+  tick:close()
+  lc.run('nowait')
+  return ok
+end
+
+-- sleep(ms): runs the loop for ms milliseconds.
+function h.sleep(ms)
+  local done = false
+  local t = uv.new_timer()
+  t:start(ms, 0, function() done = true end)
+  h.wait(function() return done end, ms + 1000)
+  t:close()
+end
+
+-- await(fn, timeout): fn(cb) starts something async that calls cb(...)
+-- once; returns what cb got (raises on timeout).
+function h.await(fn, timeout)
+  local got
+  fn(function(...) got = {n = select('#', ...), ...} end)
+  assert(h.wait(function() return got ~= nil end, timeout or 5000),
+    'timed out waiting for a callback')
+  return unpack(got, 1, got.n)
+end
+
+------------------------------------------------------------------------------
+-- Subprocesses.
+
+local live = {}
+
+local Proc = {}
+Proc.__index = Proc
+
+-- spawn(args, opts) starts `luacluster args...` (or opts.cmd) with stdout
+-- and stderr captured. opts: env (table of extra variables), cwd, cmd,
+-- stdin (string written then closed).
+function h.spawn(args, opts)
+  opts = opts or {}
+  local p = setmetatable({stdout = '', stderr = '', args = args}, Proc)
+  local out, err = uv.new_pipe(false), uv.new_pipe(false)
+  local inp = uv.new_pipe(false)
+  local env
+  if opts.env or opts.clearenv then
+    local e = {}
+    if not opts.clearenv then
+      for k, v in pairs(process.env) do e[k] = v end
+    end
+    for k, v in pairs(opts.env or {}) do e[k] = v ~= false and v or nil end
+    env = {}
+    for k, v in pairs(e) do env[#env + 1] = k .. '=' .. tostring(v) end
+  end
+  local handle, pid = uv.spawn(opts.cmd or h.bin, {
+    args = args, stdio = {inp, out, err}, env = env, cwd = opts.cwd,
+  }, function(code, signal)
+    p.code = code
+    p.signal = signal ~= 0 and process.signals[signal] or nil
+    p.exited = true
+    live[p] = nil
+  end)
+  assert(handle, 'spawn failed: ' .. tostring(pid))
+  p.handle, p.pid = handle, pid
+  live[p] = true
+  out:read_start(function(e, data)
+    if data then p.stdout = p.stdout .. data
+    else p.outdone = true out:close() end
+  end)
+  err:read_start(function(e, data)
+    if data then p.stderr = p.stderr .. data
+    else p.errdone = true err:close() end
+  end)
+  if opts.stdin then
+    inp:write(opts.stdin)
+  end
+  inp:shutdown(function() inp:close() end)
+  return p
+end
+
+-- wait(timeout) -> true once the process exited and its output is read.
+function Proc:wait(timeout)
+  return h.wait(function()
+    return self.exited and self.outdone and self.errdone
+  end, timeout or 10000)
+end
+
+-- wait_output(pattern, timeout) -> true once stdout matches pattern.
+function Proc:wait_output(pattern, timeout)
+  return h.wait(function()
+    return self.stdout:find(pattern) ~= nil or self.exited
+  end, timeout or 5000) and self.stdout:find(pattern) ~= nil
+end
+
+function Proc:wait_stderr(pattern, timeout)
+  return h.wait(function()
+    return self.stderr:find(pattern) ~= nil or self.exited
+  end, timeout or 5000) and self.stderr:find(pattern) ~= nil
+end
+
+function Proc:kill(sig)
+  if not self.exited then
+    pcall(uv.kill, self.pid, sig or 'sigterm')
+  end
+end
+
+-- stop(): SIGTERM, then SIGKILL if still alive after a second; waits.
+function Proc:stop()
+  if self.exited then return end
+  self:kill('sigterm')
+  if not self:wait(2000) then
+    self:kill('sigkill')
+    self:wait(2000)
+  end
+end
+
+-- run(args, opts) -> {code, signal, stdout, stderr} once it exited.
+function h.run(args, opts)
+  local p = h.spawn(args, opts)
+  assert(p:wait((opts and opts.timeout) or 10000),
+    'timed out: luacluster ' .. table.concat(args, ' '))
+  return p
+end
+
+-- Kills every process still running (by pid), then their children: a
+-- spec never leaves a worker or a listener behind.
+function h.cleanup()
+  for p in pairs(live) do
+    p:kill('sigkill')
+  end
+  h.wait(function() return next(live) == nil end, 3000)
+end
+
+-- pids_of(ppid) -> the pids whose parent is ppid (from /proc).
+function h.children(ppid)
+  local out = {}
+  local f = io.popen('ps -o pid= --ppid ' .. ppid .. ' 2>/dev/null')
+  for line in f:lines() do out[#out + 1] = tonumber(line) end
+  f:close()
+  return out
+end
+
+-- alive(pid) -> whether a process with that pid exists.
+function h.alive(pid)
+  local ok = uv.kill(pid, 0)
+  if not ok then return false end
+  local f = io.open('/proc/' .. pid .. '/stat')
+  if not f then return false end
+  local st = f:read('*a')
+  f:close()
+  return not st:match('^%d+ %b() Z')
+end
+
+-- tmpfile(content, suffix) -> path of a new file holding content.
+function h.tmpfile(content, suffix)
+  local path = os.tmpname() .. (suffix or '.lua')
+  local f = assert(io.open(path, 'wb'))
+  f:write(content)
+  f:close()
+  return path
+end
+
+------------------------------------------------------------------------------
+-- Loopback clients.
+
+-- free_port() -> a TCP port nothing listens on now.
+function h.free_port()
+  local s = uv.new_tcp()
+  s:bind('127.0.0.1', 0)
+  local port = s:getsockname().port
+  s:close()
+  return port
+end
+
+-- request(port, raw, opts) sends raw bytes and returns everything read
+-- until the server closes or opts.until(buffer) is true or the timeout.
+-- Returns data, err ('timeout', 'refused', ...).
+function h.raw(port, raw, opts)
+  opts = opts or {}
+  local c = uv.new_tcp()
+  local data, err, done = '', nil, false
+  c:connect(opts.host or '127.0.0.1', port, function(e)
+    if e then err, done = e, true return end
+    c:read_start(function(e2, chunk)
+      if e2 then err, done = e2, true
+      elseif chunk then
+        data = data .. chunk
+        if opts['until'] and opts['until'](data) then done = true end
+      else done = true end
+    end)
+    if type(raw) == 'table' then
+      for _, part in ipairs(raw) do c:write(part) end
+    else
+      c:write(raw)
+    end
+  end)
+  if not h.wait(function() return done end, opts.timeout or 5000) then
+    err = err or 'timeout'
+  end
+  if not c:is_closing() then c:close() end
+  return data, err
+end
+
+-- get(port, path, headers) -> status, body, headers, raw; one HTTP/1.1
+-- request with Connection: close.
+function h.get(port, path, headers)
+  local req = 'GET ' .. (path or '/') .. ' HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+  for k, v in pairs(headers or {}) do req = req .. k .. ': ' .. v .. '\r\n' end
+  req = req .. 'Connection: close\r\n\r\n'
+  local data, err = h.raw(port, req)
+  local status = tonumber(data:match('^HTTP/1%.%d (%d%d%d)'))
+  local head, body = data:match('^(.-)\r\n\r\n(.*)$')
+  local hdrs = {}
+  for k, v in (head or ''):gmatch('\r\n([^:\r\n]+):%s*([^\r\n]*)') do
+    hdrs[k:lower()] = v
+  end
+  return status, body, hdrs, data, err
+end
+
+return h

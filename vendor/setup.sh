@@ -24,6 +24,12 @@ esac
 
 missing=""
 for p in $want; do
+  # A Node.js from another Debian repository (NodeSource's nodejs bundles
+  # npm) conflicts with Debian's npm package: a working command is enough.
+  case $p in
+    nodejs) command -v node >/dev/null 2>&1 && continue ;;
+    npm) command -v npm >/dev/null 2>&1 && continue ;;
+  esac
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
       grep -q 'install ok installed'; then
     missing="$missing $p"
@@ -42,12 +48,13 @@ else
   $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-# The benchmark's load tool from the npm registry, in bench/node_modules.
+# The benchmark's load tool from the npm registry, in bench/node_modules,
+# at the version bench/package.json pins (no lock file is written).
 if [ "${1:-build}" = bench ] || [ "${1:-build}" = all ]; then
   here=$(cd "$(dirname "$0")/.." && pwd)
   if [ ! -x "$here/bench/node_modules/.bin/loadtest" ]; then
     echo "setup: npm install loadtest (bench/)"
     (cd "$here/bench" && npm install --no-audit --no-fund --silent \
-      loadtest@8 >/dev/null)
+      --no-package-lock >/dev/null)
   fi
 fi

@@ -1,0 +1,457 @@
+#!/usr/bin/env bash
+# bench/run.sh: luacluster against node and nginx+lua on the same routes.
+#
+# For each worker count and each route, the three servers of bench/servers/
+# run interleaved (A B C, A B C, ... for ROUNDS rounds) on one port. Each run:
+# start the server in its own session, time it to its first 200, check the
+# route's body, warm up, run wrk pinned to one core, read the CPU time of all
+# the server's processes around the wrk run, wait until the server is idle,
+# read each worker's RSS, run loadtest on / (the article's tool), and stop
+# every process by pid. Results: bench/results/latest.md (and stdout).
+#
+# Knobs (env): ROUNDS=3 DUR=5 DUR_WORK=3 DUR_CPU=2 WARMUP=1 CONNS=50
+#   WORKERS_LIST="1 2" ROUTES="/ /work /cpu" PEERS="luacluster node nginx"
+#   PORT=18080 WRK_CPU=1 SERVER_CPUS= (e.g. 0 to pin servers; default
+#   unpinned) LOADTEST=1 LT_CONC=100 LT_N=1000 LUACLUSTER=build/luacluster
+#   OUT=bench/results/latest.md QUICK=1 (one short round, for smoke tests).
+# Every load is bounded in count and time; every process started here is
+# ended by pid, also on Ctrl-C or error.
+
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
+set -euo pipefail
+export LC_ALL=C
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+
+if [ "${QUICK:-0}" = 1 ]; then
+  ROUNDS=${ROUNDS:-1} DUR=${DUR:-2} DUR_WORK=${DUR_WORK:-1}
+  DUR_CPU=${DUR_CPU:-1} WARMUP=${WARMUP:-0} LT_N=${LT_N:-500}
+fi
+ROUNDS=${ROUNDS:-3}
+DUR=${DUR:-5}
+DUR_WORK=${DUR_WORK:-3}
+DUR_CPU=${DUR_CPU:-2}
+WARMUP=${WARMUP:-1}
+CONNS=${CONNS:-50}
+WORKERS_LIST=${WORKERS_LIST:-1 2}
+ROUTES=${ROUTES:-/ /work /cpu}
+PEERS=${PEERS:-luacluster node nginx}
+PORT=${PORT:-18080}
+WRK_CPU=${WRK_CPU:-1}
+SERVER_CPUS=${SERVER_CPUS:-}
+LOADTEST=${LOADTEST:-1}
+LT_CONC=${LT_CONC:-100}
+LT_N=${LT_N:-1000}
+LUACLUSTER=${LUACLUSTER:-$root/build/luacluster}
+OUT=${OUT:-$here/results/latest.md}
+STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-10}
+STOP_TIMEOUT=${STOP_TIMEOUT:-5}
+IDLE_MAX=${IDLE_MAX:-5}
+LOADTEST_BIN=$here/node_modules/.bin/loadtest
+HZ=$(getconf CLK_TCK)
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/luacluster-bench.XXXXXX")
+raw=$tmp/raw.tsv
+server=""        # pid of the running server's leader (its own session)
+server_pids=""   # every pid of the running server, leader first
+startup_us=0     # its time from exec to the first 200 on /
+helpers=""       # pids of running load tools
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "bench: $*"; exit 1; }
+
+# ---------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------
+
+# Prints the pids of the server led by $1: its process group (it runs in its
+# own session) plus every descendant, leader first.
+collect_pids() {
+  ps -e -o pid=,ppid=,pgid= | awk -v L="$1" '
+    { pid[NR] = $1; ppid[NR] = $2; pg[NR] = $3 }
+    END {
+      keep[L] = 1; printf "%s", L
+      for (n = 1; n > 0;) {            # grow the set to a fixed point
+        n = 0
+        for (i = 1; i <= NR; i++)
+          if (!(pid[i] in keep) && (pg[i] == L || (ppid[i] in keep))) {
+            keep[pid[i]] = 1; printf " %s", pid[i]; n++
+          }
+      }
+      print ""
+    }'
+}
+
+# True when pid $1 is gone or a zombie.
+gone() {
+  local line
+  { IFS= read -r line </proc/"$1"/stat; } 2>/dev/null || return 0
+  line=${line##*) }
+  [ "${line%% *}" = Z ]
+}
+
+# Sum of utime+stime, in clock ticks, of the pids given.
+cpu_ticks() {
+  local p line sum=0
+  local -a f
+  for p in "$@"; do
+    { IFS= read -r line </proc/"$p"/stat; } 2>/dev/null || continue
+    read -r -a f <<<"${line##*) }"
+    sum=$((sum + f[11] + f[12]))
+  done
+  echo "$sum"
+}
+
+# VmRSS of pid $1 in kB (0 if gone).
+rss_kb() {
+  awk '/^VmRSS:/ { print $2; f = 1 } END { if (!f) print 0 }' \
+    /proc/"$1"/status 2>/dev/null || echo 0
+}
+
+# Is anything listening on 127.0.0.1:$PORT (v4 or v6)?
+port_busy() {
+  local hex
+  hex=$(printf '%04X' "$PORT")
+  awk -v p=":$hex" '$4 == "0A" && substr($2, length($2) - 4) == p { f = 1 }
+    END { exit !f }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+# Stops the running server: SIGTERM to its group and to each of its pids,
+# SIGKILL to what is left after STOP_TIMEOUT; then checks the port is free.
+stop_server() {
+  [ -n "$server" ] || return 0
+  local pids p left i
+  pids="$server_pids $(collect_pids "$server")"
+  kill -TERM -- "-$server" 2>/dev/null || true
+  for p in $pids; do kill -TERM "$p" 2>/dev/null || true; done
+  for ((i = 0; i < STOP_TIMEOUT * 20; i++)); do
+    left=""
+    for p in $pids; do gone "$p" || left="$left $p"; done
+    [ -z "$left" ] && break
+    sleep 0.05
+  done
+  if [ -n "$left" ]; then
+    say "bench: server $server still running after ${STOP_TIMEOUT}s:" \
+      "SIGKILL to$left"
+    kill -KILL -- "-$server" 2>/dev/null || true
+    for p in $left; do kill -KILL "$p" 2>/dev/null || true; done
+  fi
+  wait "$server" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do port_busy || break; sleep 0.05; done
+  port_busy && say "bench: port $PORT still has a listener after stopping"
+  server="" server_pids=""
+  return 0
+}
+
+cleanup() {
+  local p
+  trap - EXIT INT TERM
+  for p in $helpers; do kill -TERM "$p" 2>/dev/null || true; done
+  stop_server
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'say "bench: interrupted"; exit 130' INT TERM
+
+# Runs a bounded load tool in the background so a signal reaches our trap at
+# once; its output goes to $1.
+run_tool() {
+  local out=$1 rc=0
+  shift
+  "$@" >"$out" 2>&1 &
+  helpers=$!
+  wait "$helpers" || rc=$?
+  helpers=""
+  return $rc
+}
+
+# Command line of peer $1.
+peer_cmd() {
+  case $1 in
+    luacluster) echo "$LUACLUSTER $here/servers/luacluster.lua" ;;
+    node) echo "node $here/servers/node.js" ;;
+    nginx) echo "$here/servers/nginx.sh" ;;
+    *) die "unknown peer $1" ;;
+  esac
+}
+
+# Starts peer $1 with $2 workers; on success sets $server and $startup_us,
+# the microseconds from exec to the first 200 on /. Logs: $tmp/$1.log.
+start_server() {
+  local peer=$1 workers=$2 t0 t1 cmd
+  port_busy && die "port $PORT is already in use by another program"
+  cmd=$(peer_cmd "$peer")
+  local pin=()
+  [ -n "$SERVER_CPUS" ] && pin=(taskset -c "$SERVER_CPUS")
+  mkdir -p "$tmp/nginx"
+  t0=${EPOCHREALTIME/./}
+  # Not a group leader, so setsid execs in place: $! is the server's pid.
+  PORT=$PORT WORKERS=$workers NGINX_PREFIX=$tmp/nginx \
+    setsid "${pin[@]}" $cmd >>"$tmp/$peer.log" 2>&1 </dev/null &
+  server=$!
+  if ! t1=$(first_200 "$server"); then
+    say "bench: $peer did not answer 200 on / within ${STARTUP_TIMEOUT}s;" \
+      "its log:"
+    tail -n 15 "$tmp/$peer.log" | sed 's/^/  | /' >&2
+    stop_server
+    return 1
+  fi
+  startup_us=$((t1 - t0))
+}
+
+# Polls / with bash's /dev/tcp (no fork per try, ~2 ms apart) until it
+# answers 200; prints the time of that answer in microseconds. Fails if pid
+# $1 exits or STARTUP_TIMEOUT passes.
+first_200() (
+  trap '' PIPE
+  local fd line pause deadline
+  mkfifo "$tmp/pause.$BASHPID"
+  exec {pause}<>"$tmp/pause.$BASHPID"
+  rm -f "$tmp/pause.$BASHPID"
+  deadline=$(( ${EPOCHREALTIME/./} + STARTUP_TIMEOUT * 1000000 ))
+  while :; do
+    if { exec {fd}<>/dev/tcp/127.0.0.1/"$PORT"; } 2>/dev/null; then
+      line=""
+      printf 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' \
+        >&"$fd" 2>/dev/null && IFS= read -r -t 2 line <&"$fd" || true
+      exec {fd}>&-
+      case $line in
+        "HTTP/1."?" 200"*) echo "${EPOCHREALTIME/./}"; return 0 ;;
+      esac
+    fi
+    gone "$1" && return 1
+    [ "${EPOCHREALTIME/./}" -lt "$deadline" ] || return 1
+    read -r -t 0.002 -u "$pause" line || true
+  done
+)
+
+# Waits until the server's CPU ticks stop increasing (one tick at most in
+# 0.25 s), up to IDLE_MAX seconds.
+wait_idle() {
+  local a b i
+  a=$(cpu_ticks $server_pids)
+  for ((i = 0; i < IDLE_MAX * 4; i++)); do
+    sleep 0.25
+    b=$(cpu_ticks $server_pids)
+    [ $((b - a)) -le 1 ] && return 0
+    a=$b
+  done
+  say "bench: server still busy after ${IDLE_MAX}s"
+}
+
+expected_body() {
+  case $1 in
+    /) echo "Hello World" ;;
+    /cpu) echo "done" ;;
+    /work) echo "50000005000000" ;;
+  esac
+}
+
+# Prints the framing of the route's response (length or chunked) if its body
+# is the expected one; fails otherwise.
+check_route() {
+  local route=$1 hdr body
+  hdr=$tmp/headers
+  body=$(curl -s -m 10 -D "$hdr" "http://127.0.0.1:$PORT$route") || return 1
+  [ "$body" = "$(expected_body "$route")" ] || {
+    say "bench: $route answered '$body'"
+    return 1
+  }
+  if grep -qi '^transfer-encoding: *chunked' "$hdr"; then echo chunked
+  elif grep -qi '^content-length:' "$hdr"; then echo length
+  else echo close; fi
+}
+
+dur_of() {
+  case $1 in
+    /work) echo "$DUR_WORK" ;;
+    /cpu) echo "$DUR_CPU" ;;
+    *) echo "$DUR" ;;
+  esac
+}
+
+# Latency "830.00us" / "1.09ms" / "2.01s" to milliseconds.
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    n = v + 0
+    if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /s$/) n *= 1000
+    printf "%.3f", n }'
+}
+
+# ---------------------------------------------------------------------------
+# One run
+# ---------------------------------------------------------------------------
+
+# One measured run of peer $1, $2 workers, route $3, round $4: appends a row
+# to $raw.
+run_one() {
+  local peer=$1 workers=$2 route=$3 round=$4
+  local framing dur url c0 c1 reqs rps p50 p99 errs lt_rps="" \
+    lt_mean="" rss_sum=0 nworkers=0 rss_primary p npids0 npids1 note=""
+  url="http://127.0.0.1:$PORT$route"
+  dur=$(dur_of "$route")
+
+  if ! start_server "$peer" "$workers"; then
+    printf '%s\t%s\t%s\t%s\tfailed-start\n' "$workers" "$route" "$round" \
+      "$peer" >>"$raw"
+    return 0
+  fi
+  server_pids=$(collect_pids "$server")
+  if ! framing=$(check_route "$route"); then
+    say "bench: $peer answered $route wrongly; skipping this run"
+    printf '%s\t%s\t%s\t%s\tbad-body\n' "$workers" "$route" "$round" \
+      "$peer" >>"$raw"
+    stop_server
+    return 0
+  fi
+
+  if [ "$WARMUP" != 0 ]; then
+    run_tool "$tmp/warmup.out" taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" \
+      -d"${WARMUP}s" --timeout 10s "$url" || true
+    wait_idle
+  fi
+
+  server_pids=$(collect_pids "$server")
+  npids0=$(wc -w <<<"$server_pids")
+  c0=$(cpu_ticks $server_pids)
+  run_tool "$tmp/wrk.out" taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" \
+    -d"${dur}s" --timeout 10s --latency "$url" || note="wrk-failed"
+  c1=$(cpu_ticks $server_pids)
+  npids1=$(wc -w <<<"$(collect_pids "$server")")
+  [ "$npids0" = "$npids1" ] || note="${note:+$note,}procs-$npids0-to-$npids1"
+
+  reqs=$(awk '/ requests in / { print $1 }' "$tmp/wrk.out")
+  rps=$(awk '/^Requests\/sec:/ { print $2 }' "$tmp/wrk.out")
+  p50=$(awk '/^ +50%/ { print $2 }' "$tmp/wrk.out")
+  p99=$(awk '/^ +99%/ { print $2 }' "$tmp/wrk.out")
+  errs=$(awk '/Non-2xx/ { n += $NF }
+    /Socket errors/ { gsub(/[^0-9 ]/, " "); n += $1 + $2 + $3 + $4 }
+    END { print n + 0 }' "$tmp/wrk.out")
+  cat "$tmp/wrk.out" >>"$tmp/wrk.all"
+  if [ -z "$reqs" ] || [ "${reqs:-0}" -eq 0 ]; then
+    say "bench: wrk got no answers from $peer"
+    sed 's/^/  | /' "$tmp/wrk.out" >&2
+    reqs=0 rps=0 p50=0 p99=0 note="${note:+$note,}no-requests"
+  else
+    p50=$(to_ms "$p50") p99=$(to_ms "$p99")
+  fi
+
+  wait_idle
+  rss_primary=$(rss_kb "$server")
+  for p in $(ps -o pid= --ppid "$server"); do
+    rss_sum=$((rss_sum + $(rss_kb "$p"))) nworkers=$((nworkers + 1))
+  done
+
+  if [ "$LOADTEST" = 1 ] && [ "$route" = / ]; then
+    if run_tool "$tmp/lt.out" taskset -c "$WRK_CPU" "$LOADTEST_BIN" \
+        -c "$LT_CONC" -n "$LT_N" "$url"; then
+      lt_rps=$(awk '/^Effective rps:/ { print $3 }' "$tmp/lt.out")
+      lt_mean=$(awk '/^Mean latency:/ { print $3 }' "$tmp/lt.out")
+      if ! grep -q '^Total errors: *0$' "$tmp/lt.out"; then
+        note="${note:+$note,}loadtest-errors"
+      fi
+    else
+      note="${note:+$note,}loadtest-failed"
+    fi
+  fi
+
+  stop_server
+  # workers route round peer status startup_ms reqs rps p50 p99 errors
+  # cpu_ticks cpu_us_per_req nworkers rss_worker_kb rss_primary_kb lt_rps
+  # lt_mean_ms framing note
+  awk -v OFS='\t' -v w="$workers" -v r="$route" -v n="$round" -v p="$peer" \
+    -v st="$startup_us" -v q="$reqs" -v rps="$rps" -v p50="$p50" -v p99="$p99" \
+    -v e="$errs" -v t=$((c1 - c0)) -v hz="$HZ" -v nw="$nworkers" \
+    -v rs="$rss_sum" -v rp="$rss_primary" -v lr="$lt_rps" -v lm="$lt_mean" \
+    -v f="$framing" -v note="$note" 'BEGIN {
+      cpu = q > 0 ? t * 1e6 / hz / q : 0
+      print w, r, n, p, "ok", sprintf("%.1f", st / 1000), q, rps, p50, p99,
+        e, t, sprintf("%.2f", cpu), nw, (nw ? int(rs / nw) : 0), rp, lr, lm,
+        f, note }' >>"$raw"
+  say "$(printf '  %-10s w=%s %-5s round %s: %9s req/s  p99 %8s ms  %7s us/req' \
+    "$peer" "$workers" "$route" "$round" "$rps" "$p99" \
+    "$(tail -n 1 "$raw" | cut -f 13)")"
+}
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+for tool in wrk taskset curl ps setsid; do
+  command -v "$tool" >/dev/null || die "$tool missing: run sh vendor/setup.sh bench"
+done
+if [ "$LOADTEST" = 1 ] && [ ! -x "$LOADTEST_BIN" ]; then
+  die "loadtest missing: run sh vendor/setup.sh bench"
+fi
+[ "$(nproc)" -ge 2 ] || say "bench: one CPU only: wrk and the servers share it"
+
+# Which peers can run at all: each is started once with one worker and must
+# answer every route with the expected body; a peer that cannot is skipped.
+peers=""
+for peer in $PEERS; do
+  case $peer in
+    luacluster) [ -x "$LUACLUSTER" ] || {
+      say "bench: skipping luacluster: $LUACLUSTER not built (make build)"
+      continue; } ;;
+    node) command -v node >/dev/null || {
+      say "bench: skipping node: not installed"; continue; } ;;
+    nginx) command -v nginx >/dev/null || {
+      say "bench: skipping nginx: not installed"; continue; } ;;
+  esac
+  if ! start_server "$peer" 1; then
+    say "bench: skipping $peer: it does not start and serve /"
+    continue
+  fi
+  ok=1
+  for route in $ROUTES; do
+    check_route "$route" >/dev/null || { ok=0; break; }
+  done
+  stop_server
+  if [ "$ok" = 1 ]; then
+    peers="$peers $peer"
+  else
+    say "bench: skipping $peer: $route does not answer its expected body"
+  fi
+done
+peers=${peers# }
+[ -n "$peers" ] || die "no peer could be started"
+say "bench: peers: $peers; workers: $WORKERS_LIST; routes: $ROUTES;" \
+  "rounds: $ROUNDS; wrk -c$CONNS, ${DUR}s (/work ${DUR_WORK}s, /cpu ${DUR_CPU}s)"
+
+started=$SECONDS
+for workers in $WORKERS_LIST; do
+  for route in $ROUTES; do
+    for ((round = 1; round <= ROUNDS; round++)); do
+      for peer in $peers; do
+        run_one "$peer" "$workers" "$route" "$round"
+      done
+    done
+  done
+done
+elapsed=$((SECONDS - started))
+
+mkdir -p "$(dirname "$OUT")"
+version() { "$@" 2>&1 | head -n 1 || true; }
+{
+  echo "# luacluster benchmark: latest run"
+  echo
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $elapsed s; $(nproc) CPUs" \
+    "($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), Linux" \
+    "$(uname -r)."
+  echo
+  echo "- luacluster: $( [ -x "$LUACLUSTER" ] && version "$LUACLUSTER" -v)"
+  echo "- node: $(version node --version)"
+  echo "- nginx: $(version nginx -v) + lua module"
+  echo "- wrk: $(version wrk -v | awk '{ print $1, $2 }'), loadtest:" \
+    "$(version "$LOADTEST_BIN" --version 2>/dev/null || true)"
+  echo "- knobs: ROUNDS=$ROUNDS DUR=$DUR DUR_WORK=$DUR_WORK DUR_CPU=$DUR_CPU" \
+    "WARMUP=$WARMUP CONNS=$CONNS WRK_CPU=$WRK_CPU" \
+    "SERVER_CPUS=${SERVER_CPUS:-unpinned} LT_CONC=$LT_CONC LT_N=$LT_N" \
+    "${QUICK:+QUICK=$QUICK}"
+  echo "- peers run: $peers"
+  echo
+  awk -f "$here/summarize.awk" "$raw"
+} >"$OUT"
+cat "$OUT"
+say "bench: written to ${OUT#"$root"/}"

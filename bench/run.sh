@@ -91,16 +91,18 @@ gone() {
   [ "${line%% *}" = Z ]
 }
 
-# Sum of utime+stime, in clock ticks, of the pids given.
+# Sum of utime+stime, in clock ticks, of the pids given; with -s, prints
+# "total system" instead.
 cpu_ticks() {
-  local p line sum=0
+  local p line sum=0 sys=0 both=0
   local -a f
+  [ "${1:-}" = -s ] && { both=1; shift; }
   for p in "$@"; do
     { IFS= read -r line </proc/"$p"/stat; } 2>/dev/null || continue
     read -r -a f <<<"${line##*) }"
-    sum=$((sum + f[11] + f[12]))
+    sum=$((sum + f[11] + f[12])) sys=$((sys + f[12]))
   done
-  echo "$sum"
+  if [ "$both" = 1 ]; then echo "$sum $sys"; else echo "$sum"; fi
 }
 
 # VmRSS of pid $1 in kB (0 if gone).
@@ -288,7 +290,7 @@ to_ms() {
 run_one() {
   local peer=$1 workers=$2 route=$3 round=$4
   local framing dur url c0 c1 reqs rps p50 p99 errs lt_rps="" \
-    lt_mean="" rss_sum=0 nworkers=0 rss_primary p npids0 npids1 note=""
+    lt_mean="" rss_sum=0 nworkers=0 rss_primary p npids0 npids1 note="" c0 c1 s0 s1
   url="http://127.0.0.1:$PORT$route"
   dur=$(dur_of "$route")
 
@@ -314,10 +316,10 @@ run_one() {
 
   server_pids=$(collect_pids "$server")
   npids0=$(wc -w <<<"$server_pids")
-  c0=$(cpu_ticks $server_pids)
+  read -r c0 s0 <<<"$(cpu_ticks -s $server_pids)"
   run_tool "$tmp/wrk.out" taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" \
     -d"${dur}s" --timeout 10s --latency "$url" || note="wrk-failed"
-  c1=$(cpu_ticks $server_pids)
+  read -r c1 s1 <<<"$(cpu_ticks -s $server_pids)"
   npids1=$(wc -w <<<"$(collect_pids "$server")")
   [ "$npids0" = "$npids1" ] || note="${note:+$note,}procs-$npids0-to-$npids1"
 
@@ -359,16 +361,16 @@ run_one() {
   stop_server
   # workers route round peer status startup_ms reqs rps p50 p99 errors
   # cpu_ticks cpu_us_per_req nworkers rss_worker_kb rss_primary_kb lt_rps
-  # lt_mean_ms framing note
+  # lt_mean_ms framing note sys_ticks
   awk -v OFS='\t' -v w="$workers" -v r="$route" -v n="$round" -v p="$peer" \
     -v st="$startup_us" -v q="$reqs" -v rps="$rps" -v p50="$p50" -v p99="$p99" \
     -v e="$errs" -v t=$((c1 - c0)) -v hz="$HZ" -v nw="$nworkers" \
     -v rs="$rss_sum" -v rp="$rss_primary" -v lr="$lt_rps" -v lm="$lt_mean" \
-    -v f="$framing" -v note="$note" 'BEGIN {
+    -v f="$framing" -v note="$note" -v st_sys=$((s1 - s0)) 'BEGIN {
       cpu = q > 0 ? t * 1e6 / hz / q : 0
       print w, r, n, p, "ok", sprintf("%.1f", st / 1000), q, rps, p50, p99,
         e, t, sprintf("%.2f", cpu), nw, (nw ? int(rs / nw) : 0), rp, lr, lm,
-        f, note }' >>"$raw"
+        f, note, st_sys }' >>"$raw"
   say "$(printf '  %-10s w=%s %-5s round %s: %9s req/s  p99 %8s ms  %7s us/req' \
     "$peer" "$workers" "$route" "$round" "$rps" "$p99" \
     "$(tail -n 1 "$raw" | cut -f 13)")"

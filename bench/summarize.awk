@@ -3,7 +3,7 @@
 # rounds, the ratios luacluster/node and luacluster/nginx, then every run.
 # Fields: workers route round peer status startup_ms requests rps p50_ms
 # p99_ms errors cpu_ticks cpu_us_per_req nworkers rss_worker_kb
-# rss_primary_kb lt_rps lt_mean_ms framing note.
+# rss_primary_kb lt_rps lt_mean_ms framing note sys_ticks.
 BEGIN { FS = "\t" }
 
 {
@@ -15,6 +15,7 @@ BEGIN { FS = "\t" }
   if ($5 != "ok") { failed[k]++; next }
   n = ++count[k]
   for (f = 6; f <= 18; f++) val[k, f, n] = $f
+  val[k, 21, n] = $12 > 0 ? 100 * $21 / $12 : ""
   if ($11 + 0 > 0) errors[k] += $11
   if ($19 != "") framing[k] = $19
   if ($20 != "") notes[k] = notes[k] (notes[k] == "" ? "" : ",") $20
@@ -65,13 +66,14 @@ END {
     print ""
     print "### WORKERS=" kv[1] ", GET " kv[2]
     if (kv[2] == "/cpu")
-      print "\n_Unreliable: the loop is empty, so LuaJIT (luacluster, nginx)" \
-        " may drop it while V8 runs it; compare with /work._"
+      print "\n_Unreliable: an empty loop measures how each JIT treats an" \
+        " empty loop (it may shrink it or drop it), not the server;" \
+        " /work is the comparable figure._"
     print ""
     print "| server | req/s | spread | p50 ms | p99 ms | CPU us/req |" \
-      " RSS/worker MB | primary MB | startup ms | loadtest req/s |" \
+      " sys % | RSS/worker MB | primary MB | startup ms | loadtest req/s |" \
       " loadtest mean ms | errors | runs |"
-    print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for (p = 1; p <= npeer; p++) {
       k = cfgs[c] SUBSEP peers[p]
       if (!(k in count) && !(k in failed)) continue
@@ -80,10 +82,10 @@ END {
       extra = ""
       if (failed[k]) extra = extra ", " failed[k] " failed"
       if (notes[k] != "") extra = extra ", " notes[k]
-      printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |" \
-        " %d%s |\n", peers[p], fmt(rps[peers[p]], "%.0f"), spread(k, 8),
+      printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" \
+        " %d | %d%s |\n", peers[p], fmt(rps[peers[p]], "%.0f"), spread(k, 8),
         fmt(median(k, 9), "%.2f"), fmt(median(k, 10), "%.2f"),
-        fmt(cpu[peers[p]], "%.1f"),
+        fmt(cpu[peers[p]], "%.1f"), fmt(median(k, 21), "%.0f"),
         fmt(median(k, 15) == "" ? "" : median(k, 15) / 1024, "%.1f"),
         fmt(median(k, 16) == "" ? "" : median(k, 16) / 1024, "%.1f"),
         fmt(median(k, 6), "%.0f"), fmt(median(k, 17), "%.0f"),
@@ -109,13 +111,13 @@ END {
   print "| workers | route | round | server | status | startup ms | requests" \
     " | req/s | p50 ms | p99 ms | errors | CPU ticks | CPU us/req | workers" \
     " seen | RSS/worker kB | primary kB | loadtest req/s | loadtest mean ms" \
-    " | framing | note |"
+    " | framing | note | sys ticks |"
   print "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" \
-    "---:|---:|---:|---:|---|---|"
+    "---:|---:|---:|---:|---|---|---:|"
   for (i = 1; i <= NR; i++) {
     nf = split(row[i], r, "\t")
     line = "|"
-    for (f = 1; f <= 20; f++) line = line " " (f <= nf ? r[f] : "") " |"
+    for (f = 1; f <= 21; f++) line = line " " (f <= nf ? r[f] : "") " |"
     print line
   }
 }

@@ -1,22 +1,27 @@
 -- events: Node's EventEmitter.
 --
--- Listeners live in self._events[name], a plain array rebuilt on removal
--- (copy on write), so emit can iterate the array it started with even when
--- a listener adds or removes listeners mid-dispatch, as Node's does.
+-- Listeners live in self._events[name], a plain array rebuilt on every
+-- change (copy on write), so emit iterates the array it started with even
+-- when a listener adds or removes listeners mid-dispatch, as Node's does. A
+-- `once` listener sits in the array wrapped in a table of metatable Once.
 
 local EventEmitter = {}
 EventEmitter.__index = EventEmitter
 EventEmitter.defaultMaxListeners = 10
 
-local unpack, select, type, error, tostring = unpack, select, type, error,
-  tostring
+local type, error, tostring, getmetatable, setmetatable, rawget, rawset =
+  type, error, tostring, getmetatable, setmetatable, rawget, rawset
+
+local Once = {}
 
 -- EventEmitter:new(obj?) makes an emitter (obj gets the class as metatable).
 -- A subclass is EventEmitter:extend(), whose :new() makes its instances.
 function EventEmitter:new(obj)
-  obj = obj or {}
-  setmetatable(obj, self)
-  return obj
+  if self == nil then self = EventEmitter end
+  if obj ~= nil and type(obj) ~= 'table' then
+    error('EventEmitter:new(obj): obj must be a table, got ' .. type(obj), 2)
+  end
+  return setmetatable(obj or {}, self)
 end
 
 function EventEmitter:extend(class)
@@ -26,16 +31,50 @@ function EventEmitter:extend(class)
   return setmetatable(class, self)
 end
 
-local function check_listener(fn)
-  if type(fn) ~= 'function' and not (type(fn) == 'table'
-      and getmetatable(fn) and getmetatable(fn).__call) then
-    error('The "listener" argument must be a function, got ' .. type(fn), 3)
+local function callable(fn)
+  if type(fn) == 'function' then return true end
+  local mt = type(fn) == 'table' and getmetatable(fn)
+  return mt and mt.__call ~= nil or false
+end
+
+local function check_listener(fn, level)
+  if not callable(fn) then
+    error('The "listener" argument must be a function, got ' .. type(fn),
+      level + 1)
+  end
+end
+
+local function unwrap(entry)
+  if getmetatable(entry) == Once then return entry.fn end
+  return entry
+end
+
+-- Warns once per emitter and event when more than getMaxListeners()
+-- listeners are added, as Node's MaxListenersExceededWarning does.
+local function check_max(self, name, n)
+  local max = self:getMaxListeners()
+  if max <= 0 or n <= max then return end
+  local warned = rawget(self, '_warned')
+  if not warned then
+    warned = {}
+    rawset(self, '_warned', warned)
+  end
+  if warned[name] then return end
+  warned[name] = true
+  local msg = ('Possible EventEmitter memory leak detected. %d %s listeners'
+    .. ' added. Use emitter:setMaxListeners() to increase limit'):format(n,
+    tostring(name))
+  local process = rawget(_G, 'process')
+  if type(process) == 'table' and process.emitWarning then
+    process.emitWarning(msg, 'MaxListenersExceededWarning')
+  else
+    io.stderr:write('MaxListenersExceededWarning: ', msg, '\n')
   end
 end
 
 local function add(self, name, fn, prepend, once)
-  if name == nil then error('event name must not be nil', 3) end
-  check_listener(fn)
+  if name == nil then error('The event name must not be nil', 3) end
+  check_listener(fn, 3)
   local events = rawget(self, '_events')
   if not events then
     events = {}
@@ -47,7 +86,7 @@ local function add(self, name, fn, prepend, once)
   local old = events[name]
   local list = {}
   local n = old and #old or 0
-  local entry = once and {fn = fn, once = true} or fn
+  local entry = once and setmetatable({fn = fn}, Once) or fn
   if prepend then
     list[1] = entry
     for i = 1, n do list[i + 1] = old[i] end
@@ -56,6 +95,7 @@ local function add(self, name, fn, prepend, once)
     list[n + 1] = entry
   end
   events[name] = list
+  check_max(self, name, n + 1)
   return self
 end
 
@@ -69,27 +109,29 @@ function EventEmitter:prependOnceListener(name, fn)
   return add(self, name, fn, true, true)
 end
 
-local function unwrap(entry)
-  if type(entry) == 'table' and entry.once then return entry.fn end
-  return entry
+-- Removes list entry i of event name and announces it.
+local function remove_at(self, events, name, i)
+  local old = events[name]
+  local entry = old[i]
+  local list = {}
+  for j = 1, #old do
+    if j ~= i then list[#list + 1] = old[j] end
+  end
+  events[name] = #list > 0 and list or nil
+  if events.removeListener then
+    self:emit('removeListener', name, unwrap(entry))
+  end
 end
 
 function EventEmitter:off(name, fn)
-  check_listener(fn)
+  check_listener(fn, 2)
   local events = rawget(self, '_events')
   local old = events and events[name]
   if not old then return self end
   -- Node removes the most recently added matching listener.
   for i = #old, 1, -1 do
     if unwrap(old[i]) == fn then
-      local list = {}
-      for j = 1, #old do
-        if j ~= i then list[#list + 1] = old[j] end
-      end
-      events[name] = #list > 0 and list or nil
-      if events.removeListener then
-        self:emit('removeListener', name, fn)
-      end
+      remove_at(self, events, name, i)
       break
     end
   end
@@ -123,8 +165,28 @@ function EventEmitter:removeAllListeners(name)
   return self
 end
 
+-- Runs one entry of a listener array: a once entry is removed (that very
+-- entry, not another registration of the same function) before it runs.
+local function call(self, name, entry, ...)
+  if getmetatable(entry) == Once then
+    local events = rawget(self, '_events')
+    local list = events and events[name]
+    if list then
+      for i = 1, #list do
+        if list[i] == entry then
+          remove_at(self, events, name, i)
+          break
+        end
+      end
+    end
+    return entry.fn(...)
+  end
+  return entry(...)
+end
+
 -- emit(name, ...) -> true when there were listeners. An 'error' with no
--- listener raises the error itself (as Node throws it).
+-- listener raises the error itself (as Node throws it); a value that is
+-- neither a string nor a table is wrapped in a message.
 function EventEmitter:emit(name, ...)
   local events = rawget(self, '_events')
   local list = events and events[name]
@@ -138,33 +200,30 @@ function EventEmitter:emit(name, ...)
   end
   local n = #list
   if n == 1 then
-    local entry = list[1]
-    if type(entry) == 'table' and entry.once then
-      self:off(name, entry.fn)
-      entry.fn(...)
-    else
-      entry(...)
-    end
+    call(self, name, list[1], ...)
     return true
   end
   for i = 1, n do
-    local entry = list[i]
-    if type(entry) == 'table' and entry.once then
-      self:off(name, entry.fn)
-      entry.fn(...)
-    else
-      entry(...)
-    end
+    call(self, name, list[i], ...)
   end
   return true
 end
 
-function EventEmitter:listenerCount(name)
+-- listenerCount(name[, fn]): how many listeners name has (only those equal
+-- to fn when given). Also EventEmitter.listenerCount(emitter, name).
+function EventEmitter:listenerCount(name, fn)
   local events = rawget(self, '_events')
   local list = events and events[name]
-  return list and #list or 0
+  if not list then return 0 end
+  if fn == nil then return #list end
+  local n = 0
+  for i = 1, #list do
+    if unwrap(list[i]) == fn then n = n + 1 end
+  end
+  return n
 end
 
+-- listeners(name) -> a new sequence of the listeners, once ones unwrapped.
 function EventEmitter:listeners(name)
   local events = rawget(self, '_events')
   local list = events and events[name]
@@ -173,6 +232,26 @@ function EventEmitter:listeners(name)
     for i = 1, #list do out[i] = unwrap(list[i]) end
   end
   return out
+end
+
+-- rawListeners(name): as listeners, with once wrappers as they are (a
+-- wrapper has .fn and is callable: calling it removes and runs it).
+function EventEmitter:rawListeners(name)
+  local events = rawget(self, '_events')
+  local list = events and events[name]
+  local out = {}
+  if list then
+    for i = 1, #list do out[i] = list[i] end
+  end
+  return out
+end
+
+Once.__call = function(entry, ...)
+  -- A wrapper taken from rawListeners and called: it no longer knows its
+  -- emitter, so it just runs once.
+  if entry.done then return end
+  entry.done = true
+  return entry.fn(...)
 end
 
 function EventEmitter:eventNames()
@@ -185,6 +264,10 @@ function EventEmitter:eventNames()
 end
 
 function EventEmitter:setMaxListeners(n)
+  if type(n) ~= 'number' or n ~= n or n < 0 then
+    error('The value of "n" is out of range. It must be a non-negative'
+      .. ' number. Received ' .. tostring(n), 2)
+  end
   rawset(self, '_maxListeners', n)
   return self
 end
@@ -204,7 +287,7 @@ function EventEmitter.bindMethods(obj, class)
     for k, v in pairs(c) do
       if type(v) == 'function' and not seen[k] and k:sub(1, 2) ~= '__'
           and k ~= 'new' and k ~= 'extend' and k ~= 'bindMethods'
-          and rawget(obj, k) == nil then
+          and k ~= 'bindSelf' and rawget(obj, k) == nil then
         seen[k] = true
         rawset(obj, k, function(first, ...)
           if first == obj then return v(obj, ...) end

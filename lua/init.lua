@@ -8,7 +8,7 @@ local lc = require('_lc')
 local init = {}
 
 local USAGE = [==[
-Usage: luacluster [options] [script.lua [args...]]
+Usage: luacluster [options] [script.lua | -] [args...]
 
 Runs a Lua script on an event loop, with Node's cluster, http, net, events,
 timers, process, os and console modules.
@@ -20,6 +20,8 @@ Options:
   -e, --eval CODE       run CODE
   -v, --version         print versions of luacluster, LuaJIT, libuv
   -h, --help            print this help
+
+With no script (or "-"), the script is read from stdin.
 
 Environment:
   LUACLUSTER_LUA_DIR    load the runtime's Lua modules from this folder
@@ -41,15 +43,26 @@ local function globals()
       'clearTimeout', 'clearInterval', 'clearImmediate'}) do
     _G[k] = timers[k]
   end
+  -- Lua's os is in package.loaded already, so require('os') returns it:
+  -- lua/os.lua extends that very table the first time a name it lacks is
+  -- looked up.
+  local loader = package.preload.os
+  setmetatable(os, {__index = function(t, k)
+    setmetatable(t, nil)
+    loader('os')
+    return rawget(t, k)
+  end})
   return process
 end
 
--- Parses argv (argv[1] is the binary). Returns the options.
+-- Parses argv (argv[1] is the binary). Returns the options; o.exec holds
+-- the options given before the script (Node's execArgv).
 local function parse(argv)
-  local o = {binary = argv[1], args = {}}
+  local o = {binary = argv[1], args = {}, exec = {}}
   local i = 2
   while i <= #argv do
     local a = argv[i]
+    local first = i
     if o.script or o.eval then
       o.args[#o.args + 1] = a
     elseif a == '-h' or a == '--help' then
@@ -80,9 +93,57 @@ local function parse(argv)
     else
       o.script = a
     end
+    -- Options (with their values) up to -e's code, or before the script.
+    if #o.args == 0 and not (o.script and i == first) then
+      for j = first, o.script and i - 1 or i do
+        o.exec[#o.exec + 1] = argv[j]
+      end
+    end
     i = i + 1
   end
   return o
+end
+
+-- resolve(path) -> path made absolute against the working directory, with
+-- "." and ".." segments folded, as Node's path.resolve does.
+local function resolve(path)
+  if path:sub(1, 1) ~= '/' then
+    path = require('uv').cwd() .. '/' .. path
+  end
+  local parts = {}
+  for seg in path:gmatch('[^/]+') do
+    if seg == '..' then
+      parts[#parts] = nil
+    elseif seg ~= '.' then
+      parts[#parts + 1] = seg
+    end
+  end
+  return '/' .. table.concat(parts, '/')
+end
+
+-- Loads the script named by the options (a file, "-" for stdin, -e's
+-- code). Returns the chunk, or exits with a message.
+local function load_script(o)
+  local chunk, err
+  if o.eval then
+    chunk, err = loadstring(o.eval, '=(command line)')
+  elseif o.script == '-' or o.script == nil then
+    chunk, err = loadstring(io.stdin:read('*a') or '', '=stdin')
+  else
+    local f, oerr = io.open(o.script, 'rb')
+    if not f then
+      io.stderr:write('luacluster: cannot open script ', oerr:gsub('^[^:]*: ',
+        o.script .. ': ', 1), '\n')
+      lc.exit(1)
+    end
+    f:close()
+    chunk, err = loadfile(o.script)
+  end
+  if not chunk then
+    io.stderr:write('luacluster: ', err, '\n')
+    lc.exit(1)
+  end
+  return chunk
 end
 
 function init.main(argv)
@@ -97,46 +158,38 @@ function init.main(argv)
       v.luajit, v.libuv))
     return
   end
-
-  local process = globals()
-  -- process.argv: Node's layout; arg: Lua's.
-  local pargv = {o.binary}
-  if o.script then pargv[2] = o.script end
-  for _, a in ipairs(o.args) do pargv[#pargv + 1] = a end
-  process.argv = pargv
-  process.argv0 = o.binary
-  local arg = {[-1] = o.binary, [0] = o.script or o.eval and '-e' or nil}
-  for i, a in ipairs(o.args) do arg[i] = a end
-  _G.arg = arg
-  process._workers = o.workers
-
-  local chunk, err
-  if o.eval then
-    chunk, err = loadstring(o.eval, '=(command line)')
-  elseif o.script then
-    local f = io.open(o.script, 'rb')
-    if not f then
-      io.stderr:write('luacluster: cannot open script ', o.script,
-        ': no such file\n')
-      lc.exit(1)
-    end
-    f:close()
-    if o.workers and not process.env.LUACLUSTER_WORKER_ID then
-      -- The script runs unmodified in workers; this process supervises.
-      return require('cluster.supervisor').run(o)
-    end
-    chunk, err = loadfile(o.script)
-  else
+  if not o.script and not o.eval and lc.isatty(0) then
+    -- Nothing to run and a terminal on stdin: Node would start its REPL.
     local ok, repl = pcall(require, 'repl')
     if ok then return repl.start() end
     io.stderr:write(USAGE)
     lc.exit(9)
   end
-  if not chunk then
-    io.stderr:write('luacluster: ', err, '\n')
-    lc.exit(1)
+
+  local process = globals()
+  -- process.argv: Node's layout (absolute paths); arg: Lua's.
+  local pargv = {process.execPath}
+  if o.script and o.script ~= '-' then pargv[2] = resolve(o.script) end
+  for _, a in ipairs(o.args) do pargv[#pargv + 1] = a end
+  process.argv = pargv
+  process.argv0 = o.binary
+  process.execArgv = o.exec
+  local arg = {[-1] = o.binary, [0] = o.script or o.eval and '-e' or nil}
+  for i, a in ipairs(o.args) do arg[i] = a end
+  _G.arg = arg
+  process._workers = o.workers
+
+  if o.script and o.workers and not process.env.LUACLUSTER_WORKER_ID then
+    load_script(o)
+    -- The script runs unmodified in workers; this process supervises.
+    return require('cluster.supervisor').run(o)
   end
+  local chunk = load_script(o)
   chunk(unpack(o.args))
+end
+
+function init.before_exit()
+  return require('process')._beforeExit()
 end
 
 function init.finish()

@@ -30,9 +30,47 @@ function os.tmpdir() return (uv.os_tmpdir():gsub('(.)/$', '%1')) end
 function os.homedir() return uv.os_homedir() end
 function os.type() return uv.os_uname().sysname end
 function os.release() return uv.os_uname().release end
+function os.version() return uv.os_uname().version end
 function os.machine() return uv.os_uname().machine end
 function os.endianness() return require('ffi').abi('le') and 'LE' or 'BE' end
-function os.networkInterfaces() return uv.interface_addresses() end
+
+-- Counts the one bits of a netmask ("255.255.0.0" or "ffff:ffff::").
+local function prefix_len(mask)
+  local bits = 0
+  local v6 = mask:find(':', 1, true)
+  for part in mask:gmatch(v6 and '[^:]+' or '[^.]+') do
+    local n = tonumber(part, v6 and 16 or 10) or 0
+    while n > 0 do
+      bits = bits + n % 2
+      n = math.floor(n / 2)
+    end
+  end
+  return bits
+end
+
+-- networkInterfaces() -> name -> sequence of {address, netmask, family
+-- ('IPv4'|'IPv6'), mac ('aa:bb:...'), internal, cidr[, scopeid]}, as Node.
+function os.networkInterfaces()
+  local out = {}
+  for name, list in pairs(uv.interface_addresses() or {}) do
+    local addrs = {}
+    for i, a in ipairs(list) do
+      local v6 = a.family == 'inet6'
+      addrs[i] = {
+        address = a.ip, netmask = a.netmask,
+        family = v6 and 'IPv6' or 'IPv4',
+        mac = (a.mac or ''):gsub('.', function(c)
+          return ('%02x:'):format(c:byte())
+        end):sub(1, -2),
+        internal = a.internal,
+        cidr = a.ip .. '/' .. prefix_len(a.netmask or ''),
+        scopeid = v6 and (a.scopeid or 0) or nil,
+      }
+    end
+    out[name] = addrs
+  end
+  return out
+end
 function os.userInfo()
   local p = uv.os_get_passwd()
   return {username = p.username, uid = p.uid, gid = p.gid, shell = p.shell,

@@ -7,18 +7,42 @@ local uv = require('uv')
 local lc = require('_lc')
 local EventEmitter = require('events')
 
-local process = EventEmitter:new()
+local type, tostring, tonumber, select, unpack, error, pcall, xpcall =
+  type, tostring, tonumber, select, unpack, error, pcall, xpcall
+
+-- ppid and title are read (and title written) through the system each
+-- time, as Node's getters do; every other key is a plain field.
+local live = {
+  ppid = function() return uv.os_getppid() end,
+  title = function() return uv.get_process_title() end,
+}
+local process = setmetatable({}, {
+  __index = function(_, k)
+    local get = live[k]
+    if get then return get() end
+    return EventEmitter[k]
+  end,
+  __newindex = function(t, k, v)
+    if k == 'title' then
+      uv.set_process_title(tostring(v))
+    elseif k == 'ppid' then
+      error('process.ppid is read-only', 2)
+    else
+      rawset(t, k, v)
+    end
+  end,
+})
 
 local versions = lc.versions()
 process.version = 'v' .. versions.luacluster
 process.versions = versions
+process.release = {name = 'luacluster'}
 process.platform = jit and jit.os:lower() or 'linux'
 process.arch = jit and jit.arch or 'x64'
 process.pid = uv.os_getpid()
-process.ppid = uv.os_getppid()
 process.execPath = uv.exepath()
-process.title = 'luacluster'
 process.argv = {}
+process.argv0 = 'luacluster'
 process.execArgv = {}
 process.exitCode = nil
 
@@ -32,18 +56,25 @@ local start = uv.hrtime()
 function process.cwd() return assert(uv.cwd()) end
 
 function process.chdir(dir)
+  if type(dir) ~= 'string' then
+    error('The "directory" argument must be a string, got ' .. type(dir), 2)
+  end
   local ok, err = uv.chdir(dir)
-  if not ok then error(err, 2) end
+  if not ok then error(err .. ", chdir '" .. dir .. "'", 2) end
 end
 
+-- uptime() -> seconds since the process started, with fractions.
 function process.uptime() return (uv.hrtime() - start) / 1e9 end
 
--- hrtime([prev]) -> {seconds, nanoseconds}, minus prev when given.
+-- hrtime([prev]) -> {seconds, nanoseconds} of a monotonic clock, minus
+-- prev (an earlier result) when given.
 function process.hrtime(prev)
   local t = uv.hrtime()
   if prev ~= nil then
-    if type(prev) ~= 'table' or #prev ~= 2 then
-      error('The "time" argument must be a table {seconds, nanoseconds}', 2)
+    if type(prev) ~= 'table' or type(prev[1]) ~= 'number'
+        or type(prev[2]) ~= 'number' then
+      error('The "time" argument must be a table {seconds, nanoseconds},'
+        .. ' got ' .. type(prev), 2)
     end
     t = t - (prev[1] * 1e9 + prev[2])
   end
@@ -51,13 +82,20 @@ function process.hrtime(prev)
   return {sec, t - sec * 1e9}
 end
 
+-- memoryUsage() -> {rss, heapTotal, heapUsed, external, arrayBuffers} in
+-- bytes; the heap is the Lua heap.
 function process.memoryUsage()
   local heap = math.floor(collectgarbage('count') * 1024)
   return {rss = uv.resident_set_memory(), heapTotal = heap, heapUsed = heap,
     external = 0, arrayBuffers = 0}
 end
 
+-- cpuUsage([prev]) -> {user, system} in microseconds, minus prev.
 function process.cpuUsage(prev)
+  if prev ~= nil and (type(prev) ~= 'table' or type(prev.user) ~= 'number'
+      or type(prev.system) ~= 'number') then
+    error('The "prevValue" argument must be a table {user, system}', 2)
+  end
   local r = uv.getrusage()
   local user = r.utime.sec * 1e6 + r.utime.usec
   local system = r.stime.sec * 1e6 + r.stime.usec
@@ -66,6 +104,9 @@ function process.cpuUsage(prev)
   end
   return {user = user, system = system}
 end
+
+function process.getuid() return uv.getuid() end
+function process.getgid() return uv.getgid() end
 
 -- Signal numbers by name, and names by number, for kill and exit events.
 local signals = {}
@@ -79,8 +120,8 @@ process.signals = signals
 
 local function signum(sig, level)
   if sig == nil then return signals.SIGTERM end
-  if type(sig) == 'number' then return sig end
-  local n = signals[sig]
+  if type(sig) == 'number' and sig >= 0 and sig % 1 == 0 then return sig end
+  local n = type(sig) == 'string' and signals[sig]
   if not n then error('Unknown signal: ' .. tostring(sig), level + 1) end
   return n
 end
@@ -88,8 +129,8 @@ process.signum = signum
 
 -- kill(pid[, sig]) -> true; raises on ESRCH/EPERM as Node throws.
 function process.kill(pid, sig)
-  if type(pid) ~= 'number' then
-    error('The "pid" argument must be a number', 2)
+  if type(pid) ~= 'number' or pid % 1 ~= 0 then
+    error('The "pid" argument must be an integer, got ' .. tostring(pid), 2)
   end
   local ok, err = uv.kill(pid, signum(sig, 2))
   if not ok then error('kill ' .. err, 2) end
@@ -102,8 +143,9 @@ end
 local ticks, thead, ttail = {}, 1, 0
 
 function process.nextTick(fn, ...)
-  if type(fn) ~= 'function' then
-    error('The "callback" argument must be a function', 2)
+  if type(fn) ~= 'function' and not (type(fn) == 'table'
+      and getmetatable(fn) and getmetatable(fn).__call) then
+    error('The "callback" argument must be a function, got ' .. type(fn), 2)
   end
   ttail = ttail + 1
   if select('#', ...) == 0 then
@@ -121,6 +163,8 @@ local function run_ticks()
     thead = thead + 1
     if type(t) == 'function' then
       t()
+    elseif getmetatable(t) then
+      t()
     else
       t[1](unpack(t, 3, t[2] + 2))
     end
@@ -129,27 +173,102 @@ local function run_ticks()
 end
 
 ------------------------------------------------------------------------------
--- Exit.
+-- Warnings: printed to stderr as "(luacluster:PID) Name: message" and
+-- emitted as 'warning' events, as Node's are.
+
+function process.emitWarning(warning, kind, code)
+  if type(kind) == 'table' then
+    kind, code = kind.type, kind.code
+  end
+  local w = type(warning) == 'table' and warning or {
+    name = kind or 'Warning', message = tostring(warning), code = code}
+  lc.write(2, ('(luacluster:%d) %s%s: %s\n'):format(process.pid,
+    w.code and '[' .. w.code .. '] ' or '', w.name or 'Warning',
+    tostring(w.message)))
+  process.nextTick(function() process:emit('warning', w) end)
+end
+
+------------------------------------------------------------------------------
+-- Uncaught errors: 'uncaughtException' listeners, else the traceback on
+-- stderr and exit 1.
 
 local exiting = false
+local on_error
+
+-- Traceback handler for xpcall: keeps the error and its traceback.
+local function catch(e)
+  local tb = debug.traceback(type(e) == 'string' and e or '', 2)
+  return {err = e, tb = (tb:gsub('^\n', ''))}
+end
 
 local function emit_exit(code)
   if exiting then return end
   exiting = true
   process._exiting = true
-  process:emit('exit', code)
+  local ok, e = xpcall(process.emit, catch, process, 'exit', code)
+  -- An error in an 'exit' listener is uncaught, as in Node.
+  if not ok then on_error(e.err, e.tb) end
 end
 
--- exit([code]): emits 'exit' and ends the process at once.
+local function describe(err, traceback)
+  if type(err) == 'string' then return traceback or err end
+  local mt = getmetatable(err)
+  local what = (mt and mt.__tostring) and tostring(err)
+    or require('util').inspect(err)
+  return 'Uncaught ' .. what .. '\n' .. (traceback or '')
+end
+
+function on_error(err, traceback)
+  if process:listenerCount('uncaughtExceptionMonitor') > 0 then
+    process:emit('uncaughtExceptionMonitor', err, 'uncaughtException')
+  end
+  if process:listenerCount('uncaughtException') > 0 then
+    process:emit('uncaughtException', err, 'uncaughtException')
+    return
+  end
+  -- error() with no value is Lua's quiet failure (busted uses it).
+  if err ~= nil then
+    lc.write(2, (describe(err, traceback):gsub('\n?$', '\n', 1)))
+  end
+  process.exitCode = 1
+  pcall(emit_exit, 1)
+  lc.exit(1)
+end
+
+lc.set_handlers(on_error, run_ticks)
+
+------------------------------------------------------------------------------
+-- Exit.
+
+local function exit_code(code, level)
+  if code == nil then return nil end
+  local n = tonumber(code)
+  if not n or n % 1 ~= 0 then
+    error('The "code" argument must be an integer, got ' .. tostring(code),
+      level + 1)
+  end
+  return n
+end
+
+-- exit([code]): emits 'exit' and ends the process at once; stdout and
+-- stderr are flushed first.
 function process.exit(code)
+  code = exit_code(code, 2)
   if code ~= nil then process.exitCode = code end
   code = tonumber(process.exitCode) or 0
   if not exiting then
-    local ok, err = pcall(emit_exit, code)
-    if not ok then io.stderr:write(tostring(err), '\n') end
+    emit_exit(code)
     code = tonumber(process.exitCode) or code
   end
   lc.exit(code)
+end
+
+-- Called by the host each time the loop runs dry: 'beforeExit' listeners
+-- may schedule more work (not after process.exit or an uncaught error).
+function process._beforeExit()
+  if not exiting then
+    process:emit('beforeExit', tonumber(process.exitCode) or 0)
+  end
 end
 
 -- Called by the host when the loop has nothing left: returns the code.
@@ -160,30 +279,6 @@ function process._finish()
 end
 
 ------------------------------------------------------------------------------
--- Uncaught errors: 'uncaughtException' listeners, else the traceback on
--- stderr and exit 1.
-
-local function on_error(err, traceback)
-  if process:listenerCount('uncaughtException') > 0 then
-    process:emit('uncaughtException', err, 'uncaughtException')
-    return
-  end
-  local msg
-  if type(err) == 'string' then
-    msg = traceback or err
-  else
-    local inspect = require('util').inspect
-    msg = 'Uncaught ' .. inspect(err) .. '\n' .. (traceback or '')
-  end
-  lc.write(2, msg:gsub('\n?$', '\n', 1))
-  process.exitCode = 1
-  pcall(emit_exit, 1)
-  lc.exit(1)
-end
-
-lc.set_handlers(on_error, run_ticks)
-
-------------------------------------------------------------------------------
 -- Signals as events: a signal handle per signal with listeners, unref'd
 -- (a listener does not keep the process alive, as in Node).
 
@@ -192,9 +287,13 @@ local sighandles = {}
 process:on('newListener', function(name)
   if type(name) == 'string' and signals[name] and not sighandles[name] then
     local h = uv.new_signal()
-    h:start(signals[name], function()
+    local ok, err = h:start(signals[name], function()
       process:emit(name, name, signals[name])
     end)
+    if not ok then
+      h:close()
+      error('cannot listen for ' .. name .. ': ' .. tostring(err), 4)
+    end
     h:unref()
     sighandles[name] = h
   end
@@ -209,13 +308,19 @@ process:on('removeListener', function(name)
 end)
 
 ------------------------------------------------------------------------------
--- stdout / stderr: write(s) sends the whole string in one write(2).
+-- stdout / stderr: write(s[, cb]) sends the whole string in one write(2);
+-- cb runs on the next tick, as the write is done by then.
 
 local function stream(fd)
-  local s = {fd = fd, isTTY = lc.isatty(fd)}
-  function s.write(self, data)
-    if self ~= s then data = self end
-    lc.write(fd, tostring(data))
+  local s = {fd = fd, isTTY = lc.isatty(fd), writable = true}
+  function s.write(self, data, encoding, cb)
+    if self ~= s then data, encoding, cb = self, data, encoding end
+    if type(encoding) == 'function' then cb = encoding end
+    if type(data) ~= 'string' and type(data) ~= 'number' then
+      error('The "chunk" argument must be a string, got ' .. type(data), 2)
+    end
+    local ok, err = lc.write(fd, data)
+    if cb then process.nextTick(cb, not ok and err or nil) end
     return true
   end
   return s

@@ -1,51 +1,89 @@
 -- timers: setTimeout, setInterval, setImmediate and their clear functions.
 --
--- A Timeout owns one libuv timer. Immediates are a FIFO run by one check
--- handle; an idle handle keeps the poll phase from blocking while any are
--- queued, as Node does.
+-- A Timeout owns one libuv timer while it is pending. Immediates are a FIFO
+-- run by one check handle; an idle handle keeps the poll phase from
+-- blocking while any are queued, as Node does. nextTick callbacks queued by
+-- an immediate run before the next immediate (Node 11 and later).
 
 local uv = require('uv')
+local lc = require('_lc')
 
 local timers = {}
+
+local type, select, unpack, tonumber, getmetatable, setmetatable =
+  type, select, unpack, tonumber, getmetatable, setmetatable
+
+local TIMEOUT_MAX = 2147483647
+
+local function check_fn(fn, level)
+  if type(fn) ~= 'function' and not (type(fn) == 'table'
+      and getmetatable(fn) and getmetatable(fn).__call) then
+    error('The "callback" argument must be a function, got ' .. type(fn),
+      level + 1)
+  end
+end
+
+local function warn(msg, kind)
+  local process = rawget(_G, 'process')
+  if type(process) == 'table' and process.emitWarning then
+    process.emitWarning(msg, kind)
+  end
+end
+
+-- Node coerces the delay to a number and clamps anything outside
+-- [1, 2^31-1] (and NaN) to 1 ms, warning when it overflows.
+local function delay(ms)
+  local n = tonumber(ms)
+  if n and n > TIMEOUT_MAX then
+    warn(('%s does not fit into a 32-bit signed integer.\nTimeout duration'
+      .. ' was set to 1.'):format(tostring(ms)), 'TimeoutOverflowWarning')
+    return 1
+  end
+  if not n or n ~= n or n < 1 then return 1 end
+  return math.floor(n)
+end
+
+------------------------------------------------------------------------------
+-- Timeout: what setTimeout and setInterval return.
 
 local Timeout = {}
 Timeout.__index = Timeout
 
-local function check_fn(fn)
-  if type(fn) ~= 'function' and not (type(fn) == 'table'
-      and getmetatable(fn) and getmetatable(fn).__call) then
-    error('The "callback" argument must be a function, got ' .. type(fn), 3)
-  end
-end
-
--- Node clamps delays outside [1, 2^31-1] (and non-numbers) to 1 ms.
-local function delay(ms)
-  ms = tonumber(ms)
-  if not ms or ms ~= ms or ms < 1 or ms > 2147483647 then return 1 end
-  return math.floor(ms)
-end
-
 local function new_timeout(fn, ms, rep, ...)
-  check_fn(fn)
   local t = setmetatable({_ms = delay(ms), _repeat = rep, _fn = fn,
     _ref = true}, Timeout)
   local n = select('#', ...)
   if n > 0 then t._args = {n = n, ...} end
-  t._handle = uv.new_timer()
   t:_start()
   return t
 end
 
+-- Starts (or restarts) the libuv timer from now.
 function Timeout:_start()
   local h = self._handle
+  if not h then
+    h = uv.new_timer()
+    self._handle = h
+  end
   h:start(self._ms, self._repeat and self._ms or 0, function()
-    if not self._repeat then self:close() end
+    -- A one-shot timer is done before its callback runs, so clearTimeout
+    -- or an error in the callback finds nothing to undo.
+    if not self._repeat then self:_close() end
     local a = self._args
     if a then self._fn(unpack(a, 1, a.n)) else self._fn() end
   end)
-  if not self._ref then h:unref() end
+  if self._ref then h:ref() else h:unref() end
 end
 
+function Timeout:_close()
+  local h = self._handle
+  if h then
+    self._handle = nil
+    h:close()
+  end
+end
+
+-- ref() / unref(): whether this timer keeps the process alive.
 function Timeout:ref()
   self._ref = true
   if self._handle then self._handle:ref() end
@@ -58,38 +96,36 @@ function Timeout:unref()
   return self
 end
 
-function Timeout:hasRef() return self._ref and self._handle ~= nil end
+function Timeout:hasRef() return self._ref end
 
--- refresh(): restarts the timer from now with the same delay and callback.
+-- refresh(): restarts the timer from now with the same delay and callback,
+-- even after it fired; a cleared timer stays cleared (as in Node).
 function Timeout:refresh()
-  if not self._handle then
-    self._handle = uv.new_timer()
-  end
-  self._handle:stop()
-  self:_start()
+  if not self._cleared then self:_start() end
   return self
 end
 
+-- close(): as clearTimeout(self).
 function Timeout:close()
-  local h = self._handle
-  if h then
-    self._handle = nil
-    h:stop()
-    h:close()
-  end
+  self._cleared = true
+  self:_close()
   return self
 end
 
 function timers.setTimeout(fn, ms, ...)
+  check_fn(fn, 2)
   return new_timeout(fn, ms, false, ...)
 end
 
 function timers.setInterval(fn, ms, ...)
+  check_fn(fn, 2)
   return new_timeout(fn, ms, true, ...)
 end
 
+-- clearTimeout(t): anything that is not a live Timeout is ignored, as in
+-- Node (nil, a fired timer, one already cleared).
 function timers.clearTimeout(t)
-  if type(t) == 'table' and getmetatable(t) == Timeout then t:close() end
+  if getmetatable(t) == Timeout then t:close() end
 end
 timers.clearInterval = timers.clearTimeout
 
@@ -103,6 +139,8 @@ local queue, qhead, qtail = {}, 1, 0
 local check, idle
 local refs = 0
 
+local function noop() end
+
 local function run_immediates()
   -- Only those queued before this turn run now; new ones wait a turn.
   local last = qtail
@@ -115,6 +153,7 @@ local function run_immediates()
       if im._ref then refs = refs - 1 end
       local a = im._args
       if a then im._fn(unpack(a, 1, a.n)) else im._fn() end
+      lc.drain_ticks()
     end
   end
   if qhead > qtail then
@@ -127,7 +166,7 @@ local function run_immediates()
 end
 
 function timers.setImmediate(fn, ...)
-  check_fn(fn)
+  check_fn(fn, 2)
   if not check then
     check = uv.new_check()
     idle = uv.new_idle()
@@ -140,13 +179,12 @@ function timers.setImmediate(fn, ...)
   queue[qtail] = im
   refs = refs + 1
   if not check:is_active() then check:start(run_immediates) end
-  if not idle:is_active() then idle:start(function() end) end
+  if not idle:is_active() then idle:start(noop) end
   return im
 end
 
 function timers.clearImmediate(im)
-  if type(im) == 'table' and getmetatable(im) == Immediate
-      and not im._cleared then
+  if getmetatable(im) == Immediate and not im._cleared then
     im._cleared = true
     if im._ref then
       refs = refs - 1
@@ -159,7 +197,7 @@ function Immediate:ref()
   if not self._ref and not self._cleared then
     self._ref = true
     refs = refs + 1
-    if not idle:is_active() then idle:start(function() end) end
+    if not idle:is_active() then idle:start(noop) end
   end
   return self
 end
@@ -173,7 +211,7 @@ function Immediate:unref()
   return self
 end
 
-function Immediate:hasRef() return self._ref and not self._cleared end
+function Immediate:hasRef() return self._ref end
 
 timers.Timeout = Timeout
 timers.Immediate = Immediate

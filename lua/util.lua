@@ -4,7 +4,8 @@
 -- other keys sorted (numbers, then strings, then the rest) as { a = 1 };
 -- nested past `depth` as [table]; a table met again on its own path as
 -- [Circular]. Short tables stay on one line; long ones break with two-space
--- indents, as Node's do past 72 columns.
+-- indents, as Node's do past 72 columns. Strings are quoted as Node quotes
+-- them; functions show where they are defined.
 
 local cjson = require('cjson')
 
@@ -13,15 +14,19 @@ local util = {}
 local type, tostring, pairs, concat, sort, format = type, tostring, pairs,
   table.concat, table.sort, string.format
 
+-- Quotes a string as Node does: single quotes, or double quotes when the
+-- string holds a single quote and no double quote.
 local function quote(s)
-  return "'" .. s:gsub("[\\'\n\r\t%z\1-\31\127]", function(c)
+  local q = "'"
+  if s:find("'", 1, true) and not s:find('"', 1, true) then q = '"' end
+  return q .. s:gsub('[\\\'"\n\r\t%z\1-\31\127]', function(c)
     if c == '\n' then return '\\n' end
     if c == '\r' then return '\\r' end
     if c == '\t' then return '\\t' end
     if c == '\\' then return '\\\\' end
-    if c == "'" then return "\\'" end
+    if c == "'" or c == '"' then return c == q and '\\' .. c or c end
     return format('\\x%02X', c:byte())
-  end) .. "'"
+  end) .. q
 end
 
 local function keyorder(a, b)
@@ -41,22 +46,29 @@ local function fmtnum(n)
   if n ~= n then return 'NaN' end
   if n == math.huge then return 'Infinity' end
   if n == -math.huge then return '-Infinity' end
+  if n == 0 and 1 / n < 0 then return '-0' end
   if n == math.floor(n) and math.abs(n) < 2^53 then
     return format('%d', n)
   end
-  return format('%.17g', n):gsub('^(.-)$', function(s)
-    -- The shortest form that reads back the same number.
-    for p = 1, 17 do
-      local t = format('%.' .. p .. 'g', n)
-      if tonumber(t) == n then return t end
-    end
-    return s
-  end)
+  -- The shortest form that reads back the same number.
+  for p = 1, 17 do
+    local t = format('%.' .. p .. 'g', n)
+    if tonumber(t) == n then return t end
+  end
+  return format('%.17g', n)
 end
 util.formatNumber = fmtnum
 
+local keywords = {}
+for w in ([[and break do else elseif end false for function if in local nil
+    not or repeat return then true until while goto]]):gmatch('%a+') do
+  keywords[w] = true
+end
+
 local function key_repr(k)
-  if type(k) == 'string' and k:match('^[%a_][%w_]*$') then return k end
+  if type(k) == 'string' and k:match('^[%a_][%w_]*$') and not keywords[k] then
+    return k
+  end
   if type(k) == 'string' then return '[' .. quote(k) .. ']' end
   if type(k) == 'number' then return '[' .. fmtnum(k) .. ']' end
   return '[' .. tostring(k) .. ']'
@@ -64,17 +76,25 @@ end
 
 local inspect
 
+-- Node shows at most 100 entries of an array or object.
+local MAX_ITEMS = 100
+
 local function inspect_table(t, opts, depth, path, indent)
   if path[t] then return '[Circular]' end
   local mt = getmetatable(t)
-  if mt and mt.__tostring then return tostring(t) end
   if mt and mt.__inspect then return mt.__inspect(t, opts) end
+  if mt and mt.__tostring then return tostring(t) end
   if depth > opts.depth then return '[table]' end
   path[t] = true
   local parts = {}
   local n = #t
-  for i = 1, n do
-    parts[#parts + 1] = inspect(t[i], opts, depth + 1, path, indent .. '  ')
+  local inner = indent .. '  '
+  for i = 1, math.min(n, MAX_ITEMS) do
+    parts[#parts + 1] = inspect(t[i], opts, depth + 1, path, inner)
+  end
+  if n > MAX_ITEMS then
+    parts[#parts + 1] = '... ' .. (n - MAX_ITEMS) .. ' more item'
+      .. (n - MAX_ITEMS > 1 and 's' or '')
   end
   local keys = {}
   for k in pairs(t) do
@@ -83,21 +103,26 @@ local function inspect_table(t, opts, depth, path, indent)
     end
   end
   sort(keys, keyorder)
-  for _, k in ipairs(keys) do
+  for i = 1, math.min(#keys, MAX_ITEMS) do
+    local k = keys[i]
     parts[#parts + 1] = key_repr(k) .. ' = ' ..
-      inspect(t[k], opts, depth + 1, path, indent .. '  ')
+      inspect(t[k], opts, depth + 1, path, inner)
+  end
+  if #keys > MAX_ITEMS then
+    parts[#parts + 1] = '... ' .. (#keys - MAX_ITEMS) .. ' more key'
+      .. (#keys - MAX_ITEMS > 1 and 's' or '')
   end
   path[t] = nil
   if #parts == 0 then return '{}' end
   local one = '{ ' .. concat(parts, ', ') .. ' }'
   if #one + #indent <= 72 and not one:find('\n') then return one end
-  return '{\n' .. indent .. '  ' .. concat(parts, ',\n' .. indent .. '  ')
-    .. '\n' .. indent .. '}'
+  return '{\n' .. inner .. concat(parts, ',\n' .. inner) .. '\n' .. indent
+    .. '}'
 end
 
 function inspect(v, opts, depth, path, indent)
   local tv = type(v)
-  if tv == 'string' then return depth == 0 and opts.raw and v or quote(v) end
+  if tv == 'string' then return quote(v) end
   if tv == 'number' then return fmtnum(v) end
   if tv == 'table' then return inspect_table(v, opts, depth, path, indent) end
   if tv == 'function' then
@@ -112,21 +137,77 @@ function inspect(v, opts, depth, path, indent)
 end
 
 -- inspect(value[, opts]) -> string. opts.depth (default 2, as Node's)
--- limits nesting; math.huge shows everything.
+-- limits nesting; math.huge shows everything. A table whose metatable has
+-- __inspect(t, opts) or __tostring shows as that returns.
 function util.inspect(v, opts)
-  opts = opts or {}
-  local o = {depth = opts.depth or 2}
-  if o.depth == nil then o.depth = math.huge end
-  return inspect(v, o, 0, {}, '')
+  if opts ~= nil and type(opts) ~= 'table' then
+    error('util.inspect: opts must be a table, got ' .. type(opts), 2)
+  end
+  local depth = opts and opts.depth or 2
+  if type(depth) ~= 'number' then
+    error('util.inspect: opts.depth must be a number, got ' .. type(depth),
+      2)
+  end
+  return inspect(v, {depth = depth}, 0, {}, '')
+end
+
+------------------------------------------------------------------------------
+-- format
+
+-- JSON for %j: lua-cjson on its own configuration (sparse arrays become
+-- objects), with a cycle shown as '[Circular]' and anything cjson refuses
+-- (functions, ...) as 'undefined', as JSON.stringify would give.
+local json = cjson.new()
+json.encode_sparse_array(true)
+
+local function has_cycle(v, path)
+  if type(v) ~= 'table' then return false end
+  if path[v] then return true end
+  path[v] = true
+  for k, x in pairs(v) do
+    if has_cycle(k, path) or has_cycle(x, path) then return true end
+  end
+  path[v] = nil
+  return false
 end
 
 local function tojson(v)
-  local ok, s = pcall(cjson.encode, v)
-  if ok then return s end
-  if tostring(s):find('[Cc]ycle') or tostring(s):find('depth') then
-    return '[Circular]'
+  if has_cycle(v, {}) then return '[Circular]' end
+  local ok, s = pcall(json.encode, v)
+  if not ok then return 'undefined' end
+  -- cjson escapes '/', JSON.stringify does not.
+  return (s:gsub('\\(.)', function(c) if c == '/' then return '/' end end))
+end
+
+-- Number(v), parseInt(v) and parseFloat(v) for %d, %i and %f.
+local function to_number(v)
+  if type(v) == 'number' then return v end
+  if type(v) == 'boolean' then return v and 1 or 0 end
+  if type(v) == 'string' then
+    if v:match('^%s*$') then return 0 end
+    return tonumber(v) or 0 / 0
   end
-  return 'undefined'
+  return 0 / 0
+end
+
+local function parse_int(v)
+  if type(v) == 'number' then
+    if v ~= v or v == math.huge or v == -math.huge then return 0 / 0 end
+    return v < 0 and math.ceil(v) or math.floor(v)
+  end
+  local digits = tostring(v):match('^%s*([-+]?%d+)')
+  return digits and tonumber(digits) or 0 / 0
+end
+
+local function parse_float(v)
+  if type(v) == 'number' then return v end
+  local s = tostring(v):match('^%s*(.*)$')
+  local sign, rest = s:match('^([-+]?)(.*)$')
+  if rest:sub(1, 8) == 'Infinity' then
+    return sign == '-' and -math.huge or math.huge
+  end
+  local num = rest:match('^%d*%.?%d*[eE][-+]?%d+') or rest:match('^%d*%.?%d*')
+  return tonumber(sign .. num) or 0 / 0
 end
 
 local function show(v)
@@ -135,7 +216,9 @@ local function show(v)
 end
 
 -- format(fmt, ...): %s %d %i %f %j %o %O %c %%, as Node's util.format.
--- Arguments left over are appended, separated by spaces.
+-- A placeholder without an argument stays as it is; arguments left over
+-- are appended, separated by spaces (strings as they are, other values
+-- inspected).
 function util.format(...)
   local n = select('#', ...)
   if n == 0 then return '' end
@@ -143,24 +226,22 @@ function util.format(...)
   local first = args[1]
   local out, used = {}, 1
   if type(first) == 'string' and first:find('%', 1, true) then
-    used = 1
-    local s = first:gsub('%%([sdifjoOc%%])', function(c)
+    out[1] = first:gsub('%%([sdifjoOc%%])', function(c)
       if c == '%' then return '%' end
       if used >= n then return '%' .. c end
       used = used + 1
       local a = args[used]
       if c == 's' then
         if type(a) == 'string' then return a end
-        if type(a) == 'table' then return util.inspect(a, {depth = 1}) end
-        return type(a) == 'number' and fmtnum(a) or tostring(a)
-      elseif c == 'd' or c == 'i' then
-        local x = tonumber(a)
-        if x == nil then return 'NaN' end
-        if c == 'i' then x = x < 0 and math.ceil(x) or math.floor(x) end
-        return fmtnum(x)
+        if type(a) == 'number' then return fmtnum(a) end
+        if type(a) == 'table' then return util.inspect(a, {depth = 0}) end
+        return tostring(a)
+      elseif c == 'd' then
+        return fmtnum(to_number(a))
+      elseif c == 'i' then
+        return fmtnum(parse_int(a))
       elseif c == 'f' then
-        local x = tonumber(a)
-        return x and fmtnum(x) or 'NaN'
+        return fmtnum(parse_float(a))
       elseif c == 'j' then
         return tojson(a)
       elseif c == 'o' then
@@ -171,7 +252,6 @@ function util.format(...)
         return ''
       end
     end)
-    out[1] = s
   else
     out[1] = show(first)
   end

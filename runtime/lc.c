@@ -32,21 +32,44 @@ lc_ctx *lc_get(lua_State *L) {
 }
 
 /* Error handler: keeps the error value as it is (uncaughtException gets
- * what was raised) and stores the traceback beside it in the registry. */
+ * what was raised) and stores the traceback beside it in the registry. A
+ * string error heads its traceback; any other value gets a bare one, as
+ * debug.traceback would return a non-string message unchanged. */
 static int lc_traceback(lua_State *L) {
-  lua_pushlightuserdata(L, (void *)&lc_tb_key);
-  lua_getglobal(L, "debug");
-  lua_getfield(L, -1, "traceback");
-  lua_remove(L, -2);
-  if (lua_type(L, 1) == LUA_TSTRING)
-    lua_pushvalue(L, 1);
-  else
-    lua_pushnil(L);
-  lua_pushinteger(L, 2);
-  lua_call(L, 2, 1);
-  lua_rawset(L, LUA_REGISTRYINDEX);
+  const char *msg = lua_tostring(L, 1);
   lua_settop(L, 1);
+  lua_pushlightuserdata(L, (void *)&lc_tb_key);
+  luaL_traceback(L, L, lua_type(L, 1) == LUA_TSTRING ? msg : NULL, 1);
+  lua_rawset(L, LUA_REGISTRYINDEX);
   return 1;
+}
+
+/* Flushes stdio and ends the process with code. */
+static void lc_exit(int code) {
+  fflush(stdout);
+  fflush(stderr);
+  exit(code);
+}
+
+/* Prints the error at index idx with the traceback stored by lc_traceback,
+ * when there is one. A nil error prints nothing, as Lua's own interpreter
+ * does: error() is a quiet way to fail. */
+static void lc_print_error(lua_State *L, int idx) {
+  const char *msg;
+  const char *tb;
+  if (lua_isnil(L, idx))
+    return;
+  msg = lua_tostring(L, idx);
+  lua_pushlightuserdata(L, (void *)&lc_tb_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  tb = lua_tostring(L, -1);
+  if (lua_type(L, idx) == LUA_TSTRING && tb != NULL)
+    msg = tb;
+  else if (msg == NULL || lua_type(L, idx) != LUA_TSTRING)
+    msg = lua_pushfstring(L, "(error object is a %s value)\n%s",
+                          luaL_typename(L, idx), tb ? tb : "");
+  fflush(stdout);
+  fprintf(stderr, "luacluster: %s\n", msg);
 }
 
 /* Hands an error (on the stack top) to the Lua policy, popping it. When no
@@ -56,26 +79,22 @@ static void lc_report(lua_State *L, lc_ctx *ctx) {
   lua_pushlightuserdata(L, (void *)&lc_tb_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
   if (ctx->ref_onerror != LUA_NOREF) {
+    /* Stack: err, traceback, handler, policy, err, traceback. */
+    lua_pushcfunction(L, lc_traceback);
     lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->ref_onerror);
     lua_pushvalue(L, err);
     lua_pushvalue(L, err + 1);
-    if (lua_pcall(L, 2, 0, 0) == 0) {
+    if (lua_pcall(L, 2, 0, err + 2) == 0) {
       lua_settop(L, err - 1);
       return;
     }
-    /* The policy itself failed (an uncaughtException listener raised). */
-    fprintf(stderr, "%s\n", lua_tostring(L, -1) ? lua_tostring(L, -1)
-                                                : "(error object)");
-    fflush(stdout);
-    exit(7);
+    /* The policy itself failed (an uncaughtException listener raised):
+     * Node exits 7 then. */
+    lc_print_error(L, lua_gettop(L));
+    lc_exit(7);
   }
-  {
-    const char *msg = lua_tostring(L, err);
-    const char *tb = lua_tostring(L, err + 1);
-    fprintf(stderr, "luacluster: %s\n", tb ? tb : msg ? msg : "error");
-    fflush(stdout);
-    exit(1);
-  }
+  lc_print_error(L, err);
+  lc_exit(1);
 }
 
 static void lc_drain_ticks(lua_State *L, lc_ctx *ctx) {
@@ -109,17 +128,23 @@ int lc_pcall(lua_State *L, int nargs, int nresults) {
   lua_remove(L, base);
   if (rc != 0)
     lc_report(L, ctx);
-  if (ctx->depth == 0)
+  if (ctx->depth == 0) {
     lc_drain_ticks(L, ctx);
+    /* What print or io.write left in stdout's buffer goes out before the
+     * next event, as console output does. */
+    fflush(stdout);
+  }
   return rc;
 }
 
 /* luv's callback hook: the same policy for callbacks of the `uv` module. */
 int lc_luv_pcall(lua_State *L, int nargs, int nresults, int flags) {
   int top = lua_gettop(L) - nargs - 1;
+  int rc;
   (void)flags;
-  if (lc_pcall(L, nargs, nresults) != 0)
-    return -1;
+  rc = lc_pcall(L, nargs, nresults);
+  if (rc != 0)
+    return -rc;
   return nresults == LUA_MULTRET ? lua_gettop(L) - top : nresults;
 }
 
@@ -152,12 +177,16 @@ static int core_tick_pending(lua_State *L) {
   return 0;
 }
 
+/* _lc.drain_ticks(): runs the nextTick queue now, under the error policy,
+ * for Lua code that runs several callbacks in one event (immediates). */
+static int core_drain_ticks(lua_State *L) {
+  lc_drain_ticks(L, lc_get(L));
+  return 0;
+}
+
 /* _lc.exit(code): flushes stdio and ends the process at once. */
 static int core_exit(lua_State *L) {
-  int code = (int)luaL_optinteger(L, 1, 0);
-  fflush(stdout);
-  fflush(stderr);
-  exit(code);
+  lc_exit((int)luaL_optinteger(L, 1, 0));
   return 0;
 }
 
@@ -167,6 +196,9 @@ static int core_write(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
   size_t len;
   const char *s = luaL_checklstring(L, 2, &len);
+  /* Whatever print or io.write buffered comes first. */
+  if (fd == 1)
+    fflush(stdout);
   while (len > 0) {
     ssize_t n = write(fd, s, len);
     if (n < 0) {
@@ -233,6 +265,7 @@ int luaopen_lc_core(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"set_handlers", core_set_handlers},
     {"tick_pending", core_tick_pending},
+    {"drain_ticks", core_drain_ticks},
     {"exit", core_exit},
     {"write", core_write},
     {"isatty", core_isatty},

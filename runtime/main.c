@@ -56,15 +56,23 @@ int main(int argc, char **argv) {
   lua_pushlightuserdata(L, argv);
   lua_pushinteger(L, argc);
   if (lua_pcall(L, 2, 3, 0) != 0) {
-    fprintf(stderr, "luacluster: %s\n", lua_tostring(L, -1));
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "luacluster: %s\n", msg ? msg : "start-up failed");
     return 1;
   }
-  /* Stack: init, init.main, argv. Run main(argv) under the policy. */
-  if (lc_pcall(L, 1, 0) != 0)
-    return 1;
-  uv_run(ctx->loop, UV_RUN_DEFAULT);
+  /* Stack: init, init.main, argv. Run main(argv) under the policy: an error
+   * either ends the process there or went to an uncaughtException
+   * listener, after which the loop runs as usual. */
+  lc_pcall(L, 1, 0);
+  /* Stack: init. Run the loop until it is empty; process emits
+   * 'beforeExit', whose listeners may schedule more work, as in Node. */
+  do {
+    uv_run(ctx->loop, UV_RUN_DEFAULT);
+    lua_getfield(L, -1, "before_exit");
+    lc_pcall(L, 0, 0);
+  } while (uv_loop_alive(ctx->loop));
 
-  /* The loop is empty: process emits 'exit' and gives the exit code. */
+  /* Nothing is left: process emits 'exit' and gives the exit code. */
   lua_getfield(L, -1, "finish");
   if (lc_pcall(L, 0, 1) == 0) {
     code = (int)lua_tointeger(L, -1);

@@ -178,8 +178,24 @@ function init.main(argv)
   for i, a in ipairs(o.args) do arg[i] = a end
   _G.arg = arg
   process._workers = o.workers
+  process._eval = o.eval
 
-  if o.script and o.workers and not process.env.LUACLUSTER_WORKER_ID then
+  -- A worker: the primary passed its id and the IPC channel's fd. Both
+  -- leave the environment, so programs this worker starts are not workers.
+  local wid = process.env.LUACLUSTER_WORKER_ID
+  if wid then
+    local fd = tonumber(process.env.LUACLUSTER_CHANNEL_FD) or 3
+    local uv = require('uv')
+    process.env.LUACLUSTER_WORKER_ID = nil
+    process.env.LUACLUSTER_CHANNEL_FD = nil
+    uv.os_unsetenv('LUACLUSTER_WORKER_ID')
+    uv.os_unsetenv('LUACLUSTER_CHANNEL_FD')
+    local child = require('cluster.child')
+    package.loaded.cluster = child
+    child._setupWorker(tonumber(wid), fd)
+  end
+
+  if o.script and o.workers and not wid then
     load_script(o)
     -- The script runs unmodified in workers; this process supervises.
     return require('cluster.supervisor').run(o)

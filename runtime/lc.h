@@ -44,6 +44,7 @@ void lc_preload(lua_State *L);
 
 /* C modules. */
 int luaopen_lc_core(lua_State *L);
+int luaopen_lc_ipc(lua_State *L);
 int luaopen_lc_http(lua_State *L);
 
 /* Pushes nil, message, code (luv's convention for operational errors). */

@@ -48,6 +48,7 @@ void lc_preload(lua_State *L) {
     {"cjson.safe", luaopen_cjson_safe},
     {"json", load_json},
     {"_lc", luaopen_lc_core},
+    {"_ipc", luaopen_lc_ipc},
     {NULL, NULL}};
   const lc_module *m;
   const luaL_Reg *r;

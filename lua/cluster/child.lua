@@ -1,0 +1,234 @@
+-- cluster.child: the worker's side of cluster. Opens the IPC channel the
+-- primary passed on fd 3, says online, asks the primary for listening
+-- sockets, and exits when the primary goes away.
+
+local uv = require('uv')
+local ipc = require('_ipc')
+local EventEmitter = require('events')
+local Worker = require('cluster.worker')
+local utils = require('cluster.utils')
+
+local cluster = EventEmitter:new()
+
+cluster.isWorker = true
+cluster.isMaster = false
+cluster.isPrimary = false
+cluster.Worker = Worker
+cluster.SCHED_NONE = 1
+cluster.SCHED_RR = 2
+cluster.SCHED_REUSEPORT = 3
+cluster.worker = nil
+
+local servers = {}   -- key -> {lst=, owner=}
+local indexes = {}   -- address:port:type -> next index
+local channel
+
+-- The channel keeps the worker alive only while something waits on it: an
+-- answer from the primary, or a 'message' listener (as Node refs its
+-- channel for 'message' listeners).
+local waiting_replies = 0
+local function update_ref()
+  if not channel or not channel.connected then return end
+  local w = cluster.worker
+  if waiting_replies > 0 or process:listenerCount('message') > 0
+      or (w and w:listenerCount('message') > 0) then
+    channel.pipe:ref()
+  else
+    channel.pipe:unref()
+  end
+end
+
+local function send(msg, reply)
+  if not channel then return end
+  if reply then
+    waiting_replies = waiting_replies + 1
+    update_ref()
+    local inner = reply
+    reply = function(...)
+      waiting_replies = waiting_replies - 1
+      update_ref()
+      return inner(...)
+    end
+  end
+  return channel:internal(msg, nil, reply)
+end
+
+------------------------------------------------------------------------------
+-- Listening.
+
+-- _getServer(opts, cb[, owner]): asks the primary for a listening socket.
+-- opts = {address=, port=, addressType=, backlog=}. cb(err, lst) where lst
+-- is {handle = luv tcp listening socket | nil, reuseport = port | nil,
+-- address = {address=, port=, addressType=}, close = function()}; under
+-- round robin the caller sets lst.onconnection(tcp) to receive connections.
+-- owner (the server) is closed by worker:disconnect() through owner:close.
+function cluster._getServer(opts, cb, owner)
+  local ikey = ('%s:%s:%s'):format(tostring(opts.address), opts.port,
+    opts.addressType or 4)
+  local index = indexes[ikey] or 0
+  indexes[ikey] = index + 1
+  local msg = {act = 'queryServer', address = opts.address,
+    port = opts.port, addressType = opts.addressType or 4,
+    backlog = opts.backlog, index = index}
+  send(msg, function(reply, handle)
+    if reply.errno then
+      if handle then handle:close() end
+      local err = {code = reply.errno, errno = reply.errno,
+        syscall = 'listen', address = opts.address, port = opts.port,
+        message = ('listen %s: %s'):format(reply.errno,
+          tostring(reply.message):gsub('^%u+: ', ''))}
+      setmetatable(err, {__tostring = function(e) return e.message end})
+      return cb(err)
+    end
+    local key = reply.key
+    local lst = {
+      handle = handle,
+      reuseport = reply.reuseport,
+      address = {address = opts.address or '::', port = reply.port,
+        addressType = opts.addressType or 4},
+    }
+    local entry = {lst = lst, owner = owner}
+    servers[key] = entry
+    function lst.close()
+      if servers[key] ~= entry then return end
+      servers[key] = nil
+      send({act = 'close', key = key})
+    end
+    cb(nil, lst)
+    if servers[key] == entry then
+      cluster.worker.state = 'listening'
+      send({act = 'listening', address = opts.address, port = reply.port,
+        addressType = opts.addressType or 4})
+    end
+  end)
+end
+
+-- A connection handed over by the primary (round robin).
+local function onconnection(msg, handle)
+  local entry = servers[msg.key]
+  if not handle then return end
+  if entry and entry.lst.onconnection then
+    entry.lst.onconnection(handle)
+  else
+    handle:close()
+  end
+end
+
+------------------------------------------------------------------------------
+-- Disconnecting.
+
+-- Closes every server; when all are closed, closes the channel (the primary
+-- initiated) or first tells the primary (the worker initiated).
+local function disconnect(worker, primaryInitiated)
+  worker.exitedAfterDisconnect = true
+  local waiting = 1
+  local function check()
+    waiting = waiting - 1
+    if waiting == 0 then
+      if primaryInitiated then
+        process.disconnect()
+      else
+        send({act = 'exitedAfterDisconnect'}, function()
+          process.disconnect()
+        end)
+      end
+    end
+  end
+  for key, entry in pairs(servers) do
+    waiting = waiting + 1
+    servers[key] = nil
+    if entry.owner and entry.owner.close then
+      entry.owner:close(check)
+    else
+      if entry.lst.handle and not entry.lst.handle:is_closing() then
+        entry.lst.handle:close()
+      end
+      check()
+    end
+  end
+  check()
+end
+
+function Worker:disconnect()
+  if self.state ~= 'disconnecting' and self.state ~= 'destroying' then
+    self.state = 'disconnecting'
+    disconnect(self, false)
+  end
+  return self
+end
+
+-- kill()/destroy() in a worker: leave at once, telling the primary first.
+function Worker:destroy()
+  if self.state == 'destroying' then return end
+  self.exitedAfterDisconnect = true
+  if not self:isConnected() then
+    process.exit(0)
+  else
+    self.state = 'destroying'
+    send({act = 'exitedAfterDisconnect'}, function() process.disconnect() end)
+    process:once('disconnect', function() process.exit(0) end)
+  end
+end
+Worker.kill = Worker.destroy
+
+------------------------------------------------------------------------------
+-- Set-up: runs once, when the runtime starts a worker.
+
+function cluster._setupWorker(id, fd)
+  local pipe = uv.new_pipe(true)
+  assert(pipe:open(fd))
+  ipc.cloexec(fd)
+  local worker = Worker.new({id = id, process = process, state = 'online'})
+  cluster.worker = worker
+
+  channel = utils.Channel(pipe, {
+    message = function(msg)
+      process:emit('message', msg)
+      worker:emit('message', msg)
+    end,
+    internal = function(msg, handle)
+      if msg.act == 'newconn' then onconnection(msg, handle)
+      elseif msg.act == 'disconnect' then disconnect(worker, true)
+      elseif handle then handle:close() end
+    end,
+    close = function()
+      process.connected = false
+      process:emit('disconnect')
+      worker:emit('disconnect')
+      if not worker.exitedAfterDisconnect then
+        -- The primary is gone (or closed the channel): leave at once.
+        process.exit(0)
+      end
+    end,
+    error = function(e)
+      io.stderr:write('luacluster worker ', id, ': ', e, '\n')
+    end,
+  })
+  worker._channel = channel
+  -- The channel does not keep a worker alive by itself, as in Node: a
+  -- worker whose script has nothing left to do exits.
+  local function on_listeners(name)
+    if name == 'message' then process.nextTick(update_ref) end
+  end
+  process:on('newListener', on_listeners)
+  process:on('removeListener', on_listeners)
+  worker:on('newListener', on_listeners)
+  worker:on('removeListener', on_listeners)
+  update_ref()
+
+  process.connected = true
+  -- process.send(msg[, cb]) / process:send(msg[, cb])
+  rawset(process, 'send', function(a, b, c)
+    if a == process then a, b = b, c end
+    return worker:send(a, b)
+  end)
+  -- process.disconnect(): closes the channel to the primary.
+  rawset(process, 'disconnect', function()
+    if channel.connected then channel:close() end
+  end)
+  send({act = 'online'})
+end
+
+EventEmitter.bindSelf(cluster)
+EventEmitter.bindMethods(cluster, EventEmitter)
+return cluster

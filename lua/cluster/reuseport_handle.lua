@@ -1,0 +1,51 @@
+-- cluster.reuseport_handle: SCHED_REUSEPORT. Each worker binds its own
+-- SO_REUSEPORT socket and the kernel hashes connections across them. The
+-- primary only binds (never listens) one socket to resolve port 0 and to
+-- hold the port while workers come and go; a socket that does not listen is
+-- not in the kernel's reuseport group, so it takes no connections.
+
+local ipc = require('_ipc')
+
+local ReusePortHandle = {}
+ReusePortHandle.__index = ReusePortHandle
+
+function ReusePortHandle.new(key, opts)
+  local self = setmetatable({key = key, workers = {}, count = 0},
+    ReusePortHandle)
+  local fd, port, code = ipc.socket(opts.address, opts.port, opts.backlog,
+    true, false)
+  if not fd then
+    self.err = {code = code, message = port}
+    return self
+  end
+  self.fd, self.port = fd, port
+  return self
+end
+
+function ReusePortHandle:add(worker, send)
+  if self.err then return send(self.err) end
+  if not self.workers[worker] then
+    self.workers[worker] = true
+    self.count = self.count + 1
+  end
+  send(nil, {port = self.port, reuseport = self.port})
+end
+
+function ReusePortHandle:remove(worker)
+  if self.workers[worker] then
+    self.workers[worker] = nil
+    self.count = self.count - 1
+  end
+  if self.count > 0 then return false end
+  self:close()
+  return true
+end
+
+function ReusePortHandle:close()
+  if self.fd then
+    ipc.close(self.fd)
+    self.fd = nil
+  end
+end
+
+return ReusePortHandle

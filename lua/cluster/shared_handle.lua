@@ -1,0 +1,52 @@
+-- cluster.shared_handle: SCHED_NONE. The primary binds and listens once;
+-- every worker gets the same listening socket and accepts from it, so the
+-- kernel spreads connections and the primary stays out of the data path.
+
+local uv = require('uv')
+local ipc = require('_ipc')
+
+local SharedHandle = {}
+SharedHandle.__index = SharedHandle
+
+-- new(key, opts) binds opts.address:opts.port (opts.backlog); a bind error
+-- is kept and answered to every worker that asks.
+function SharedHandle.new(key, opts)
+  local self = setmetatable({key = key, workers = {}, count = 0}, SharedHandle)
+  local fd, port, code = ipc.socket(opts.address, opts.port, opts.backlog,
+    false, true)
+  if not fd then
+    self.err = {code = code, message = port}
+    return self
+  end
+  self.tcp = uv.new_tcp()
+  self.tcp:open(fd)
+  self.port = port
+  return self
+end
+
+-- add(worker, send): answers the worker with the handle or the error.
+function SharedHandle:add(worker, send)
+  if self.err then return send(self.err) end
+  if not self.workers[worker] then
+    self.workers[worker] = true
+    self.count = self.count + 1
+  end
+  send(nil, {port = self.port}, self.tcp)
+end
+
+-- remove(worker) -> true when no worker is left (the socket is closed).
+function SharedHandle:remove(worker)
+  if self.workers[worker] then
+    self.workers[worker] = nil
+    self.count = self.count - 1
+  end
+  if self.count > 0 then return false end
+  self:close()
+  return true
+end
+
+function SharedHandle:close()
+  if self.tcp and not self.tcp:is_closing() then self.tcp:close() end
+end
+
+return SharedHandle

@@ -1,0 +1,45 @@
+-- cluster.worker: the Worker object, shared by both sides. The primary's
+-- Worker wraps a child process; the worker's own (cluster.worker) wraps
+-- process. Methods work with a dot and with a colon.
+
+local EventEmitter = require('events')
+
+local Worker = EventEmitter:extend()
+
+-- Worker.new{id=, process=, state=} -> Worker
+function Worker.new(opts)
+  local w = EventEmitter.new(Worker, {
+    id = opts.id,
+    process = opts.process,
+    state = opts.state or 'none',
+    exitedAfterDisconnect = nil,
+  })
+  EventEmitter.bindMethods(w, Worker)
+  return w
+end
+
+function Worker:isDead()
+  return self.state == 'dead'
+end
+
+function Worker:isConnected()
+  return self._channel ~= nil and self._channel.connected
+    and not self._channel.closing
+end
+
+-- send(msg[, cb]) -> true, or false when the channel is closed (cb or
+-- the 'error' event gets the error). Raises when msg cannot be encoded.
+function Worker:send(msg, cb)
+  local ch = self._channel
+  if not ch or not ch.connected or ch.closing then
+    local err = {code = 'ERR_IPC_CHANNEL_CLOSED',
+      message = 'Channel closed'}
+    setmetatable(err, {__tostring = function(e) return e.message end})
+    if cb then process.nextTick(cb, err)
+    else process.nextTick(function() self:emit('error', err) end) end
+    return false
+  end
+  return ch:send(msg, cb)
+end
+
+return Worker

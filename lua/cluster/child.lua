@@ -26,11 +26,14 @@ local channel
 -- The channel keeps the worker alive only while something waits on it: an
 -- answer from the primary, or a 'message' listener (as Node refs its
 -- channel for 'message' listeners).
-local waiting_replies = 0
+-- A round-robin server has no handle of its own here: like Node's faux
+-- handle, it holds the channel ref'd while it listens.
+local waiting_replies, rr_servers = 0, 0
 local function update_ref()
   if not channel or not channel.connected then return end
   local w = cluster.worker
-  if waiting_replies > 0 or process:listenerCount('message') > 0
+  if waiting_replies > 0 or rr_servers > 0
+      or process:listenerCount('message') > 0
       or (w and w:listenerCount('message') > 0) then
     channel.pipe:ref()
   else
@@ -87,11 +90,20 @@ function cluster._getServer(opts, cb, owner)
       address = {address = opts.address or '::', port = reply.port,
         addressType = opts.addressType or 4},
     }
+    local rr = not handle and not reply.reuseport
     local entry = {lst = lst, owner = owner}
     servers[key] = entry
+    if rr then
+      rr_servers = rr_servers + 1
+      update_ref()
+    end
     function lst.close()
       if servers[key] ~= entry then return end
       servers[key] = nil
+      if rr then
+        rr_servers = rr_servers - 1
+        update_ref()
+      end
       send({act = 'close', key = key})
     end
     cb(nil, lst)
@@ -134,9 +146,10 @@ local function disconnect(worker, primaryInitiated)
       end
     end
   end
-  for key, entry in pairs(servers) do
+  local list = {}
+  for _, entry in pairs(servers) do list[#list + 1] = entry end
+  for _, entry in ipairs(list) do
     waiting = waiting + 1
-    servers[key] = nil
     if entry.owner and entry.owner.close then
       entry.owner:close(check)
     else
@@ -145,6 +158,8 @@ local function disconnect(worker, primaryInitiated)
       end
       check()
     end
+    -- The owner's close normally calls lst.close; make sure it happened.
+    entry.lst.close()
   end
   check()
 end

@@ -8,7 +8,6 @@ local Worker = require('cluster.worker')
 local utils = require('cluster.utils')
 
 local cluster = EventEmitter:new()
-local intercom = EventEmitter:new()
 
 cluster.isWorker = false
 cluster.isMaster = true
@@ -67,9 +66,6 @@ cluster.setupMaster = cluster.setupPrimary
 local function removeWorker(worker)
   if cluster.workers[worker.id] ~= worker then return end
   cluster.workers[worker.id] = nil
-  if next(cluster.workers) == nil then
-    intercom:emit('disconnect')
-  end
 end
 
 local function removeHandlesForWorker(worker)
@@ -303,17 +299,24 @@ function Worker:disconnect()
   return self
 end
 
--- disconnect([cb]): disconnects every worker; cb once all are gone.
+-- disconnect([cb]): disconnects every worker; cb once every one of them
+-- has closed its channel (its servers are closed by then).
 function cluster.disconnect(cb)
-  local any = false
-  for _, w in pairs(cluster.workers) do
-    any = true
-    if w:isConnected() then w:disconnect() end
+  local left = 0
+  local function one()
+    left = left - 1
+    if left == 0 and cb then cb() end
   end
-  if not any then
-    process.nextTick(function() intercom:emit('disconnect') end)
+  local list = {}
+  for _, w in pairs(cluster.workers) do list[#list + 1] = w end
+  for _, w in ipairs(list) do
+    if w:isConnected() then
+      left = left + 1
+      w:once('disconnect', one)
+      w:disconnect()
+    end
   end
-  if type(cb) == 'function' then intercom:once('disconnect', cb) end
+  if left == 0 and type(cb) == 'function' then process.nextTick(cb) end
 end
 
 -- Workers are dead: their handles have been removed by now.

@@ -72,9 +72,10 @@ local function check_max(self, name, n)
   end
 end
 
+-- Called in tail position by on, once, ...: error level 2 is their caller.
 local function add(self, name, fn, prepend, once)
-  if name == nil then error('The event name must not be nil', 3) end
-  check_listener(fn, 3)
+  if name == nil then error('The event name must not be nil', 2) end
+  check_listener(fn, 2)
   local events = rawget(self, '_events')
   if not events then
     events = {}

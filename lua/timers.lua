@@ -65,6 +65,9 @@ function Timeout:_start()
     h = uv.new_timer()
     self._handle = h
   end
+  -- The loop's clock is cached per iteration; Node reads the time afresh,
+  -- so a delay counts from now even after long synchronous code.
+  uv.update_time()
   h:start(self._ms, self._repeat and self._ms or 0, function()
     -- A one-shot timer is done before its callback runs, so clearTimeout
     -- or an error in the callback finds nothing to undo.

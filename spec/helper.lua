@@ -24,22 +24,33 @@ h.root = uv.cwd()
 -- The loop.
 
 -- wait(cond, timeout_ms) -> true when cond() became true, false when the
--- deadline passed first. Runs the event loop meanwhile.
+-- deadline passed first. Runs the event loop meanwhile. An error raised by
+-- a callback meanwhile fails the spec (raised again here) instead of
+-- ending the runner through the uncaughtException policy.
 function h.wait(cond, timeout)
   timeout = timeout or 5000
+  uv.update_time()
   local deadline = uv.now() + timeout
   if cond() then return true end
+  local caught
+  local function catch(err)
+    if caught == nil then caught = {err} end
+  end
+  process:on('uncaughtException', catch)
   local tick = uv.new_timer()
   tick:start(10, 10, function() end)
   local ok = false
   while true do
     lc.run('once')
+    if caught then break end
     if cond() then ok = true break end
     uv.update_time()
     if uv.now() >= deadline then break end
   end
   tick:close()
   lc.run('nowait')
+  process:off('uncaughtException', catch)
+  if caught then error(caught[1], 0) end
   return ok
 end
 

@@ -1,7 +1,16 @@
-/* `_ipc`: the socket syscalls the cluster plumbing needs and libuv 1.44
- * does not offer: a listening socket made with an immediate bind (libuv
- * defers EADDRINUSE to listen) and optional SO_REUSEPORT, and close-on-exec
- * for the inherited IPC channel. */
+/* `_ipc`: the channel between a primary and its workers, and the socket
+ * syscalls the cluster plumbing needs that libuv 1.44 does not offer (a
+ * listening socket made with an immediate bind, as libuv defers EADDRINUSE
+ * to listen, with optional SO_REUSEPORT).
+ *
+ * The channel is a Unix socket pair. Messages travel as frames:
+ *   u32 length (little-endian, of what follows), u8 flags, payload
+ * flags: IPC_INTERNAL (a control message, kept apart from user messages),
+ * IPC_HANDLE (a socket rides along, passed with SCM_RIGHTS by uv_write2).
+ * The payload is a Lua value in a compact binary form (see "Codec"), so
+ * numbers round-trip bit for bit and decoding builds tables at their final
+ * size. Frames written during one turn of the loop leave in one write just
+ * before the loop polls again (a prepare handle), whatever their number. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -10,8 +19,16 @@
 #include <string.h>
 #include <unistd.h>
 #include <netinet/in.h>
+#include <stdint.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include "lc.h"
+
+#define IPC_INTERNAL 1
+#define IPC_HANDLE 2
+#define IPC_MAX_FRAME (1u << 30)
+#define IPC_MAX_DEPTH 1000
+#define IPC_READ_CHUNK 65536
 
 /* _ipc.socket(host, port, backlog, reuseport, listen) -> fd, port
  * Makes a TCP socket bound to host:port (host nil: "::" with a fallback to
@@ -81,24 +98,19 @@ static int ipc_cloexec(lua_State *L) {
   return 1;
 }
 
-/* ---- Message encoding ---------------------------------------------------
- * JSON for the IPC channel, written here rather than with lua-cjson for two
- * reasons: numbers must round-trip exactly (cjson stops at 14 significant
- * digits; pi and 1/3 need 17), and a table with both array and hash parts
- * must be refused, not re-keyed. Decoding stays with cjson (strtod reads 17
- * digits exactly). On failure the encoder only says "no": the Lua side
- * walks the value again to name what and where (cluster/utils.lua). */
+/* ---- Buffers ------------------------------------------------------------ */
 
 typedef struct {
   char *data;
   size_t len, cap;
 } ipc_buf;
 
-#define IPC_MAX_DEPTH 1000
-
-static void buf_grow(ipc_buf *b, size_t need) {
-  size_t cap = b->cap ? b->cap : 256;
+static void buf_reserve(ipc_buf *b, size_t need) {
+  size_t cap;
   char *p;
+  if (b->len + need <= b->cap)
+    return;
+  cap = b->cap ? b->cap : 4096;
   while (cap < b->len + need)
     cap *= 2;
   p = realloc(b->data, cap);
@@ -108,199 +120,660 @@ static void buf_grow(ipc_buf *b, size_t need) {
   b->cap = cap;
 }
 
-static void buf_add(ipc_buf *b, const char *s, size_t n) {
-  if (b->len + n > b->cap)
-    buf_grow(b, n);
+static void buf_add(ipc_buf *b, const void *s, size_t n) {
+  buf_reserve(b, n);
   memcpy(b->data + b->len, s, n);
   b->len += n;
 }
 
-static void buf_char(ipc_buf *b, char c) {
-  if (b->len + 1 > b->cap)
-    buf_grow(b, 1);
-  b->data[b->len++] = c;
+static void buf_byte(ipc_buf *b, unsigned char c) {
+  buf_reserve(b, 1);
+  b->data[b->len++] = (char)c;
 }
 
-static void enc_string(ipc_buf *b, const char *s, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  size_t i, start = 0;
-  buf_char(b, '"');
-  for (i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c >= 0x20 && c != '"' && c != '\\')
-      continue;
-    buf_add(b, s + start, i - start);
-    start = i + 1;
-    switch (c) {
-    case '"': buf_add(b, "\\\"", 2); break;
-    case '\\': buf_add(b, "\\\\", 2); break;
-    case '\n': buf_add(b, "\\n", 2); break;
-    case '\r': buf_add(b, "\\r", 2); break;
-    case '\t': buf_add(b, "\\t", 2); break;
-    default: {
-      char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-      buf_add(b, u, 6);
-    }
-    }
-  }
-  buf_add(b, s + start, n - start);
-  buf_char(b, '"');
+static void buf_u32(ipc_buf *b, uint32_t v) {
+  unsigned char x[4] = {(unsigned char)v, (unsigned char)(v >> 8),
+                        (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
+  buf_add(b, x, 4);
 }
 
-/* The shortest of %.15g, %.16g, %.17g that reads back as the same double. */
-static int enc_number(ipc_buf *b, double d) {
-  char tmp[32];
-  int n, p;
-  if (!isfinite(d))
+static uint32_t get_u32(const char *p) {
+  const unsigned char *u = (const unsigned char *)p;
+  return (uint32_t)u[0] | ((uint32_t)u[1] << 8) | ((uint32_t)u[2] << 16) |
+         ((uint32_t)u[3] << 24);
+}
+
+/* ---- Codec --------------------------------------------------------------
+ * 'T' true, 'F' false, 'z' null (cjson.null), 'i' int32, 'd' double (8
+ * bytes), 's' u32 length + bytes, 'a' u32 n + n values (a sequence 1..n),
+ * 'o' u32 n + n (string key, value) pairs. The values are those lua-cjson
+ * encodes; a table with both array and hash parts, a sparse array, NaN or
+ * infinity, functions, threads and userdata are refused (the encoder only
+ * says no; cluster/utils.lua names what and where). */
+
+static int enc_value(lua_State *L, ipc_buf *b, int idx, int depth);
+
+static void enc_str(ipc_buf *b, const char *s, size_t n) {
+  buf_byte(b, 's');
+  buf_u32(b, (uint32_t)n);
+  buf_add(b, s, n);
+}
+
+static int enc_table(lua_State *L, ipc_buf *b, int idx, int depth) {
+  size_t n = lua_objlen(L, idx), count = 0, i;
+  int strings = 0, others = 0;
+  if (depth >= IPC_MAX_DEPTH || !lua_checkstack(L, 4))
     return 0;
-  if (d == floor(d) && fabs(d) < 9007199254740992.0) {
-    n = snprintf(tmp, sizeof(tmp), "%.0f", d);
-  } else {
-    for (p = 15; p <= 17; p++) {
-      n = snprintf(tmp, sizeof(tmp), "%.*g", p, d);
-      if (strtod(tmp, NULL) == d)
-        break;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    count++;
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      strings++;
+    } else if (lua_type(L, -2) == LUA_TNUMBER) {
+      double k = lua_tonumber(L, -2);
+      if (k != floor(k) || k < 1 || k > (double)n)
+        others++;
+    } else {
+      others++;
     }
+    lua_pop(L, 1);
   }
-  buf_add(b, tmp, (size_t)n);
+  if (others || (strings && n > 0) || (n > 0 && count != n))
+    return 0;
+  if (n > 0) {
+    buf_byte(b, 'a');
+    buf_u32(b, (uint32_t)n);
+    for (i = 1; i <= n; i++) {
+      int ok;
+      lua_rawgeti(L, idx, (int)i);
+      ok = enc_value(L, b, lua_gettop(L), depth + 1);
+      lua_pop(L, 1);
+      if (!ok)
+        return 0;
+    }
+    return 1;
+  }
+  buf_byte(b, 'o');
+  buf_u32(b, (uint32_t)count);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    size_t kn;
+    const char *k = lua_tolstring(L, -2, &kn);
+    enc_str(b, k, kn);
+    if (!enc_value(L, b, lua_gettop(L), depth + 1)) {
+      lua_pop(L, 2);
+      return 0;
+    }
+    lua_pop(L, 1);
+  }
   return 1;
 }
 
-/* Encodes the value at idx; returns 0 when it cannot be sent. */
+/* Encodes the value at the absolute index idx; returns 0 when it cannot be
+ * sent (the buffer then holds a partial frame the caller drops). */
 static int enc_value(lua_State *L, ipc_buf *b, int idx, int depth) {
   switch (lua_type(L, idx)) {
   case LUA_TSTRING: {
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
-    enc_string(b, s, n);
+    enc_str(b, s, n);
     return 1;
   }
-  case LUA_TNUMBER:
-    return enc_number(b, lua_tonumber(L, idx));
+  case LUA_TNUMBER: {
+    double d = lua_tonumber(L, idx);
+    if (!isfinite(d))
+      return 0;
+    if (d == (double)(int32_t)d && !(d == 0 && signbit(d))) {
+      buf_byte(b, 'i');
+      buf_u32(b, (uint32_t)(int32_t)d);
+    } else {
+      buf_byte(b, 'd');
+      buf_add(b, &d, sizeof(d));
+    }
+    return 1;
+  }
   case LUA_TBOOLEAN:
-    if (lua_toboolean(L, idx))
-      buf_add(b, "true", 4);
-    else
-      buf_add(b, "false", 5);
+    buf_byte(b, lua_toboolean(L, idx) ? 'T' : 'F');
     return 1;
   case LUA_TLIGHTUSERDATA:
-    /* cjson.null */
     if (lua_touserdata(L, idx) != NULL)
       return 0;
-    buf_add(b, "null", 4);
+    buf_byte(b, 'z');
     return 1;
-  case LUA_TTABLE: {
-    size_t n = lua_objlen(L, idx), count = 0, i;
-    int strings = 0, others = 0, ok = 1;
-    if (depth >= IPC_MAX_DEPTH || !lua_checkstack(L, 4))
-      return 0;
-    if (idx < 0)
-      idx = lua_gettop(L) + idx + 1;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-      count++;
-      if (lua_type(L, -2) == LUA_TSTRING) {
-        strings++;
-      } else if (lua_type(L, -2) == LUA_TNUMBER) {
-        double k = lua_tonumber(L, -2);
-        if (k != floor(k) || k < 1 || k > (double)n)
-          others++;
-      } else {
-        others++;
-      }
-      lua_pop(L, 1);
-    }
-    /* A sequence 1..n, or string keys only; anything else is refused. */
-    if (others || (strings && n > 0) || (n > 0 && count != n))
-      return 0;
-    if (n > 0) {
-      buf_char(b, '[');
-      for (i = 1; ok && i <= n; i++) {
-        if (i > 1)
-          buf_char(b, ',');
-        lua_rawgeti(L, idx, (int)i);
-        ok = enc_value(L, b, -1, depth + 1);
-        lua_pop(L, 1);
-      }
-      buf_char(b, ']');
-      return ok;
-    }
-    buf_char(b, '{');
-    i = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-      size_t kn;
-      const char *k = lua_tolstring(L, -2, &kn);
-      if (i++ > 0)
-        buf_char(b, ',');
-      enc_string(b, k, kn);
-      buf_char(b, ':');
-      if (!enc_value(L, b, -1, depth + 1)) {
-        lua_pop(L, 2);
-        return 0;
-      }
-      lua_pop(L, 1);
-    }
-    buf_char(b, '}');
-    return 1;
-  }
+  case LUA_TTABLE:
+    return enc_table(L, b, idx, depth);
   default:
     return 0;
   }
 }
 
-static const char ipc_buf_key = 'b';
+typedef struct {
+  const char *p, *end;
+} ipc_cursor;
 
-static int buf_gc(lua_State *L) {
-  ipc_buf *b = (ipc_buf *)lua_touserdata(L, 1);
-  free(b->data);
-  b->data = NULL;
+/* Decodes one value onto the stack; returns 0 on malformed input (the
+ * stack is then left as it was). */
+static int dec_value(lua_State *L, ipc_cursor *c, int depth) {
+  char tag;
+  uint32_t n, i;
+  if (c->p >= c->end || depth >= IPC_MAX_DEPTH || !lua_checkstack(L, 3))
+    return 0;
+  tag = *c->p++;
+  switch (tag) {
+  case 'T':
+  case 'F':
+    lua_pushboolean(L, tag == 'T');
+    return 1;
+  case 'z':
+    lua_pushlightuserdata(L, NULL);
+    return 1;
+  case 'i':
+    if (c->end - c->p < 4)
+      return 0;
+    lua_pushnumber(L, (lua_Number)(int32_t)get_u32(c->p));
+    c->p += 4;
+    return 1;
+  case 'd': {
+    double d;
+    if (c->end - c->p < 8)
+      return 0;
+    memcpy(&d, c->p, 8);
+    c->p += 8;
+    lua_pushnumber(L, d);
+    return 1;
+  }
+  case 's':
+    if (c->end - c->p < 4)
+      return 0;
+    n = get_u32(c->p);
+    c->p += 4;
+    if ((size_t)(c->end - c->p) < n)
+      return 0;
+    lua_pushlstring(L, c->p, n);
+    c->p += n;
+    return 1;
+  case 'a':
+  case 'o':
+    if (c->end - c->p < 4)
+      return 0;
+    n = get_u32(c->p);
+    c->p += 4;
+    /* Each element takes a byte at least: bounds n before allocating. */
+    if ((size_t)(c->end - c->p) < n)
+      return 0;
+    if (tag == 'a') {
+      lua_createtable(L, (int)n, 0);
+      for (i = 1; i <= n; i++) {
+        if (!dec_value(L, c, depth + 1)) {
+          lua_pop(L, 1);
+          return 0;
+        }
+        lua_rawseti(L, -2, (int)i);
+      }
+    } else {
+      lua_createtable(L, 0, (int)n);
+      for (i = 0; i < n; i++) {
+        if (c->p >= c->end || *c->p != 's' || !dec_value(L, c, depth + 1)) {
+          lua_pop(L, 1);
+          return 0;
+        }
+        if (!dec_value(L, c, depth + 1)) {
+          lua_pop(L, 2);
+          return 0;
+        }
+        lua_rawset(L, -3);
+      }
+    }
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+/* ---- Channel ------------------------------------------------------------ */
+
+#define IPC_CHANNEL "lc.ipc.channel"
+
+typedef struct ipc_chan {
+  uv_pipe_t pipe;
+  uv_prepare_t flusher;  /* Runs the batched write before the loop polls. */
+  lua_State *L;
+  int ref_self;          /* Pins the userdata while the channel is open. */
+  int ref_cb;            /* on_event(kind, value, fd) */
+  ipc_buf in;            /* Bytes read, from in_pos on not yet parsed. */
+  size_t in_pos;
+  ipc_buf out;           /* Frames waiting for the next flush. */
+  int closing;           /* close() called or EOF seen: no more events. */
+  int shutting;          /* close() waits for pending writes. */
+  int handles;           /* Open uv handles of this struct (pipe, flusher). */
+  struct ipc_chan **owner; /* The userdata's pointer, wiped when freed. */
+} ipc_chan;
+
+/* A write in flight: owns its bytes, and optionally a Lua callback and a
+ * temporary handle for a passed socket. */
+typedef struct {
+  uv_write_t req;
+  ipc_chan *ch;
+  char *data;
+  int ref_cb;
+  uv_tcp_t *send_handle;
+} ipc_write;
+
+enum { EV_MESSAGE = 0, EV_INTERNAL = 1, EV_CLOSE = 2, EV_ERROR = 3 };
+
+static void chan_handle_closed(uv_handle_t *h) {
+  ipc_chan *ch = (ipc_chan *)h->data;
+  if (--ch->handles > 0)
+    return;
+  free(ch->in.data);
+  free(ch->out.data);
+  if (ch->owner)
+    *ch->owner = NULL;
+  free(ch);
+}
+
+static void tmp_closed(uv_handle_t *h) { free(h); }
+
+/* Calls on_event(kind[, value][, fd]); value/fd are on the stack (nargs). */
+static void chan_emit(ipc_chan *ch, int kind, int nargs) {
+  lua_State *L = ch->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ch->ref_cb);
+  lua_pushinteger(L, kind);
+  if (nargs > 0) {
+    lua_insert(L, -2 - nargs);
+    lua_insert(L, -2 - nargs);
+  }
+  lc_pcall(L, nargs + 1, 0);
+}
+
+static void chan_error(ipc_chan *ch, const char *msg) {
+  lua_pushstring(ch->L, msg);
+  chan_emit(ch, EV_ERROR, 1);
+}
+
+/* Closes the channel now (no flush), and reports EV_CLOSE once. */
+static void chan_close_now(ipc_chan *ch) {
+  lua_State *L = ch->L;
+  int was_closing = ch->closing;
+  if (uv_is_closing((uv_handle_t *)&ch->pipe))
+    return;
+  ch->closing = 1;
+  uv_close((uv_handle_t *)&ch->pipe, chan_handle_closed);
+  uv_close((uv_handle_t *)&ch->flusher, chan_handle_closed);
+  if (!was_closing || ch->shutting)
+    chan_emit(ch, EV_CLOSE, 0);
+  luaL_unref(L, LUA_REGISTRYINDEX, ch->ref_cb);
+  luaL_unref(L, LUA_REGISTRYINDEX, ch->ref_self);
+  ch->ref_cb = ch->ref_self = LUA_NOREF;
+}
+
+static void write_done(uv_write_t *req, int status) {
+  ipc_write *w = (ipc_write *)req;
+  ipc_chan *ch = w->ch;
+  lua_State *L = ch->L;
+  free(w->data);
+  if (w->send_handle)
+    uv_close((uv_handle_t *)w->send_handle, tmp_closed);
+  if (w->ref_cb != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, w->ref_cb);
+    luaL_unref(L, LUA_REGISTRYINDEX, w->ref_cb);
+    if (status < 0 && status != UV_ECANCELED) {
+      lua_pushstring(L, uv_strerror(status));
+    } else if (status == UV_ECANCELED) {
+      lua_pushliteral(L, "channel closed");
+    } else {
+      lua_pushnil(L);
+    }
+    lc_pcall(L, 1, 0);
+  }
+  free(w);
+}
+
+/* Writes what out holds: as much as the socket takes at once, the rest
+ * through a queued write. ref_cb (or LUA_NOREF) runs once all is written.
+ * send_handle, when given, rides along with the whole buffer. */
+static int chan_write(ipc_chan *ch, int ref_cb, uv_tcp_t *send_handle) {
+  ipc_write *w;
+  uv_buf_t buf;
+  size_t off = 0;
+  int rc;
+  if (send_handle == NULL && ch->out.len > 0 &&
+      uv_stream_get_write_queue_size((uv_stream_t *)&ch->pipe) == 0) {
+    buf = uv_buf_init(ch->out.data, (unsigned)ch->out.len);
+    rc = uv_try_write((uv_stream_t *)&ch->pipe, &buf, 1);
+    if (rc > 0)
+      off = (size_t)rc;
+  }
+  if (off == ch->out.len && send_handle == NULL) {
+    ch->out.len = 0;
+    if (ref_cb != LUA_NOREF) {
+      /* Written already: call back on a write of nothing, in order. */
+      w = calloc(1, sizeof(*w));
+      w->ch = ch;
+      w->ref_cb = ref_cb;
+      buf = uv_buf_init(NULL, 0);
+      rc = uv_write(&w->req, (uv_stream_t *)&ch->pipe, &buf, 1, write_done);
+      if (rc < 0)
+        write_done(&w->req, rc);
+    }
+    return 0;
+  }
+  w = calloc(1, sizeof(*w));
+  if (w == NULL)
+    abort();
+  w->ch = ch;
+  w->ref_cb = ref_cb;
+  w->send_handle = send_handle;
+  /* The write owns the bytes left; out starts afresh. */
+  if (off == 0) {
+    w->data = ch->out.data;
+    ch->out.data = NULL;
+    ch->out.cap = 0;
+  } else {
+    w->data = malloc(ch->out.len - off);
+    memcpy(w->data, ch->out.data + off, ch->out.len - off);
+  }
+  buf = uv_buf_init(w->data, (unsigned)(ch->out.len - off));
+  ch->out.len = 0;
+  if (send_handle)
+    rc = uv_write2(&w->req, (uv_stream_t *)&ch->pipe, &buf, 1,
+                   (uv_stream_t *)send_handle, write_done);
+  else
+    rc = uv_write(&w->req, (uv_stream_t *)&ch->pipe, &buf, 1, write_done);
+  if (rc < 0) {
+    write_done(&w->req, rc);
+    return rc;
+  }
   return 0;
 }
 
-/* The encoder's buffer: owned by the state (freed by __gc), reused. */
-static ipc_buf *get_buf(lua_State *L) {
-  ipc_buf *b;
-  lua_pushlightuserdata(L, (void *)&ipc_buf_key);
-  lua_rawget(L, LUA_REGISTRYINDEX);
-  b = (ipc_buf *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  if (b == NULL) {
-    lua_pushlightuserdata(L, (void *)&ipc_buf_key);
-    b = (ipc_buf *)lua_newuserdata(L, sizeof(*b));
-    memset(b, 0, sizeof(*b));
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, buf_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
-    lua_rawset(L, LUA_REGISTRYINDEX);
-  }
-  return b;
+static void flusher_cb(uv_prepare_t *p) {
+  ipc_chan *ch = (ipc_chan *)p->data;
+  uv_prepare_stop(p);
+  if (!ch->closing && ch->out.len > 0)
+    chan_write(ch, LUA_NOREF, NULL);
 }
 
-/* _ipc.encode(value[, prefix]) -> prefix .. json .. "\n", or nil when the
- * value cannot be sent. */
-static int ipc_encode(lua_State *L) {
-  ipc_buf *b = get_buf(L);
-  size_t pn = 0;
-  const char *prefix = luaL_optlstring(L, 2, NULL, &pn);
-  lua_settop(L, 1);
-  b->len = 0;
-  if (prefix)
-    buf_add(b, prefix, pn);
-  if (lua_isnil(L, 1) || !enc_value(L, b, 1, 0)) {
-    lua_pushnil(L);
+static void shutdown_done(uv_shutdown_t *req, int status) {
+  ipc_chan *ch = (ipc_chan *)req->data;
+  (void)status;
+  free(req);
+  chan_close_now(ch);
+}
+
+static void chan_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  ipc_chan *ch = (ipc_chan *)h->data;
+  (void)hint;
+  /* Parsed bytes go; what is left moves to the front. */
+  if (ch->in_pos > 0) {
+    memmove(ch->in.data, ch->in.data + ch->in_pos, ch->in.len - ch->in_pos);
+    ch->in.len -= ch->in_pos;
+    ch->in_pos = 0;
+  }
+  buf_reserve(&ch->in, IPC_READ_CHUNK);
+  /* A frame known to be large: room for all of it in one read. */
+  if (ch->in.len >= 4) {
+    size_t need = 4 + (size_t)get_u32(ch->in.data);
+    if (need > ch->in.len && need <= IPC_MAX_FRAME + 4)
+      buf_reserve(&ch->in, need - ch->in.len);
+  }
+  *buf = uv_buf_init(ch->in.data + ch->in.len,
+                     (unsigned)(ch->in.cap - ch->in.len));
+}
+
+/* Takes the socket passed with a frame: returns a new fd, or -1. */
+static int chan_take_handle(ipc_chan *ch) {
+  uv_tcp_t *t;
+  uv_os_fd_t fd;
+  int dupfd = -1;
+  if (uv_pipe_pending_count(&ch->pipe) == 0 ||
+      uv_pipe_pending_type(&ch->pipe) != UV_TCP)
+    return -1;
+  t = malloc(sizeof(*t));
+  uv_tcp_init(ch->pipe.loop, t);
+  if (uv_accept((uv_stream_t *)&ch->pipe, (uv_stream_t *)t) == 0 &&
+      uv_fileno((uv_handle_t *)t, &fd) == 0)
+    dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  uv_close((uv_handle_t *)t, tmp_closed);
+  return dupfd;
+}
+
+static void chan_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  ipc_chan *ch = (ipc_chan *)s->data;
+  lua_State *L = ch->L;
+  (void)buf;
+  if (nread < 0) {
+    chan_close_now(ch);
+    return;
+  }
+  ch->in.len += (size_t)nread;
+  while (!ch->closing && ch->in.len - ch->in_pos >= 5) {
+    const char *p = ch->in.data + ch->in_pos;
+    uint32_t len = get_u32(p);
+    unsigned flags;
+    ipc_cursor c;
+    int fd = -1, top;
+    if (len == 0 || len > IPC_MAX_FRAME) {
+      chan_error(ch, "bad frame on the IPC channel (garbage written to it?)");
+      chan_close_now(ch);
+      return;
+    }
+    if (ch->in.len - ch->in_pos < 4 + (size_t)len)
+      break;
+    flags = (unsigned char)p[4];
+    c.p = p + 5;
+    c.end = p + 4 + len;
+    ch->in_pos += 4 + (size_t)len;
+    if (flags & IPC_HANDLE)
+      fd = chan_take_handle(ch);
+    top = lua_gettop(L);
+    if (!dec_value(L, &c, 0) || c.p != c.end) {
+      lua_settop(L, top);
+      if (fd >= 0)
+        close(fd);
+      chan_error(ch, "bad message on the IPC channel (garbage written to "
+                     "it?)");
+      chan_close_now(ch);
+      return;
+    }
+    if (fd >= 0) {
+      lua_pushinteger(L, fd);
+      chan_emit(ch, (flags & IPC_INTERNAL) ? EV_INTERNAL : EV_MESSAGE, 2);
+    } else {
+      chan_emit(ch, (flags & IPC_INTERNAL) ? EV_INTERNAL : EV_MESSAGE, 1);
+    }
+  }
+  if (ch->in_pos == ch->in.len) {
+    ch->in.len = ch->in_pos = 0;
+    /* Let a buffer grown for a large message go. */
+    if (ch->in.cap > 4 * IPC_READ_CHUNK) {
+      free(ch->in.data);
+      ch->in.data = NULL;
+      ch->in.cap = 0;
+    }
+  }
+}
+
+static ipc_chan *check_chan(lua_State *L) {
+  ipc_chan **pp = (ipc_chan **)luaL_checkudata(L, 1, IPC_CHANNEL);
+  if (*pp == NULL || (*pp)->closing)
+    luaL_error(L, "IPC channel is closed");
+  return *pp;
+}
+
+/* _ipc.channel(fd, on_event) -> channel. Takes ownership of fd. on_event
+ * (kind, value, fd): kind 0 a user message, 1 a control message (fd: a
+ * passed socket, owned by the callee), 2 closed, 3 error (value: text). */
+static int ipc_channel(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  ipc_chan *ch, **pp;
+  int rc;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  ch = calloc(1, sizeof(*ch));
+  if (ch == NULL)
+    return luaL_error(L, "out of memory");
+  uv_pipe_init(lc_get(L)->loop, &ch->pipe, 1);
+  rc = uv_pipe_open(&ch->pipe, fd);
+  if (rc < 0) {
+    ch->handles = 1;
+    uv_close((uv_handle_t *)&ch->pipe, chan_handle_closed);
+    return lc_push_uverr(L, rc);
+  }
+  uv_prepare_init(lc_get(L)->loop, &ch->flusher);
+  ch->pipe.data = ch->flusher.data = ch;
+  ch->handles = 2;
+  ch->L = L;
+  pp = (ipc_chan **)lua_newuserdata(L, sizeof(*pp));
+  *pp = ch;
+  ch->owner = pp;
+  luaL_getmetatable(L, IPC_CHANNEL);
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  ch->ref_self = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, 2);
+  ch->ref_cb = luaL_ref(L, LUA_REGISTRYINDEX);
+  uv_read_start((uv_stream_t *)&ch->pipe, chan_alloc, chan_read);
+  return 1;
+}
+
+/* channel:send(internal, value[, fd][, cb]) -> true, or false when value
+ * cannot be sent. fd: a socket to pass along (duplicated: the caller keeps
+ * its own). cb(err): once written. */
+static int chan_send(lua_State *L) {
+  ipc_chan *ch = check_chan(L);
+  int internal = lua_toboolean(L, 2);
+  int fd = (int)luaL_optinteger(L, 4, -1);
+  size_t start = ch->out.len;
+  int ref_cb = LUA_NOREF;
+  uv_tcp_t *t = NULL;
+  luaL_checkany(L, 3);
+  buf_u32(&ch->out, 0);
+  buf_byte(&ch->out, (unsigned char)((internal ? IPC_INTERNAL : 0) |
+                                     (fd >= 0 ? IPC_HANDLE : 0)));
+  if (!enc_value(L, &ch->out, 3, 0)) {
+    ch->out.len = start;
+    lua_pushboolean(L, 0);
     return 1;
   }
-  buf_char(b, '\n');
-  lua_pushlstring(L, b->data, b->len);
-  /* Do not keep a huge buffer around after a large message. */
-  if (b->cap > (1u << 20)) {
-    free(b->data);
-    b->data = NULL;
-    b->cap = 0;
+  {
+    uint32_t len = (uint32_t)(ch->out.len - start - 4);
+    unsigned char *h = (unsigned char *)ch->out.data + start;
+    h[0] = (unsigned char)len;
+    h[1] = (unsigned char)(len >> 8);
+    h[2] = (unsigned char)(len >> 16);
+    h[3] = (unsigned char)(len >> 24);
   }
+  if (!lua_isnoneornil(L, 5)) {
+    luaL_checktype(L, 5, LUA_TFUNCTION);
+    lua_pushvalue(L, 5);
+    ref_cb = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  if (fd >= 0) {
+    int dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    t = malloc(sizeof(*t));
+    uv_tcp_init(ch->pipe.loop, t);
+    if (dupfd < 0 || uv_tcp_open(t, dupfd) != 0) {
+      if (dupfd >= 0)
+        close(dupfd);
+      uv_close((uv_handle_t *)t, tmp_closed);
+      t = NULL;
+    }
+  }
+  if (t != NULL || ref_cb != LUA_NOREF) {
+    /* Frames before it first, then this one with its socket. */
+    if (t != NULL && start > 0) {
+      size_t total = ch->out.len;
+      char *frame = malloc(total - start);
+      memcpy(frame, ch->out.data + start, total - start);
+      ch->out.len = start;
+      chan_write(ch, LUA_NOREF, NULL);
+      buf_add(&ch->out, frame, total - start);
+      free(frame);
+    }
+    chan_write(ch, ref_cb, t);
+  } else if (!uv_is_active((uv_handle_t *)&ch->flusher)) {
+    uv_prepare_start(&ch->flusher, flusher_cb);
+  }
+  lua_pushboolean(L, 1);
   return 1;
+}
+
+/* channel:flush(): writes what is queued now, blocking at most until the
+ * socket takes it (for process.exit). */
+static int chan_flush(lua_State *L) {
+  ipc_chan *ch = check_chan(L);
+  size_t off = 0;
+  int fd = -1;
+  uv_fileno((uv_handle_t *)&ch->pipe, &fd);
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&ch->pipe) > 0) {
+    /* Queued writes must go first: let libuv finish them. */
+    chan_write(ch, LUA_NOREF, NULL);
+    return 0;
+  }
+  while (off < ch->out.len && fd >= 0) {
+    ssize_t n = write(fd, ch->out.data + off, ch->out.len - off);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && errno == EAGAIN) {
+      fd_set w;
+      FD_ZERO(&w);
+      FD_SET(fd, &w);
+      select(fd + 1, NULL, &w, NULL, NULL);
+      continue;
+    }
+    if (n <= 0)
+      break;
+    off += (size_t)n;
+  }
+  ch->out.len = 0;
+  return 0;
+}
+
+/* channel:close(): closes once queued frames are written; EV_CLOSE then. */
+static int chan_close(lua_State *L) {
+  ipc_chan *ch = check_chan(L);
+  uv_shutdown_t *req;
+  if (ch->out.len > 0)
+    chan_write(ch, LUA_NOREF, NULL);
+  ch->closing = 1;
+  ch->shutting = 1;
+  uv_read_stop((uv_stream_t *)&ch->pipe);
+  req = malloc(sizeof(*req));
+  req->data = ch;
+  if (uv_shutdown(req, (uv_stream_t *)&ch->pipe, shutdown_done) < 0) {
+    free(req);
+    chan_close_now(ch);
+  }
+  return 0;
+}
+
+/* channel:ref(bool): whether the channel alone keeps the loop alive. */
+static int chan_ref(lua_State *L) {
+  ipc_chan *ch = check_chan(L);
+  if (lua_toboolean(L, 2))
+    uv_ref((uv_handle_t *)&ch->pipe);
+  else
+    uv_unref((uv_handle_t *)&ch->pipe);
+  return 0;
+}
+
+static int chan_gc(lua_State *L) {
+  ipc_chan **pp = (ipc_chan **)lua_touserdata(L, 1);
+  /* An open channel pins its userdata: here it is closed or closing. */
+  if (*pp)
+    (*pp)->owner = NULL;
+  return 0;
+}
+
+/* _ipc.socketpair() -> fd for this side (close-on-exec), fd for the child
+ * (given to it as fd 3 by spawn; close it here after spawning). */
+static int ipc_socketpair(lua_State *L) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    return lc_push_uverr(L, uv_translate_sys_error(errno));
+  lua_pushinteger(L, sv[0]);
+  lua_pushinteger(L, sv[1]);
+  return 2;
 }
 
 /* _ipc.close(fd) */
@@ -309,13 +782,50 @@ static int ipc_close(lua_State *L) {
   return 0;
 }
 
+/* _ipc.dup(fd) -> a close-on-exec duplicate, or nil, message, code. */
+static int ipc_dup(lua_State *L) {
+  int fd = fcntl((int)luaL_checkinteger(L, 1), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0)
+    return lc_push_uverr(L, uv_translate_sys_error(errno));
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+/* _ipc.encodes(value) -> whether the channel can carry value. */
+static int ipc_encodes(lua_State *L) {
+  ipc_buf b = {NULL, 0, 0};
+  int ok;
+  lua_settop(L, 1);
+  ok = !lua_isnil(L, 1) && enc_value(L, &b, 1, 0);
+  free(b.data);
+  lua_pushboolean(L, ok);
+  return 1;
+}
+
 int luaopen_lc_ipc(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"socket", ipc_socket},
     {"cloexec", ipc_cloexec},
     {"close", ipc_close},
-    {"encode", ipc_encode},
+    {"dup", ipc_dup},
+    {"socketpair", ipc_socketpair},
+    {"channel", ipc_channel},
+    {"encodes", ipc_encodes},
     {NULL, NULL}};
+  static const luaL_Reg methods[] = {
+    {"send", chan_send},
+    {"flush", chan_flush},
+    {"close", chan_close},
+    {"ref", chan_ref},
+    {NULL, NULL}};
+  if (luaL_newmetatable(L, IPC_CHANNEL)) {
+    lua_newtable(L);
+    luaL_register(L, NULL, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, chan_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
   lua_newtable(L);
   luaL_register(L, NULL, fns);
   return 1;

@@ -2,7 +2,6 @@
 -- primary passed on fd 3, says online, asks the primary for listening
 -- sockets, and exits when the primary goes away.
 
-local uv = require('uv')
 local ipc = require('_ipc')
 local EventEmitter = require('events')
 local Worker = require('cluster.worker')
@@ -30,14 +29,14 @@ local channel
 -- handle, it holds the channel ref'd while it listens.
 local waiting_replies, rr_servers = 0, 0
 local function update_ref()
-  if not channel or not channel.connected then return end
+  if not channel or channel.closing then return end
   local w = cluster.worker
   if waiting_replies > 0 or rr_servers > 0
       or process:listenerCount('message') > 0
       or (w and w:listenerCount('message') > 0) then
-    channel.pipe:ref()
+    channel:ref(true)
   else
-    channel.pipe:unref()
+    channel:ref(false)
   end
 end
 
@@ -190,13 +189,11 @@ Worker.kill = Worker.destroy
 -- Set-up: runs once, when the runtime starts a worker.
 
 function cluster._setupWorker(id, fd)
-  local pipe = uv.new_pipe(true)
-  assert(pipe:open(fd))
   ipc.cloexec(fd)
   local worker = Worker.new({id = id, process = process, state = 'online'})
   cluster.worker = worker
 
-  channel = utils.Channel(pipe, {
+  channel = utils.Channel(fd, {
     message = function(msg)
       process:emit('message', msg)
       worker:emit('message', msg)
@@ -239,8 +236,10 @@ function cluster._setupWorker(id, fd)
   end)
   -- process.disconnect(): closes the channel to the primary.
   rawset(process, 'disconnect', function()
-    if channel.connected then channel:close() end
+    channel:close()
   end)
+  -- What the worker sent reaches the primary even if it exits right away.
+  process:on('exit', function() channel:flush() end)
   send({act = 'online'})
 end
 

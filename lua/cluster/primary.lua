@@ -6,6 +6,7 @@ local uv = require('uv')
 local EventEmitter = require('events')
 local Worker = require('cluster.worker')
 local utils = require('cluster.utils')
+local ipc = require('_ipc')
 
 local cluster = EventEmitter:new()
 
@@ -210,12 +211,12 @@ function cluster.fork(env)
   ids = ids + 1
   local id = ids
   local s = cluster.settings
-  local ipcpipe = uv.new_pipe(true)
-  local stdio = {0, 1, 2, ipcpipe}
+  local mine, theirs = assert(ipc.socketpair())
+  local stdio = {0, 1, 2, theirs}
   local out, err
   if s.silent then
     out, err = uv.new_pipe(false), uv.new_pipe(false)
-    stdio = {0, out, err, ipcpipe}
+    stdio = {0, out, err, theirs}
   end
   local worker
   local proc = {connected = true}
@@ -232,12 +233,13 @@ function cluster.fork(env)
       -- The channel's EOF is due; read what is left, then report.
       local t = uv.new_timer()
       worker._exitTimer = t
-      t:start(1000, 0, function() worker._channel:_closed() end)
+      t:start(1000, 0, function() worker._channel:close() end)
     end
     finish_exit(worker)
   end)
 
-  worker._channel = utils.Channel(ipcpipe, {
+  ipc.close(theirs)
+  worker._channel = utils.Channel(mine, {
     message = function(msg)
       worker:emit('message', msg)
       cluster:emit('message', worker, msg)
@@ -249,14 +251,16 @@ function cluster.fork(env)
     end,
     close = function() on_disconnect(worker) end,
     error = function(e)
-      worker:emit('error', {code = 'ERR_IPC', message = e})
+      local err = setmetatable({code = 'ERR_IPC', message = 'worker ' ..
+        id .. ': ' .. e}, {__tostring = function(x) return x.message end})
+      if worker:listenerCount('error') > 0 then worker:emit('error', err)
+      else io.stderr:write('luacluster: ', err.message, '\n') end
     end,
   })
 
   if not handle then
-    ipcpipe:close()
+    worker._channel:close()
     if out then out:close() err:close() end
-    worker._channel.connected = false
     worker.state = 'dead'
     spawn_failed(worker, pid)
     return worker
@@ -319,8 +323,14 @@ function cluster.disconnect(cb)
   if left == 0 and type(cb) == 'function' then process.nextTick(cb) end
 end
 
--- Workers are dead: their handles have been removed by now.
 function cluster._handles() return handles end
+
+-- Messages queued for workers leave before the primary exits.
+process:on('exit', function()
+  for _, w in pairs(cluster.workers) do
+    if w._channel then w._channel:flush() end
+  end
+end)
 
 EventEmitter.bindSelf(cluster)
 EventEmitter.bindMethods(cluster, EventEmitter)

@@ -49,10 +49,9 @@ function RoundRobinHandle:_handoff(c)
   self.next = i + 1
   local worker = self.list[i]
   local ch = worker._channel
-  if not ch or not ch:internal({act = 'newconn', key = self.key}, c, nil,
-      function() c:close() end) then
-    if not c:is_closing() then c:close() end
-  end
+  -- The channel passes a duplicate of the socket: ours closes at once.
+  if ch then ch:internal({act = 'newconn', key = self.key}, c:fileno()) end
+  c:close()
 end
 
 function RoundRobinHandle:add(worker, send)

@@ -23,15 +23,14 @@ function Worker:isDead()
 end
 
 function Worker:isConnected()
-  return self._channel ~= nil and self._channel.connected
-    and not self._channel.closing
+  return self._channel ~= nil and not self._channel.closing
 end
 
 -- send(msg[, cb]) -> true, or false when the channel is closed (cb or
 -- the 'error' event gets the error). Raises when msg cannot be encoded.
 function Worker:send(msg, cb)
   local ch = self._channel
-  if not ch or not ch.connected or ch.closing then
+  if not ch or ch.closing then
     local err = {code = 'ERR_IPC_CHANNEL_CLOSED',
       message = 'Channel closed'}
     setmetatable(err, {__tostring = function(e) return e.message end})

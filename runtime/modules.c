@@ -8,6 +8,7 @@
 #include "lc.h"
 
 int luaopen_cjson_safe(lua_State *L);
+int luaopen_lc_tcp(lua_State *L);
 
 /* Loader for an embedded module; upvalue 1 is its lc_module. With
  * LUACLUSTER_LUA_DIR set, the file of the same path is loaded from there
@@ -48,6 +49,8 @@ void lc_preload(lua_State *L) {
     {"cjson.safe", luaopen_cjson_safe},
     {"json", load_json},
     {"_lc", luaopen_lc_core},
+    {"_http", luaopen_lc_http},
+    {"_tcp", luaopen_lc_tcp},
     {"_ipc", luaopen_lc_ipc},
     {NULL, NULL}};
   const lc_module *m;

@@ -1,0 +1,176 @@
+/* TCP socket syscalls the servers need and libuv 1.44 does not offer:
+ * listening sockets with SO_REUSEPORT, and adopting descriptors that arrive
+ * from elsewhere (a cluster primary, a systemd socket). http.c uses the C
+ * functions; the `_tcp` module gives the same to the Lua side. */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <uv.h>
+#include "lc.h"
+#include "tcp.h"
+
+/* Parses host:port into ss. Returns the address length, or 0 when host is
+ * not a numeric IPv4 or IPv6 address. */
+static socklen_t parse_addr(const char *host, int port,
+                            struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof(*ss));
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
+    return sizeof(struct sockaddr_in);
+  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
+    return sizeof(struct sockaddr_in6);
+  return 0;
+}
+
+/* One attempt of lc__tcp_listen_fd for a parsed address. */
+static int listen_addr(const struct sockaddr_storage *ss, socklen_t len,
+                       int backlog, int reuseport) {
+  int one = 1, zero = 0, fd, err;
+  fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return uv_translate_sys_error(errno);
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0)
+    goto fail;
+  if (reuseport &&
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+    goto fail;
+  /* Node listens dual-stack on IPv6 addresses unless told otherwise. */
+  if (ss->ss_family == AF_INET6)
+    (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+  if (bind(fd, (const struct sockaddr *)ss, len) != 0)
+    goto fail;
+  if (listen(fd, backlog > 0 ? backlog : 511) != 0)
+    goto fail;
+  return fd;
+fail:
+  err = uv_translate_sys_error(errno);
+  close(fd);
+  return err;
+}
+
+int lc__tcp_listen_fd(const char *host, int port, int backlog, int reuseport) {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int fd;
+  if (port < 0 || port > 65535)
+    return UV_EINVAL;
+  if (host == NULL || *host == '\0') {
+    /* Every address: IPv6 dual-stack first, as Node does. */
+    len = parse_addr("::", port, &ss);
+    fd = listen_addr(&ss, len, backlog, reuseport);
+    if (fd != UV_EAFNOSUPPORT && fd != UV_EADDRNOTAVAIL)
+      return fd;
+    host = "0.0.0.0";
+  }
+  len = parse_addr(host, port, &ss);
+  if (len == 0)
+    return UV_EINVAL;
+  return listen_addr(&ss, len, backlog, reuseport);
+}
+
+int lc__tcp_dup(int fd) {
+  int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  return nfd < 0 ? uv_translate_sys_error(errno) : nfd;
+}
+
+int lc__tcp_addr(const struct sockaddr *sa, char *ip, int *port,
+                 int *family) {
+  int err;
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+    err = uv_ip4_name(a, ip, INET6_ADDRSTRLEN);
+    *port = ntohs(a->sin_port);
+    *family = 4;
+  } else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+    err = uv_ip6_name(a, ip, INET6_ADDRSTRLEN);
+    *port = ntohs(a->sin6_port);
+    *family = 6;
+  } else {
+    return UV_EAFNOSUPPORT;
+  }
+  return err;
+}
+
+int lc__tcp_push_name(lua_State *L, int fd, int peer) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  char ip[INET6_ADDRSTRLEN];
+  int port, family, err;
+  if ((peer ? getpeername(fd, (struct sockaddr *)&ss, &len)
+            : getsockname(fd, (struct sockaddr *)&ss, &len)) != 0)
+    return lc_push_uverr(L, uv_translate_sys_error(errno));
+  err = lc__tcp_addr((const struct sockaddr *)&ss, ip, &port, &family);
+  if (err != 0)
+    return lc_push_uverr(L, err);
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, ip);
+  lua_setfield(L, -2, "address");
+  lua_pushinteger(L, port);
+  lua_setfield(L, -2, "port");
+  lua_pushstring(L, family == 4 ? "IPv4" : "IPv6");
+  lua_setfield(L, -2, "family");
+  lua_pushinteger(L, family);
+  lua_setfield(L, -2, "addressType");
+  return 1;
+}
+
+/* ---- The `_tcp` module. ---- */
+
+/* _tcp.listen_fd(host|nil, port, backlog, reuseport) -> fd
+ * or nil, message, code. */
+static int tcp_listen_fd(lua_State *L) {
+  const char *host = luaL_optstring(L, 1, NULL);
+  int port = (int)luaL_checkinteger(L, 2);
+  int backlog = (int)luaL_optinteger(L, 3, 511);
+  int reuseport = lua_toboolean(L, 4);
+  int fd;
+  luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
+  fd = lc__tcp_listen_fd(host, port, backlog, reuseport);
+  if (fd < 0)
+    return lc_push_uverr(L, fd);
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+/* _tcp.dup(fd) -> fd or nil, message, code. */
+static int tcp_dup(lua_State *L) {
+  int fd = lc__tcp_dup((int)luaL_checkinteger(L, 1));
+  if (fd < 0)
+    return lc_push_uverr(L, fd);
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+/* _tcp.close(fd) -> true or nil, message, code. */
+static int tcp_close(lua_State *L) {
+  if (close((int)luaL_checkinteger(L, 1)) != 0)
+    return lc_push_uverr(L, uv_translate_sys_error(errno));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* _tcp.sockname(fd), _tcp.peername(fd) -> address table. */
+static int tcp_sockname(lua_State *L) {
+  return lc__tcp_push_name(L, (int)luaL_checkinteger(L, 1), 0);
+}
+
+static int tcp_peername(lua_State *L) {
+  return lc__tcp_push_name(L, (int)luaL_checkinteger(L, 1), 1);
+}
+
+int luaopen_lc_tcp(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    {"listen_fd", tcp_listen_fd},
+    {"dup", tcp_dup},
+    {"close", tcp_close},
+    {"sockname", tcp_sockname},
+    {"peername", tcp_peername},
+    {NULL, NULL}};
+  lua_newtable(L);
+  luaL_register(L, NULL, fns);
+  return 1;
+}

@@ -5,6 +5,9 @@
 
 local lc = require('_lc')
 
+-- 'luv' is another name for 'uv': one module table, opened once.
+package.preload.luv = function() return require('uv') end
+
 local init = {}
 
 local USAGE = [==[
@@ -200,8 +203,8 @@ function init.main(argv)
     -- The script runs unmodified in workers; this process supervises.
     return require('cluster.supervisor').run(o)
   end
-  local chunk = load_script(o)
-  chunk(unpack(o.args))
+  -- A tail call: the script's traceback ends at its own "main chunk".
+  return load_script(o)(unpack(o.args))
 end
 
 function init.before_exit()

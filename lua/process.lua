@@ -40,7 +40,9 @@ process.release = {name = 'luacluster'}
 process.platform = jit and jit.os:lower() or 'linux'
 process.arch = jit and jit.arch or 'x64'
 process.pid = uv.os_getpid()
-process.execPath = uv.exepath()
+-- Linux names a binary replaced on disk "path (deleted)"; the path itself
+-- is what a new process (a worker) should run.
+process.execPath = (uv.exepath():gsub(' %(deleted%)$', ''))
 process.argv = {}
 process.argv0 = 'luacluster'
 process.execArgv = {}

@@ -87,7 +87,9 @@ local function inspect_table(t, opts, depth, path, indent)
   if depth > opts.depth then return '[table]' end
   path[t] = true
   local parts = {}
-  local n = #t
+  -- The sequence part runs up to the first nil: # is ambiguous with holes.
+  local n = 0
+  while t[n + 1] ~= nil do n = n + 1 end
   local inner = indent .. '  '
   for i = 1, math.min(n, MAX_ITEMS) do
     parts[#parts + 1] = inspect(t[i], opts, depth + 1, path, inner)
@@ -116,6 +118,28 @@ local function inspect_table(t, opts, depth, path, indent)
   if #parts == 0 then return '{}' end
   local one = '{ ' .. concat(parts, ', ') .. ' }'
   if #one + #indent <= 72 and not one:find('\n') then return one end
+  if #keys == 0 and n > 6 then
+    -- A long list of short items fills lines rather than one item a line.
+    local widest = 0
+    for i = 1, #parts do widest = math.max(widest, #parts[i]) end
+    if widest <= 16 and not one:find('\n') then
+      local items = math.min(n, MAX_ITEMS)
+      local lines, line = {}, parts[1]
+      for i = 2, items do
+        if #inner + #line + #parts[i] + 3 > 72 then -- ", " and ","
+          lines[#lines + 1] = line
+          line = parts[i]
+        else
+          line = line .. ', ' .. parts[i]
+        end
+      end
+      lines[#lines + 1] = line
+      -- "... n more items" on a line of its own, as Node puts it.
+      lines[#lines + 1] = parts[items + 1]
+      return '{\n' .. inner .. concat(lines, ',\n' .. inner) .. '\n'
+        .. indent .. '}'
+    end
+  end
   return '{\n' .. inner .. concat(parts, ',\n' .. inner) .. '\n' .. indent
     .. '}'
 end

@@ -17,7 +17,8 @@ local lc = require('_lc')
 local h = {}
 
 -- The binary under test: the one running the specs.
-h.bin = uv.exepath()
+-- (Linux names a replaced binary "path (deleted)": use the path's new one.)
+h.bin = uv.exepath():gsub(' %(deleted%)$', '')
 h.root = uv.cwd()
 
 ------------------------------------------------------------------------------

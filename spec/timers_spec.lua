@@ -307,18 +307,27 @@ describe('timers', function()
 
   describe('ordering', function()
     it('sync code, then nextTick, then setImmediate, then setTimeout(0),'
-        .. ' from inside a callback', function()
-      local order
-      setTimeout(function()
-        order = {}
-        setTimeout(function() order[#order + 1] = 'timeout' end, 0)
-        setImmediate(function() order[#order + 1] = 'immediate' end)
-        process.nextTick(function() order[#order + 1] = 'tick' end)
-        order[#order + 1] = 'sync'
-      end, 1)
-      assert.is_true(h.wait(function() return order and #order == 4 end,
-        1000))
-      assert.same({'sync', 'tick', 'immediate', 'timeout'}, order)
+        .. ' from inside a timer or an I/O callback', function()
+      -- In a script of its own: the loop runs as it does for users.
+      local p = lua([[
+        local function probe(name)
+          local order = {}
+          setTimeout(function()
+            order[#order + 1] = 'timeout'
+            print(name .. ': ' .. table.concat(order, ' '))
+          end, 0)
+          setImmediate(function() order[#order + 1] = 'immediate' end)
+          process.nextTick(function() order[#order + 1] = 'tick' end)
+          order[#order + 1] = 'sync'
+        end
+        setTimeout(function() probe('timer') end, 1)
+        require('uv').fs_stat('/', function() probe('io') end)]])
+      assert.equal(0, p.code)
+      local lines = {}
+      for l in p.stdout:gmatch('[^\n]+') do lines[#lines + 1] = l end
+      table.sort(lines)
+      assert.same({'io: sync tick immediate timeout',
+        'timer: sync tick immediate timeout'}, lines)
     end)
 
     it('the same from the main chunk of a script', function()

@@ -1,6 +1,0 @@
-describe('smoke', function()
-  it('runs inside luacluster', function()
-    assert.is_table(process)
-    assert.is_function(setTimeout)
-  end)
-end)

@@ -105,11 +105,9 @@ typedef struct {
   size_t len, cap;
 } ipc_buf;
 
-static void buf_reserve(ipc_buf *b, size_t need) {
+static void buf_grow(ipc_buf *b, size_t need) {
   size_t cap;
   char *p;
-  if (b->len + need <= b->cap)
-    return;
   cap = b->cap ? b->cap : 4096;
   while (cap < b->len + need)
     cap *= 2;
@@ -120,24 +118,29 @@ static void buf_reserve(ipc_buf *b, size_t need) {
   b->cap = cap;
 }
 
-static void buf_add(ipc_buf *b, const void *s, size_t n) {
+static inline void buf_reserve(ipc_buf *b, size_t need) {
+  if (b->len + need > b->cap)
+    buf_grow(b, need);
+}
+
+static inline void buf_add(ipc_buf *b, const void *s, size_t n) {
   buf_reserve(b, n);
   memcpy(b->data + b->len, s, n);
   b->len += n;
 }
 
-static void buf_byte(ipc_buf *b, unsigned char c) {
+static inline void buf_byte(ipc_buf *b, unsigned char c) {
   buf_reserve(b, 1);
   b->data[b->len++] = (char)c;
 }
 
-static void buf_u32(ipc_buf *b, uint32_t v) {
+static inline void buf_u32(ipc_buf *b, uint32_t v) {
   unsigned char x[4] = {(unsigned char)v, (unsigned char)(v >> 8),
                         (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
   buf_add(b, x, 4);
 }
 
-static uint32_t get_u32(const char *p) {
+static inline uint32_t get_u32(const char *p) {
   const unsigned char *u = (const unsigned char *)p;
   return (uint32_t)u[0] | ((uint32_t)u[1] << 8) | ((uint32_t)u[2] << 16) |
          ((uint32_t)u[3] << 24);
@@ -159,11 +162,43 @@ static void enc_str(ipc_buf *b, const char *s, size_t n) {
   buf_add(b, s, n);
 }
 
+/* A table without a sequence part: one pass, string keys only. */
+static int enc_object(lua_State *L, ipc_buf *b, int idx, int depth) {
+  size_t at, count = 0;
+  buf_byte(b, 'o');
+  at = b->len;
+  buf_u32(b, 0);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    size_t kn;
+    const char *k;
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      lua_pop(L, 2);
+      return 0;
+    }
+    k = lua_tolstring(L, -2, &kn);
+    enc_str(b, k, kn);
+    if (!enc_value(L, b, lua_gettop(L), depth + 1)) {
+      lua_pop(L, 2);
+      return 0;
+    }
+    lua_pop(L, 1);
+    count++;
+  }
+  b->data[at] = (char)count;
+  b->data[at + 1] = (char)(count >> 8);
+  b->data[at + 2] = (char)(count >> 16);
+  b->data[at + 3] = (char)(count >> 24);
+  return 1;
+}
+
 static int enc_table(lua_State *L, ipc_buf *b, int idx, int depth) {
   size_t n = lua_objlen(L, idx), count = 0, i;
   int strings = 0, others = 0;
   if (depth >= IPC_MAX_DEPTH || !lua_checkstack(L, 4))
     return 0;
+  if (n == 0)
+    return enc_object(L, b, idx, depth);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     count++;
@@ -178,9 +213,9 @@ static int enc_table(lua_State *L, ipc_buf *b, int idx, int depth) {
     }
     lua_pop(L, 1);
   }
-  if (others || (strings && n > 0) || (n > 0 && count != n))
+  if (others || strings || count != n)
     return 0;
-  if (n > 0) {
+  {
     buf_byte(b, 'a');
     buf_u32(b, (uint32_t)n);
     for (i = 1; i <= n; i++) {
@@ -193,20 +228,6 @@ static int enc_table(lua_State *L, ipc_buf *b, int idx, int depth) {
     }
     return 1;
   }
-  buf_byte(b, 'o');
-  buf_u32(b, (uint32_t)count);
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    size_t kn;
-    const char *k = lua_tolstring(L, -2, &kn);
-    enc_str(b, k, kn);
-    if (!enc_value(L, b, lua_gettop(L), depth + 1)) {
-      lua_pop(L, 2);
-      return 0;
-    }
-    lua_pop(L, 1);
-  }
-  return 1;
 }
 
 /* Encodes the value at the absolute index idx; returns 0 when it cannot be
@@ -345,6 +366,7 @@ typedef struct ipc_chan {
   ipc_buf out;           /* Frames waiting for the next flush. */
   int closing;           /* close() called or EOF seen: no more events. */
   int shutting;          /* close() waits for pending writes. */
+  int bad;               /* A malformed frame arrived: the channel ends. */
   int handles;           /* Open uv handles of this struct (pipe, flusher). */
   struct ipc_chan **owner; /* The userdata's pointer, wiped when freed. */
 } ipc_chan;
@@ -538,15 +560,13 @@ static int chan_take_handle(ipc_chan *ch) {
   return dupfd;
 }
 
-static void chan_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  ipc_chan *ch = (ipc_chan *)s->data;
-  lua_State *L = ch->L;
-  (void)buf;
-  if (nread < 0) {
-    chan_close_now(ch);
-    return;
-  }
-  ch->in.len += (size_t)nread;
+/* Delivers the complete frames in the read buffer, one on_event call
+ * each, all under one protected call (as Node emits every message of a
+ * read before its nextTick queue runs). Upvalue: the channel. Returns
+ * nothing; sets ch->bad on a malformed frame. A raising handler ends the
+ * batch; chan_read starts another for the frames after it. */
+static int chan_deliver(lua_State *L) {
+  ipc_chan *ch = (ipc_chan *)lua_touserdata(L, lua_upvalueindex(1));
   while (!ch->closing && ch->in.len - ch->in_pos >= 5) {
     const char *p = ch->in.data + ch->in_pos;
     uint32_t len = get_u32(p);
@@ -554,9 +574,8 @@ static void chan_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     ipc_cursor c;
     int fd = -1, top;
     if (len == 0 || len > IPC_MAX_FRAME) {
-      chan_error(ch, "bad frame on the IPC channel (garbage written to it?)");
-      chan_close_now(ch);
-      return;
+      ch->bad = 1;
+      return 0;
     }
     if (ch->in.len - ch->in_pos < 4 + (size_t)len)
       break;
@@ -567,21 +586,43 @@ static void chan_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (flags & IPC_HANDLE)
       fd = chan_take_handle(ch);
     top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ch->ref_cb);
+    lua_pushinteger(L, (flags & IPC_INTERNAL) ? EV_INTERNAL : EV_MESSAGE);
     if (!dec_value(L, &c, 0) || c.p != c.end) {
       lua_settop(L, top);
       if (fd >= 0)
         close(fd);
-      chan_error(ch, "bad message on the IPC channel (garbage written to "
-                     "it?)");
-      chan_close_now(ch);
-      return;
+      ch->bad = 1;
+      return 0;
     }
-    if (fd >= 0) {
+    if (fd >= 0)
       lua_pushinteger(L, fd);
-      chan_emit(ch, (flags & IPC_INTERNAL) ? EV_INTERNAL : EV_MESSAGE, 2);
-    } else {
-      chan_emit(ch, (flags & IPC_INTERNAL) ? EV_INTERNAL : EV_MESSAGE, 1);
-    }
+    lua_call(L, fd >= 0 ? 3 : 2, 0);
+  }
+  return 0;
+}
+
+static void chan_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  ipc_chan *ch = (ipc_chan *)s->data;
+  lua_State *L = ch->L;
+  (void)buf;
+  if (nread < 0) {
+    chan_close_now(ch);
+    return;
+  }
+  ch->in.len += (size_t)nread;
+  while (!ch->closing && !ch->bad && ch->in.len - ch->in_pos >= 5) {
+    size_t before = ch->in_pos;
+    lua_pushlightuserdata(L, ch);
+    lua_pushcclosure(L, chan_deliver, 1);
+    lc_pcall(L, 0, 0);
+    if (ch->in_pos == before)
+      break; /* An incomplete frame: wait for more bytes. */
+  }
+  if (ch->bad && !ch->closing) {
+    chan_error(ch, "bad frame on the IPC channel (garbage written to it?)");
+    chan_close_now(ch);
+    return;
   }
   if (ch->in_pos == ch->in.len) {
     ch->in.len = ch->in_pos = 0;
@@ -691,6 +732,9 @@ static int chan_send(lua_State *L) {
       free(frame);
     }
     chan_write(ch, ref_cb, t);
+  } else if (ch->out.len >= IPC_READ_CHUNK) {
+    /* A burst: let the reader start on it while we go on encoding. */
+    chan_write(ch, LUA_NOREF, NULL);
   } else if (!uv_is_active((uv_handle_t *)&ch->flusher)) {
     uv_prepare_start(&ch->flusher, flusher_cb);
   }

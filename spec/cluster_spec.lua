@@ -357,6 +357,42 @@ describe('cluster messages', function()
   end)
 end)
 
+describe('cluster faults', function()
+  it('survives a worker writing garbage on its IPC channel', function()
+    local p = run([[
+      local cluster = require('cluster')
+      if cluster.isPrimary then
+        local w = cluster.fork()
+        w:on('error', function(err) print('error', err.code) end)
+        w:on('exit', function(code, signal)
+          print('exit', code, signal)
+          local w2 = cluster.fork()
+          w2:on('message', function(m)
+            print('next worker', m)
+            w2:disconnect()
+          end)
+        end)
+      elseif cluster.worker.id == 1 then
+        -- Bypass the channel: raw bytes on the socket to the primary.
+        local uv = require('uv')
+        local fd = require('_ipc').dup(3)
+        local raw = uv.new_pipe(false)
+        raw:open(fd)
+        raw:write('\255\255\255\255 this is not a frame\n', function()
+          raw:close()
+        end)
+        process.on('message', function() end)
+      else
+        process.send('fine')
+        process.on('message', function() end)
+      end
+    ]])
+    assert.equal(0, p.code)
+    assert.same({'error	ERR_IPC', 'exit	0	nil', 'next worker	fine'},
+      lines(p.stdout))
+  end)
+end)
+
 describe('cluster exits', function()
   it('reports kill() with the signal name', function()
     local p = run([[

@@ -1,0 +1,24 @@
+-- All workers serve port 8000 and answer with their id.
+-- (Node original: cluster.fork() per CPU; each worker's http server on
+-- port 8000 answers 'hello from worker N'; a dead worker is replaced.)
+local cluster = require('cluster')
+local http = require('http')
+local PORT = tonumber(process.env.PORT) or 8000
+
+if cluster.isMaster then
+  for _ = 1, #require('os').cpus() do cluster.fork() end
+  cluster.on('listening', function(worker, address)
+    print('worker ' .. worker.id .. ' (pid ' .. worker.process.pid ..
+      ') listening on port ' .. address.port)
+  end)
+  cluster.on('exit', function(worker, code, signal)
+    print('worker ' .. worker.process.pid .. ' died (' ..
+      (signal or code) .. '); forking a new one')
+    cluster.fork()
+  end)
+else
+  http.createServer(function(req, res)
+    res:writeHead(200, {['Content-Type'] = 'text/plain'})
+    res:finish('hello from worker ' .. cluster.worker.id .. '\n')
+  end):listen(PORT)
+end

@@ -105,6 +105,23 @@ cpu_ticks() {
   if [ "$both" = 1 ]; then echo "$sum $sys"; else echo "$sum"; fi
 }
 
+# "busy total" jiffies of the whole machine since boot. Busy counts steal
+# (time another guest had our CPUs) but not irq and softirq time, which is
+# mostly the benchmark's own loopback traffic.
+machine_ticks() {
+  local cpu u n s i w irq sirq st rest
+  read -r cpu u n s i w irq sirq st rest </proc/stat
+  echo "$((u + n + s + st)) $((u + n + s + i + w + irq + sirq + st))"
+}
+
+# CPU ticks of this shell's reaped children, from the file `times` wrote.
+children_ticks() {
+  awk -v hz="$HZ" 'NR == 2 {
+      t = 0
+      for (i = 1; i <= 2; i++) { split($i, a, "m"); t += a[1] * 60 + a[2] }
+      printf "%d\n", t * hz + 0.5 }' "$1"
+}
+
 # VmRSS of pid $1 in kB (0 if gone).
 rss_kb() {
   awk '/^VmRSS:/ { print $2; f = 1 } END { if (!f) print 0 }' \
@@ -290,7 +307,7 @@ to_ms() {
 run_one() {
   local peer=$1 workers=$2 route=$3 round=$4
   local framing dur url c0 c1 reqs rps p50 p99 errs lt_rps="" \
-    lt_mean="" rss_sum=0 nworkers=0 rss_primary p npids0 npids1 note="" c0 c1 s0 s1
+    lt_mean="" rss_sum=0 nworkers=0 rss_primary p npids0 npids1 note="" c0 c1 s0 s1 m0 m1 mt0 mt1 other
   url="http://127.0.0.1:$PORT$route"
   dur=$(dur_of "$route")
 
@@ -317,9 +334,17 @@ run_one() {
   server_pids=$(collect_pids "$server")
   npids0=$(wc -w <<<"$server_pids")
   read -r c0 s0 <<<"$(cpu_ticks -s $server_pids)"
+  read -r m0 mt0 <<<"$(machine_ticks)"
+  times >"$tmp/times0"
   run_tool "$tmp/wrk.out" taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" \
     -d"${dur}s" --timeout 10s --latency "$url" || note="wrk-failed"
   read -r c1 s1 <<<"$(cpu_ticks -s $server_pids)"
+  read -r m1 mt1 <<<"$(machine_ticks)"
+  times >"$tmp/times1"
+  # What ran besides the server and wrk, as a share of the whole machine.
+  other=$(( (m1 - m0) - (c1 - c0) - $(children_ticks "$tmp/times1") + \
+    $(children_ticks "$tmp/times0") ))
+  other=$(( mt1 > mt0 ? (other < 0 ? 0 : other) * 100 / (mt1 - mt0) : 0 ))
   npids1=$(wc -w <<<"$(collect_pids "$server")")
   [ "$npids0" = "$npids1" ] || note="${note:+$note,}procs-$npids0-to-$npids1"
 
@@ -361,19 +386,20 @@ run_one() {
   stop_server
   # workers route round peer status startup_ms reqs rps p50 p99 errors
   # cpu_ticks cpu_us_per_req nworkers rss_worker_kb rss_primary_kb lt_rps
-  # lt_mean_ms framing note sys_ticks
+  # lt_mean_ms framing note sys_ticks other_load_pct
   awk -v OFS='\t' -v w="$workers" -v r="$route" -v n="$round" -v p="$peer" \
     -v st="$startup_us" -v q="$reqs" -v rps="$rps" -v p50="$p50" -v p99="$p99" \
     -v e="$errs" -v t=$((c1 - c0)) -v hz="$HZ" -v nw="$nworkers" \
     -v rs="$rss_sum" -v rp="$rss_primary" -v lr="$lt_rps" -v lm="$lt_mean" \
-    -v f="$framing" -v note="$note" -v st_sys=$((s1 - s0)) 'BEGIN {
+    -v f="$framing" -v note="$note" -v st_sys=$((s1 - s0)) \
+    -v ol="$other" 'BEGIN {
       cpu = q > 0 ? t * 1e6 / hz / q : 0
       print w, r, n, p, "ok", sprintf("%.1f", st / 1000), q, rps, p50, p99,
         e, t, sprintf("%.2f", cpu), nw, (nw ? int(rs / nw) : 0), rp, lr, lm,
-        f, note, st_sys }' >>"$raw"
-  say "$(printf '  %-10s w=%s %-5s round %s: %9s req/s  p99 %8s ms  %7s us/req' \
+        f, note, st_sys, ol }' >>"$raw"
+  say "$(printf '  %-10s w=%s %-5s round %s: %9s req/s  p99 %8s ms  %8s us/req  other load %s%%' \
     "$peer" "$workers" "$route" "$round" "$rps" "$p99" \
-    "$(tail -n 1 "$raw" | cut -f 13)")"
+    "$(tail -n 1 "$raw" | cut -f 13)" "$other")"
 }
 
 # ---------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 # rounds, the ratios luacluster/node and luacluster/nginx, then every run.
 # Fields: workers route round peer status startup_ms requests rps p50_ms
 # p99_ms errors cpu_ticks cpu_us_per_req nworkers rss_worker_kb
-# rss_primary_kb lt_rps lt_mean_ms framing note sys_ticks.
+# rss_primary_kb lt_rps lt_mean_ms framing note sys_ticks other_load_pct.
 BEGIN { FS = "\t" }
 
 {
@@ -16,6 +16,7 @@ BEGIN { FS = "\t" }
   n = ++count[k]
   for (f = 6; f <= 18; f++) val[k, f, n] = $f
   val[k, 21, n] = $12 > 0 ? 100 * $21 / $12 : ""
+  val[k, 22, n] = $22
   if ($11 + 0 > 0) errors[k] += $11
   if ($19 != "") framing[k] = $19
   if ($20 != "") notes[k] = notes[k] (notes[k] == "" ? "" : ",") $20
@@ -61,6 +62,8 @@ END {
   print "run, divided by the requests wrk counted (lower is better)."
   print "RSS: per worker after the run; primary separately. loadtest: the"
   print "article's tool, a new connection per request, on / only."
+  print "other load: CPU used by anything but the server and wrk during the"
+  print "run, in % of the machine (other programs, steal): above ~10%, noise."
   for (c = 1; c <= ncfg; c++) {
     split(cfgs[c], kv, SUBSEP)
     print ""
@@ -72,8 +75,9 @@ END {
     print ""
     print "| server | req/s | spread | p50 ms | p99 ms | CPU us/req |" \
       " sys % | RSS/worker MB | primary MB | startup ms | loadtest req/s |" \
-      " loadtest mean ms | errors | runs |"
-    print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+      " loadtest mean ms | other load % | errors | runs |"
+    print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" \
+      "---:|---:|"
     for (p = 1; p <= npeer; p++) {
       k = cfgs[c] SUBSEP peers[p]
       if (!(k in count) && !(k in failed)) continue
@@ -83,21 +87,22 @@ END {
       if (failed[k]) extra = extra ", " failed[k] " failed"
       if (notes[k] != "") extra = extra ", " notes[k]
       printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" \
-        " %d | %d%s |\n", peers[p], fmt(rps[peers[p]], "%.0f"), spread(k, 8),
+        " %s | %d | %d%s |\n", peers[p], fmt(rps[peers[p]], "%.0f"), spread(k, 8),
         fmt(median(k, 9), "%.2f"), fmt(median(k, 10), "%.2f"),
         fmt(cpu[peers[p]], "%.1f"), fmt(median(k, 21), "%.0f"),
         fmt(median(k, 15) == "" ? "" : median(k, 15) / 1024, "%.1f"),
         fmt(median(k, 16) == "" ? "" : median(k, 16) / 1024, "%.1f"),
         fmt(median(k, 6), "%.0f"), fmt(median(k, 17), "%.0f"),
-        fmt(median(k, 18), "%.1f"), errors[k], count[k], extra
+        fmt(median(k, 18), "%.1f"), fmt(median(k, 22), "%.0f"), errors[k],
+        count[k], extra
     }
     if (("luacluster" in rps) && rps["luacluster"] != "") {
       print ""
       for (p = 1; p <= npeer; p++) {
         o = peers[p]
         if (o == "luacluster" || !(o in rps)) continue
-        printf "luacluster/%s: req/s %s (higher is better), CPU per request" \
-          " %s (lower is better)\n\n", o, ratio(rps["luacluster"], rps[o]),
+        printf "- luacluster/%s: req/s %s (higher is better), CPU per" \
+          " request %s (lower is better)\n", o, ratio(rps["luacluster"], rps[o]),
           ratio(cpu["luacluster"], cpu[o])
       }
     }
@@ -111,13 +116,13 @@ END {
   print "| workers | route | round | server | status | startup ms | requests" \
     " | req/s | p50 ms | p99 ms | errors | CPU ticks | CPU us/req | workers" \
     " seen | RSS/worker kB | primary kB | loadtest req/s | loadtest mean ms" \
-    " | framing | note | sys ticks |"
+    " | framing | note | sys ticks | other load % |"
   print "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" \
-    "---:|---:|---:|---:|---|---|---:|"
+    "---:|---:|---:|---:|---|---|---:|---:|"
   for (i = 1; i <= NR; i++) {
     nf = split(row[i], r, "\t")
     line = "|"
-    for (f = 1; f <= 21; f++) line = line " " (f <= nf ? r[f] : "") " |"
+    for (f = 1; f <= 22; f++) line = line " " (f <= nf ? r[f] : "") " |"
     print line
   }
 }

@@ -367,6 +367,10 @@ local function after_finish(res, cb)
   if cb then cb() end
   safe_emit(res, nil, 'finish')
   safe_emit(res, nil, 'close')
+  local req = res.req
+  if rawget(req, '_events') and req.complete then
+    safe_emit(req, nil, 'close')
+  end
 end
 
 local function write_after_end(res, cb)
@@ -423,7 +427,9 @@ function ServerResponse:finish(chunk, encoding, cb)
     req._dump = true
     req._buf = nil
   end
-  if cb or rawget(self, '_events') then next_tick(after_finish, self, cb) end
+  if cb or rawget(self, '_events') or rawget(req, '_events') then
+    next_tick(after_finish, self, cb)
+  end
   return self
 end
 ServerResponse['end'] = ServerResponse.finish

@@ -248,7 +248,6 @@ struct http_conn {
   unsigned paused : 1;      /* llhttp paused; input waits in `in`. */
   unsigned resume_queued : 1;
   unsigned read_stopped : 1;
-  unsigned eof : 1;         /* The peer ended its side. */
   unsigned stop_parse : 1;  /* No more requests on this connection. */
   unsigned close_after : 1; /* End the connection once output is out. */
   unsigned silent : 1;      /* Close without an error response. */
@@ -825,8 +824,6 @@ static void response_done(http_conn *c) {
     }
   } else if (!c->in_msg) {
     c->idle_since = uv_now(s->loop);
-    if (c->eof)
-      c->close_after = 1;
   }
   /* Outside a parser run nobody else will act on close_after. */
   if (c->close_after && c->depth == 0)
@@ -940,16 +937,17 @@ static void conn_close(http_conn *c) {
   }
   if (c->box)
     c->box->c = NULL;
+  /* What was written before the cut still gets its chance. */
+  if (c->out.len > 0 && c->nwrites == 0) {
+    uv_buf_t b = uv_buf_init(c->out.base, (unsigned int)c->out.len);
+    (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  }
   uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
   if (aborted && c->ref_env != LUA_NOREF) {
     lua_State *L = s->L;
     /* Stack: abort req|nil res|nil. */
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->refs[CB_ABORT]);
     conn_get(c, ENV_REQ);
-    if (!c->req_obj) {
-      lua_pop(L, 1);
-      lua_pushnil(L);
-    }
     conn_get(c, ENV_RES);
     lc_pcall(L, 2, 0);
   }
@@ -1134,10 +1132,12 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
     return -1;
   if (!c->req_obj)
     return 0;
+  /* Stack: data req chunk res|nil. */
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->s->refs[CB_DATA]);
   conn_get(c, ENV_REQ);
   lua_pushlstring(L, at, len);
-  lc_pcall(L, 2, 0);
+  conn_get(c, ENV_RES);
+  lc_pcall(L, 3, 0);
   return c->closing ? -1 : 0;
 }
 
@@ -1148,8 +1148,13 @@ static int on_message_complete(llhttp_t *p) {
   c->in_msg = 0;
   c->req_start = 0;
   if (c->req_obj) {
-    if (c->req_body)
-      conn_callback(c, CB_END, ENV_REQ);
+    if (c->req_body) {
+      /* Stack: end req res|nil. */
+      lua_rawgeti(c->s->L, LUA_REGISTRYINDEX, c->s->refs[CB_END]);
+      conn_get(c, ENV_REQ);
+      conn_get(c, ENV_RES);
+      lc_pcall(c->s->L, 2, 0);
+    }
     c->req_obj = 0;
     if (!c->busy && c->ref_env != LUA_NOREF) {
       lua_pushnil(c->s->L);
@@ -1249,13 +1254,11 @@ static void conn_resume(http_conn *c) {
     conn_feed(c, c->in.base, c->in.len, 1);
   if (c->closing || c->paused)
     return;
-  if (c->read_stopped && !c->eof) {
+  if (c->read_stopped) {
     c->read_stopped = 0;
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
   }
-  if (c->eof && !c->busy && !c->in_msg)
-    conn_end(c);
-  else if (!c->busy && !c->in_msg)
+  if (!c->busy && !c->in_msg)
     c->idle_since = uv_now(c->s->loop);
 }
 
@@ -1298,15 +1301,12 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
       conn_feed(c, buf->base, (size_t)nread, 0);
     }
   } else if (nread < 0 && !c->closing) {
-    if (nread == UV_EOF && !c->in_msg) {
-      /* The peer is done sending: answer what is in flight, then end. */
-      c->eof = 1;
-      uv_read_stop(st);
-      if (!c->busy && !c->paused)
-        conn_end(c);
-    } else {
+    /* The peer is gone or done sending. As Node (allowHalfOpen false), a
+     * request in flight is aborted; an idle connection ends gracefully. */
+    if (nread == UV_EOF && !c->busy && !c->in_msg && !c->paused)
+      conn_end(c);
+    else
       conn_close(c);
-    }
   }
   if (buf->base == s->rbuf)
     s->rbuf_busy = 0;
@@ -1486,7 +1486,8 @@ static int server_configure(lua_State *L) {
   s->request_timeout = (uint64_t)rt;
   s->keepalive_timeout = (uint64_t)kt;
   s->hwm = hw > 0 ? (size_t)hw : 16384;
-  if (s->keepalive_timeout >= 1000)
+  /* Node's header: whole seconds, even when that is 0. */
+  if (s->keepalive_timeout > 0)
     s->ka_len = (size_t)snprintf(s->ka_header, sizeof(s->ka_header),
                                  "Connection: keep-alive\r\n"
                                  "Keep-Alive: timeout=%llu\r\n",
@@ -1823,7 +1824,7 @@ static int http_nodelay(lua_State *L) {
 static int http_reading(lua_State *L) {
   http_conn *c = check_conn(L, 1);
   int on = lua_toboolean(L, 2);
-  if (c == NULL || c->closing || c->eof)
+  if (c == NULL || c->closing)
     return 0;
   if (on && c->read_stopped && c->in.len <= INPUT_LIMIT) {
     c->read_stopped = 0;

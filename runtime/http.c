@@ -128,6 +128,8 @@ static void buf_reserve(lc_buf *b, size_t extra) {
 }
 
 static void buf_add(lc_buf *b, const char *p, size_t n) {
+  if (n == 0)
+    return;
   buf_reserve(b, n);
   memcpy(b->base + b->len, p, n);
   b->len += n;

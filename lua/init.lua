@@ -5,6 +5,10 @@
 
 local lc = require('_lc')
 
+-- Loops run once at start-up are not worth compiling; init.main turns the
+-- compiler back on for the script.
+jit.off()
+
 -- 'luv' is another name for 'uv': one module table, opened once.
 package.preload.luv = function() return require('uv') end
 
@@ -59,7 +63,7 @@ local function globals()
 end
 
 -- Parses argv (argv[1] is the binary). Returns the options; o.exec holds
--- the options given before the script (Node's execArgv).
+-- the runtime options given before the script (Node's execArgv).
 local function parse(argv)
   local o = {binary = argv[1], args = {}, exec = {}}
   local i = 2
@@ -96,11 +100,10 @@ local function parse(argv)
     else
       o.script = a
     end
-    -- Options (with their values) up to -e's code, or before the script.
-    if #o.args == 0 and not (o.script and i == first) then
-      for j = first, o.script and i - 1 or i do
-        o.exec[#o.exec + 1] = argv[j]
-      end
+    -- The options that shape how a script runs (not -e's code, which
+    -- cluster passes on as process._eval) are Node's execArgv.
+    if o.workers and not o.exec[1] then
+      for j = first, i do o.exec[#o.exec + 1] = argv[j] end
     end
     i = i + 1
   end
@@ -182,6 +185,9 @@ function init.main(argv)
   _G.arg = arg
   process._workers = o.workers
   process._eval = o.eval
+  -- Start-up is over (runtime/main.c stopped the collector for it).
+  collectgarbage('restart')
+  jit.on()
 
   -- A worker: the primary passed its id and the IPC channel's fd. Both
   -- leave the environment, so programs this worker starts are not workers.
@@ -203,16 +209,22 @@ function init.main(argv)
     -- The script runs unmodified in workers; this process supervises.
     return require('cluster.supervisor').run(o)
   end
+  local chunk = load_script(o)
   -- A tail call: the script's traceback ends at its own "main chunk".
-  return load_script(o)(unpack(o.args))
+  return chunk(unpack(o.args))
 end
 
+-- The host calls these when the loop runs dry and at the end. Without a
+-- script (-h, -v) process was never loaded, and has nothing to say.
 function init.before_exit()
-  return require('process')._beforeExit()
+  local process = package.loaded.process
+  if process then return process._beforeExit() end
 end
 
 function init.finish()
-  return require('process')._finish()
+  local process = package.loaded.process
+  if process then return process._finish() end
+  return 0
 end
 
 return init

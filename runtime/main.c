@@ -18,6 +18,10 @@ static int pmain(lua_State *L) {
   char **argv = (char **)lua_touserdata(L, 1);
   int argc = (int)lua_tointeger(L, 2);
   int i;
+  /* Start-up allocates only what lives on (the libraries, the modules):
+   * collecting meanwhile is wasted work. lua/init.lua restarts the
+   * collector before the script runs. */
+  lua_gc(L, LUA_GCSTOP, 0);
   luaL_openlibs(L);
   luv_set_loop(L, uv_default_loop());
   luv_set_callback(L, lc_luv_pcall);

@@ -2,14 +2,15 @@
 # Installs the Debian packages luacluster needs, only those missing.
 #   vendor/setup.sh build   what `make` needs
 #   vendor/setup.sh test    + what `make test` needs (busted, peers of specs)
-#   vendor/setup.sh bench   + what bench/ needs (wrk, nginx+lua, node)
+#   vendor/setup.sh bench   + what bench/ needs (wrk, nginx+lua, node,
+#                           hyperfine)
 # Idempotent: a second run installs nothing and prints nothing but a line.
 set -eu
 
 build="cmake make gcc pkg-config libluajit2-5.1-dev luajit2 libuv1-dev \
   lua-cjson-dev lua-luv-dev node-llhttp"
 test="lua-busted lua-filesystem procps util-linux systemd curl"
-bench="wrk nginx-light libnginx-mod-http-lua nodejs npm"
+bench="wrk nginx-light libnginx-mod-http-lua nodejs npm hyperfine"
 fuzz="clang libclang-rt-14-dev"
 
 want=$build

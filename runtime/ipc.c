@@ -21,7 +21,9 @@
 #include <netinet/in.h>
 #include <stdint.h>
 #include <sys/select.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include "lc.h"
 
 #define IPC_INTERNAL 1
@@ -835,6 +837,69 @@ static int ipc_dup(lua_State *L) {
   return 1;
 }
 
+/* _ipc.notify(path, text) -> true, or nil, message, code. Sends one
+ * datagram to systemd's NOTIFY_SOCKET (a path, or "@name" in the abstract
+ * namespace). */
+static int ipc_notify(lua_State *L) {
+  size_t plen, tlen;
+  const char *path = luaL_checklstring(L, 1, &plen);
+  const char *text = luaL_checklstring(L, 2, &tlen);
+  struct sockaddr_un sa;
+  socklen_t salen;
+  int fd, rc = 0;
+  luaL_argcheck(L, plen > 0 && plen < sizeof(sa.sun_path), 1,
+                "bad NOTIFY_SOCKET path");
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, path, plen);
+  if (path[0] == '@')
+    sa.sun_path[0] = '\0';
+  salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen);
+  fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return lc_push_uverr(L, uv_translate_sys_error(errno));
+  if (sendto(fd, text, tlen, MSG_NOSIGNAL, (struct sockaddr *)&sa, salen) < 0)
+    rc = uv_translate_sys_error(errno);
+  close(fd);
+  if (rc != 0)
+    return lc_push_uverr(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* _ipc.sockname(fd) -> {address=, port=, family=} of a bound socket, or
+ * nil (not an inet stream socket). */
+static int ipc_sockname(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  char host[64];
+  int type = 0, port;
+  socklen_t tl = sizeof(type);
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+      getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 ||
+      type != SOCK_STREAM ||
+      (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+    return 0;
+  if (ss.ss_family == AF_INET) {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    uv_ip4_name(a, host, sizeof(host));
+    port = ntohs(a->sin_port);
+  } else {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    uv_ip6_name(a, host, sizeof(host));
+    port = ntohs(a->sin6_port);
+  }
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, host);
+  lua_setfield(L, -2, "address");
+  lua_pushinteger(L, port);
+  lua_setfield(L, -2, "port");
+  lua_pushinteger(L, ss.ss_family == AF_INET6 ? 6 : 4);
+  lua_setfield(L, -2, "addressType");
+  return 1;
+}
+
 /* _ipc.encodes(value) -> whether the channel can carry value. */
 static int ipc_encodes(lua_State *L) {
   ipc_buf b = {NULL, 0, 0};
@@ -855,6 +920,8 @@ int luaopen_lc_ipc(lua_State *L) {
     {"socketpair", ipc_socketpair},
     {"channel", ipc_channel},
     {"encodes", ipc_encodes},
+    {"notify", ipc_notify},
+    {"sockname", ipc_sockname},
     {NULL, NULL}};
   static const luaL_Reg methods[] = {
     {"send", chan_send},

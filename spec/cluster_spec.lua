@@ -561,6 +561,10 @@ describe('cluster listen plumbing', function()
           end)
         else
           local function serve(c)
+            -- Busy for a moment, so the other worker gets to accept too
+            -- (a shared accept queue does not balance short bursts).
+            local t = uv.hrtime()
+            while uv.hrtime() - t < 2e6 do end
             c:write('worker ' .. cluster.worker.id .. '\n', function()
               c:close()
             end)
@@ -593,7 +597,7 @@ describe('cluster listen plumbing', function()
       assert.is_true(p:wait_output('port\t%d+\n', 5000), p.stderr)
       local port = tonumber(p.stdout:match('port\t(%d+)'))
       local seen = {}
-      for _ = 1, 40 do
+      for _ = 1, 300 do
         local data = h.raw(port, '', {timeout = 2000})
         local id = data:match('worker (%d)')
         if id then seen[id] = true end

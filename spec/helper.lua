@@ -265,4 +265,115 @@ function h.get(port, path, headers)
   return status, body, hdrs, data, err
 end
 
+-- Load: `connections` keep-alive clients, each sending GET path one after
+-- the other until `duration` ms have passed (bounded: it stops by itself).
+-- A response with Connection: close makes the client reconnect, as a real
+-- one does. Returns a Load; load:done() tells when every client stopped;
+-- load.ok / load.failed count responses (200) and failures (a refused or
+-- reset connection, a connection closed before its response, a non-200),
+-- load.errors lists the failures' reasons, load.ids counts the bodies'
+-- `worker N` ids, load:p99() is the 99th percentile latency in ms.
+function h.load(port, opts)
+  opts = opts or {}
+  local L = {ok = 0, failed = 0, errors = {}, lat = {}, ids = {},
+    running = 0}
+  local stop_at = uv.now() + (opts.duration or 2000)
+  local path = opts.path or '/'
+  local req = 'GET ' .. path .. ' HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
+
+  local function fail(why)
+    L.failed = L.failed + 1
+    if #L.errors < 20 then L.errors[#L.errors + 1] = why end
+  end
+
+  local function client()
+    L.running = L.running + 1
+    local c, buf, t0, waiting
+    local function finish()
+      if c and not c:is_closing() then c:close() end
+      c = nil
+      L.running = L.running - 1
+    end
+    local send, connect
+    local function on_response(head, body)
+      L.lat[#L.lat + 1] = (uv.hrtime() - t0) / 1e6
+      local status = tonumber(head:match('^HTTP/1%.%d (%d%d%d)'))
+      if status == 200 then
+        L.ok = L.ok + 1
+        local id = body:match('worker (%d+)')
+        if id then L.ids[id] = (L.ids[id] or 0) + 1 end
+      else
+        fail('status ' .. tostring(status))
+      end
+      waiting = false
+      if head:lower():find('\r\nconnection: close', 1, true) then
+        c:close()
+        c = nil
+        return connect()
+      end
+      send()
+    end
+    local function on_data(err, chunk)
+      if err or not chunk then
+        if waiting then
+          fail('connection ' .. (err or 'closed') .. ' before a response')
+        end
+        if c and not c:is_closing() then c:close() end
+        c = nil
+        if waiting then waiting = false return connect() end
+        return connect()
+      end
+      buf = buf .. chunk
+      while true do
+        local hend = buf:find('\r\n\r\n', 1, true)
+        if not hend then return end
+        local head = buf:sub(1, hend + 1)
+        local len = tonumber(head:lower():match('\r\ncontent%-length: *(%d+)'))
+          or 0
+        if #buf < hend + 3 + len then return end
+        local body = buf:sub(hend + 4, hend + 3 + len)
+        buf = buf:sub(hend + 4 + len)
+        on_response(head, body)
+        if not c then return end
+      end
+    end
+    function send()
+      if uv.now() >= stop_at then return finish() end
+      waiting = true
+      t0 = uv.hrtime()
+      c:write(req)
+    end
+    function connect()
+      if uv.now() >= stop_at then return finish() end
+      c = uv.new_tcp()
+      buf = ''
+      local mine = c
+      c:connect('127.0.0.1', port, function(err)
+        if mine ~= c then return end
+        if err then
+          fail('connect ' .. err)
+          c:close()
+          c = nil
+          -- Do not spin on a refused port.
+          local t = uv.new_timer()
+          t:start(20, 0, function() t:close() connect() end)
+          return
+        end
+        c:read_start(on_data)
+        send()
+      end)
+    end
+    connect()
+  end
+
+  for _ = 1, opts.connections or 4 do client() end
+
+  function L:done() return self.running == 0 end
+  function L:p99()
+    table.sort(self.lat)
+    return self.lat[math.max(1, math.ceil(#self.lat * 0.99))] or 0
+  end
+  return L
+end
+
 return h

@@ -114,13 +114,18 @@ function cluster._getServer(opts, cb, owner)
   end)
 end
 
--- A connection handed over by the primary (round robin).
+-- A connection handed over by the primary (round robin). One that arrives
+-- after its server closed here (a reload or shutdown in progress) goes back
+-- to the primary for another worker, as Node does, so none is dropped.
 local function onconnection(msg, handle)
   local entry = servers[msg.key]
   if not handle then return end
   if entry and entry.lst.onconnection then
     entry.lst.onconnection(handle)
   else
+    if channel and not channel.closing then
+      channel:internal({act = 'requeue', key = msg.key}, handle)
+    end
     handle:close()
   end
 end
@@ -149,8 +154,13 @@ local function disconnect(worker, primaryInitiated)
   for _, entry in pairs(servers) do list[#list + 1] = entry end
   for _, entry in ipairs(list) do
     waiting = waiting + 1
-    if entry.owner and entry.owner.close then
-      entry.owner:close(check)
+    local owner = entry.owner
+    if owner and owner._drain then
+      -- Stop accepting; requests in flight finish, each keep-alive
+      -- connection closes after its next response (Connection: close).
+      owner:_drain(check)
+    elseif owner and owner.close then
+      owner:close(check)
     else
       if entry.lst.handle and not entry.lst.handle:is_closing() then
         entry.lst.handle:close()
@@ -200,14 +210,17 @@ function cluster._setupWorker(id, fd)
     end,
     internal = function(msg, handle)
       if msg.act == 'newconn' then onconnection(msg, handle)
-      elseif msg.act == 'disconnect' then disconnect(worker, true)
+      elseif msg.act == 'disconnect' then
+        -- From a reload or shutdown: leave once the servers are done.
+        if msg.exit then worker._exitOnDisconnect = true end
+        disconnect(worker, true)
       elseif handle then handle:close() end
     end,
     close = function()
       process.connected = false
       process:emit('disconnect')
       worker:emit('disconnect')
-      if not worker.exitedAfterDisconnect then
+      if not worker.exitedAfterDisconnect or worker._exitOnDisconnect then
         -- The primary is gone (or closed the channel): leave at once.
         process.exit(0)
       end
@@ -241,6 +254,50 @@ function cluster._setupWorker(id, fd)
   -- What the worker sent reaches the primary even if it exits right away.
   process:on('exit', function() channel:flush() end)
   send({act = 'online'})
+  cluster._beat(tonumber(process.env.LUACLUSTER_HEARTBEAT))
+  process.env.LUACLUSTER_HEARTBEAT = nil
+
+  -- A terminal's Ctrl-C or hang-up reaches the whole process group; the
+  -- primary turns it into a graceful shutdown or reload, so workers do not
+  -- die of it (unless the script listens for it itself).
+  for _, sig in ipairs({'SIGINT', 'SIGHUP'}) do
+    process:on(sig, function() end)
+  end
+end
+
+------------------------------------------------------------------------------
+-- Heartbeat: the event loop reports to the primary every `interval` ms with
+-- the figures cluster.stats() shows. A loop that stalls stops reporting, and
+-- the primary's watchdog (setupPrimary{heartbeat=}) replaces the worker.
+
+local uv = require('uv')
+
+function cluster._beat(heartbeat)
+  local interval = 1000
+  if heartbeat and heartbeat > 0 then
+    interval = math.max(10, math.min(1000, math.floor(heartbeat / 4)))
+  end
+  local timer = uv.new_timer()
+  local last = uv.now()
+  local function beat()
+    local now = uv.now()
+    local lag = math.max(0, now - last - interval)
+    last = now
+    local requests, connections = 0, 0
+    local http = package.loaded.http
+    if http and http._stats then requests, connections = http._stats() end
+    send({act = 'beat', rss = uv.resident_set_memory(), lag = lag,
+      requests = requests, connections = connections})
+  end
+  timer:start(interval, interval, beat)
+  timer:unref()
+  -- The first beat goes out as soon as the loop runs.
+  local first = uv.new_timer()
+  first:start(0, 0, function()
+    first:close()
+    beat()
+  end)
+  first:unref()
 end
 
 EventEmitter.bindSelf(cluster)

@@ -6,6 +6,7 @@ local uv = require('uv')
 local EventEmitter = require('events')
 local Worker = require('cluster.worker')
 local utils = require('cluster.utils')
+local supervise = require('cluster.supervise')
 local ipc = require('_ipc')
 
 local cluster = EventEmitter:new()
@@ -42,8 +43,31 @@ local function copy(t)
   return o
 end
 
--- setupPrimary(settings): exec, args, silent, env, cwd (+ execArgv).
+local RESTART = {never = true, ['on-failure'] = true, always = true}
+
+local function check_settings(o)
+  if o.restart ~= nil and not RESTART[o.restart] then
+    error(("setupPrimary: restart must be 'never', 'on-failure' or " ..
+      "'always', got %s"):format(tostring(o.restart)), 3)
+  end
+  for _, k in ipairs({'restartDelay', 'maxRestarts', 'restartWindow',
+      'heartbeat', 'shutdownTimeout', 'statusPort'}) do
+    local v = o[k]
+    if v ~= nil and (type(v) ~= 'number' or v < 0 or v ~= v) then
+      error(('setupPrimary: %s must be a number >= 0, got %s'):format(k,
+        tostring(v)), 3)
+    end
+  end
+  if o.exec ~= nil and type(o.exec) ~= 'string' then
+    error('setupPrimary: exec must be a path (a string)', 3)
+  end
+end
+
+-- setupPrimary(settings): exec, args, silent, env, cwd (+ execArgv), and
+-- beyond Node: restart, restartDelay, maxRestarts, restartWindow,
+-- heartbeat, shutdownTimeout, statusPort (cluster/supervise.lua).
 function cluster.setupPrimary(options)
+  if options ~= nil then check_settings(options) end
   local argv = process.argv
   local settings = {
     exec = argv[2],
@@ -54,8 +78,11 @@ function cluster.setupPrimary(options)
   for k, v in pairs(cluster.settings) do settings[k] = v end
   for k, v in pairs(options or {}) do settings[k] = v end
   cluster.settings = settings
+  supervise.arm_watchdog()
+  if settings.statusPort then require('cluster.status').start(cluster) end
   if not initialized then
     initialized = true
+    supervise.install_signals()
     local p = cluster.schedulingPolicy
     assert(p == 1 or p == 2 or p == 3, 'bad cluster.schedulingPolicy: ' ..
       tostring(p))
@@ -69,9 +96,17 @@ local function removeWorker(worker)
   cluster.workers[worker.id] = nil
 end
 
+-- A handle no worker uses any more closes, as in Node; but while the
+-- primary restarts workers (a restart policy, a reload) it stays open, so
+-- connections wait in its backlog for the replacement instead of being
+-- refused.
 local function removeHandlesForWorker(worker)
+  local keep = supervise.keeps_sockets()
   for key, handle in pairs(handles) do
-    if handle:remove(worker) then handles[key] = nil end
+    if handle:remove(worker) and not keep then
+      handles[key] = nil
+      handle:close()
+    end
   end
 end
 
@@ -91,14 +126,44 @@ function onmessage.exitedAfterDisconnect(worker, msg)
   worker._channel:internal({ack = msg.seq})
 end
 
+-- Sockets passed by systemd (socket activation: LISTEN_PID, LISTEN_FDS,
+-- from fd 3 on), by port. A worker asking for that port gets one of them
+-- instead of a new bind; they are shared (or round robin), never reuseport.
+local activated = {}
+do
+  local n = tonumber(process.env.LISTEN_FDS)
+  if n and tonumber(process.env.LISTEN_PID) == process.pid then
+    for fd = 3, 3 + n - 1 do
+      local a = ipc.sockname(fd)
+      if a then
+        ipc.cloexec(fd)
+        activated[a.port] = {fd = fd, address = a.address}
+      end
+    end
+  end
+  for _, k in ipairs({'LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES'}) do
+    process.env[k] = nil
+    uv.os_unsetenv(k)
+  end
+end
+
 function onmessage.queryServer(worker, msg)
   if worker.exitedAfterDisconnect then return end
   local key = ('%s:%s:%s:%s'):format(tostring(msg.address), msg.port,
     msg.addressType, msg.index)
   local handle = handles[key]
   if not handle then
-    handle = require(Handles[cluster.schedulingPolicy]).new(key, {
-      address = msg.address, port = msg.port, backlog = msg.backlog})
+    local policy = cluster.schedulingPolicy
+    local a = activated[msg.port]
+    if a and a.used then
+      -- Another server of this worker set has the socket already.
+      a = nil
+    end
+    if a and policy == cluster.SCHED_REUSEPORT then
+      policy = cluster.SCHED_NONE
+    end
+    handle = require(Handles[policy]).new(key, {address = msg.address,
+      port = msg.port, backlog = msg.backlog, fd = a and a.fd})
     handles[key] = handle
   end
   handle:add(worker, function(err, reply, h)
@@ -118,11 +183,29 @@ function onmessage.listening(worker, msg)
   worker.state = 'listening'
   worker:emit('listening', info)
   cluster:emit('listening', worker, info)
+  supervise.listening()
+end
+
+function onmessage.beat(worker, msg)
+  supervise.beat(worker, msg)
+end
+
+-- A connection a worker got after its server closed: to another worker.
+function onmessage.requeue(worker, msg, h)
+  local handle = handles[msg.key]
+  if h and handle and handle.requeue then
+    handle:requeue(h)
+  elseif h then
+    h:close()
+  end
 end
 
 function onmessage.close(worker, msg)
   local handle = handles[msg.key]
-  if handle and handle:remove(worker) then handles[msg.key] = nil end
+  if handle and handle:remove(worker) and not supervise.keeps_sockets() then
+    handles[msg.key] = nil
+    handle:close()
+  end
 end
 
 ------------------------------------------------------------------------------
@@ -134,6 +217,8 @@ local function envlist(id, extra)
   for k, v in pairs(extra or {}) do env[k] = v end
   env.LUACLUSTER_WORKER_ID = tostring(id)
   env.LUACLUSTER_CHANNEL_FD = '3'
+  env.LUACLUSTER_HEARTBEAT = cluster.settings.heartbeat and
+    tostring(cluster.settings.heartbeat) or nil
   local list = {}
   for k, v in pairs(env) do
     if v ~= false and v ~= nil then list[#list + 1] = k .. '=' .. tostring(v) end
@@ -154,12 +239,19 @@ local function argslist(s)
 end
 
 -- A child's stdout/stderr under `silent`: an emitter of 'data' chunks.
-local function reader(pipe)
+-- With no 'data' listener the lines go to ours, prefixed with the worker's
+-- id, whole (as under -w).
+local function reader(pipe, fd, id)
   local s = EventEmitter:new()
+  local write, finish = require('cluster.supervisor').prefixer(fd,
+    ('[%d] '):format(id))
   pipe:read_start(function(err, data)
-    if data then s:emit('data', data)
+    if data then
+      if s:listenerCount('data') > 0 then s:emit('data', data)
+      else write(data) end
     else
       pipe:close()
+      finish()
       s:emit('end')
     end
   end)
@@ -185,6 +277,7 @@ local function finish_exit(worker)
   worker.state = 'dead'
   worker:emit('exit', info.code, info.signal)
   cluster:emit('exit', worker, info.code, info.signal)
+  supervise.exited(worker, info.code, info.signal)
 end
 
 local function on_disconnect(worker)
@@ -207,6 +300,12 @@ end
 
 -- fork([env]) -> Worker
 function cluster.fork(env)
+  return cluster._fork(env, nil)
+end
+
+-- _fork(env, slot): a fork that takes over a worker slot (a restart or a
+-- reload keeps its backoff and restart count).
+function cluster._fork(env, slot)
   cluster.setupPrimary()
   ids = ids + 1
   local id = ids
@@ -274,9 +373,11 @@ function cluster.fork(env)
     return true
   end
   if out then
-    proc.stdout, proc.stderr = reader(out), reader(err)
+    proc.stdout, proc.stderr = reader(out, 1, id), reader(err, 2, id)
   end
 
+  worker._env = env
+  supervise.forked(worker, slot)
   process.nextTick(function() cluster:emit('fork', worker) end)
   cluster.workers[id] = worker
   return worker
@@ -324,6 +425,31 @@ function cluster.disconnect(cb)
 end
 
 function cluster._handles() return handles end
+
+-- _drain(worker): the worker stops accepting, finishes its requests and
+-- exits; it stays in cluster.workers until it is gone.
+function Worker:_drain()
+  self.exitedAfterDisconnect = true
+  if self._channel and not self._channel.closing then
+    self._channel:internal({act = 'disconnect', exit = true})
+  end
+  removeHandlesForWorker(self)
+end
+function cluster._drain(w) return w:_drain() end
+
+-- _closeHandles(): the primary's listening sockets close now (shutdown:
+-- a new connection is refused).
+function cluster._closeHandles()
+  for key, handle in pairs(handles) do
+    handles[key] = nil
+    handle:close()
+  end
+end
+
+cluster.reload = supervise.reload
+cluster.shutdown = supervise.shutdown
+cluster.stats = supervise.stats
+supervise.attach(cluster)
 
 -- Messages queued for workers leave before the primary exits.
 process:on('exit', function()

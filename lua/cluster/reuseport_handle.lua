@@ -36,9 +36,7 @@ function ReusePortHandle:remove(worker)
     self.workers[worker] = nil
     self.count = self.count - 1
   end
-  if self.count > 0 then return false end
-  self:close()
-  return true
+  return self.count == 0
 end
 
 function ReusePortHandle:close()

@@ -12,8 +12,13 @@ RoundRobinHandle.__index = RoundRobinHandle
 function RoundRobinHandle.new(key, opts)
   local self = setmetatable({key = key, list = {}, next = 1, waiting = {}},
     RoundRobinHandle)
-  local fd, port, code = ipc.socket(opts.address, opts.port, opts.backlog,
-    false, true)
+  local fd, port, code
+  if opts.fd then
+    fd, port = ipc.dup(opts.fd), opts.port
+  else
+    fd, port, code = ipc.socket(opts.address, opts.port, opts.backlog,
+      false, true)
+  end
   if not fd then
     self.err = {code = code, message = port}
     return self
@@ -54,6 +59,15 @@ function RoundRobinHandle:_handoff(c)
   c:close()
 end
 
+-- requeue(c): a connection a worker could not take goes to another.
+function RoundRobinHandle:requeue(c)
+  if #self.list == 0 then
+    self.waiting[#self.waiting + 1] = c
+  else
+    self:_handoff(c)
+  end
+end
+
 function RoundRobinHandle:add(worker, send)
   if self.err then return send(self.err) end
   for _, w in ipairs(self.list) do
@@ -73,9 +87,7 @@ function RoundRobinHandle:remove(worker)
       break
     end
   end
-  if #self.list > 0 then return false end
-  self:close()
-  return true
+  return #self.list == 0
 end
 
 function RoundRobinHandle:close()

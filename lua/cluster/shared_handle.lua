@@ -12,8 +12,15 @@ SharedHandle.__index = SharedHandle
 -- is kept and answered to every worker that asks.
 function SharedHandle.new(key, opts)
   local self = setmetatable({key = key, workers = {}, count = 0}, SharedHandle)
-  local fd, port, code = ipc.socket(opts.address, opts.port, opts.backlog,
-    false, true)
+  local fd, port, code
+  if opts.fd then
+    -- A socket handed to us already listening (systemd socket activation):
+    -- we use a duplicate, so the original outlives this handle.
+    fd, port = ipc.dup(opts.fd), opts.port
+  else
+    fd, port, code = ipc.socket(opts.address, opts.port, opts.backlog, false,
+      true)
+  end
   if not fd then
     self.err = {code = code, message = port}
     return self
@@ -34,15 +41,13 @@ function SharedHandle:add(worker, send)
   send(nil, {port = self.port}, self.tcp)
 end
 
--- remove(worker) -> true when no worker is left (the socket is closed).
+-- remove(worker) -> true when no worker is left (the caller closes it).
 function SharedHandle:remove(worker)
   if self.workers[worker] then
     self.workers[worker] = nil
     self.count = self.count - 1
   end
-  if self.count > 0 then return false end
-  self:close()
-  return true
+  return self.count == 0
 end
 
 function SharedHandle:close()

@@ -1651,9 +1651,16 @@ static int server_emit_connection(lua_State *L) {
   return 0;
 }
 
-/* srv:stats() -> requests, connections. */
+/* srv:stats() -> requests, connections (0, 0 once collected: a server's
+ * table may outlive its box within one collection). */
 static int server_stats(lua_State *L) {
-  http_server *s = check_server(L);
+  server_box *b = (server_box *)luaL_checkudata(L, 1, SERVER_MT);
+  http_server *s = b->s;
+  if (s == NULL) {
+    lua_pushnumber(L, 0);
+    lua_pushinteger(L, 0);
+    return 2;
+  }
   lua_pushnumber(L, s->requests);
   lua_pushinteger(L, (lua_Integer)s->nconns);
   return 2;

@@ -23,7 +23,7 @@ function os.totalmem() return uv.get_total_memory() end
 function os.freemem() return uv.get_free_memory() end
 function os.loadavg() return {uv.loadavg()} end
 function os.hostname() return uv.os_gethostname() end
-function os.uptime() return math.floor(uv.uptime()) end
+function os.uptime() return (uv.uptime()) end
 function os.platform() return process and process.platform or 'linux' end
 function os.arch() return process and process.arch or jit.arch end
 function os.tmpdir() return (uv.os_tmpdir():gsub('(.)/$', '%1')) end

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/select.h>
+#include <poll.h>
 #include <unistd.h>
 #include <lualib.h>
 #include <luajit.h>
@@ -205,11 +205,13 @@ static int core_write(lua_State *L) {
       if (errno == EINTR)
         continue;
       if (errno == EAGAIN) {
-        /* The fd is non-blocking (shared with a parent's libuv): wait. */
-        fd_set w;
-        FD_ZERO(&w);
-        FD_SET(fd, &w);
-        select(fd + 1, NULL, &w, NULL, NULL);
+        /* The fd is non-blocking (shared with a parent's libuv): wait
+         * until it takes more. */
+        struct pollfd p;
+        p.fd = fd;
+        p.events = POLLOUT;
+        p.revents = 0;
+        poll(&p, 1, -1);
         continue;
       }
       return lc_push_uverr(L, uv_translate_sys_error(errno));

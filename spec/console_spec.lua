@@ -308,6 +308,19 @@ describe('console', function()
     assert.equal(600, n)
   end)
 
+  it('writes whole lines to a non-blocking stdout too', function()
+    -- Opening fd 1 as a libuv pipe makes it non-blocking, as a parent's
+    -- libuv can leave it: a line larger than the pipe's buffer must wait.
+    local p = lua([[
+      local out = require('uv').new_pipe(false)
+      out:open(1)
+      console.log(string.rep('x', 1000000))
+      console.log('end')
+      out:unref()]])
+    assert.equal(0, p.code, p.stderr)
+    assert.equal(string.rep('x', 1000000) .. '\nend\n', p.stdout)
+  end)
+
   it('keeps its order with print and io.write, through a pipe and a file',
       function()
     local p = lua([[

@@ -26,6 +26,8 @@ describe('events', function()
     assert.equal('x', e.name)
     assert.has_error(function() EventEmitter:new(42) end,
       'EventEmitter:new(obj): obj must be a table, got number')
+    -- A dot call makes a plain emitter.
+    assert.equal(EventEmitter, getmetatable(EventEmitter.new()))
   end)
 
   it('on / addListener / emit pass the arguments in order', function()

@@ -8,6 +8,7 @@ end
 
 describe('cjson and json', function()
   local cjson = require('cjson')
+  after_each(h.cleanup)
 
   it('json is cjson', function()
     assert.equal(cjson, require('json'))
@@ -54,6 +55,7 @@ end)
 
 describe('uv', function()
   local uv = require('uv')
+  after_each(h.cleanup)
 
   it('is luv, also as require("luv")', function()
     assert.equal(uv, require('luv'))
@@ -132,6 +134,7 @@ describe('uv', function()
 end)
 
 describe('Lua 5.1 modules installed from Debian', function()
+  after_each(h.cleanup)
   it('lfs (lua-filesystem, a C module) loads with require and works',
       function()
     local lfs = require('lfs')

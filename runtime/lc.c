@@ -36,10 +36,12 @@ lc_ctx *lc_get(lua_State *L) {
  * string error heads its traceback; any other value gets a bare one, as
  * debug.traceback would return a non-string message unchanged. */
 static int lc_traceback(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
+  /* lua_tostring would turn a number into a string in place. */
+  const char *msg = lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1)
+                                                   : NULL;
   lua_settop(L, 1);
   lua_pushlightuserdata(L, (void *)&lc_tb_key);
-  luaL_traceback(L, L, lua_type(L, 1) == LUA_TSTRING ? msg : NULL, 1);
+  luaL_traceback(L, L, msg, 1);
   lua_rawset(L, LUA_REGISTRYINDEX);
   return 1;
 }
@@ -59,13 +61,12 @@ static void lc_print_error(lua_State *L, int idx) {
   const char *tb;
   if (lua_isnil(L, idx))
     return;
-  msg = lua_tostring(L, idx);
   lua_pushlightuserdata(L, (void *)&lc_tb_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
   tb = lua_tostring(L, -1);
-  if (lua_type(L, idx) == LUA_TSTRING && tb != NULL)
-    msg = tb;
-  else if (msg == NULL || lua_type(L, idx) != LUA_TSTRING)
+  if (lua_type(L, idx) == LUA_TSTRING)
+    msg = tb ? tb : lua_tostring(L, idx);
+  else
     msg = lua_pushfstring(L, "(error object is a %s value)\n%s",
                           luaL_typename(L, idx), tb ? tb : "");
   fflush(stdout);

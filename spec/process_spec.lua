@@ -472,6 +472,17 @@ describe('process', function()
       assert.equal('', p.stderr)
     end)
 
+    it('passes the raised value itself: a number stays a number',
+        function()
+      local p = lua([[
+        process.on('uncaughtException', function(e) print(type(e), e) end)
+        error(42, 0)]])
+      assert.equal('number\t42\n', p.stdout)
+      p = lua("error(42, 0)")
+      assert.equal(1, p.code)
+      assert.matches('^Uncaught 42\nstack traceback:', p.stderr)
+    end)
+
     it('covers errors in intervals, immediates, ticks and uv callbacks',
         function()
       local p = lua([[

@@ -779,11 +779,20 @@ function Server:close(cb)
     lst.close()
   end
   if self._serving then
-    self._srv:close()
+    self._srv:close(self._draining)
   else
     next_tick(self.emit, self, 'close')
   end
   return self
+end
+
+-- _drain(cb): close() for a reload or a graceful shutdown (cluster calls
+-- it): stops accepting, but idle keep-alive connections stay until their
+-- next request is answered (with Connection: close) or keepAliveTimeout,
+-- so no request already sent on one is lost. cb once every one is gone.
+function Server:_drain(cb)
+  self._draining = true
+  return self:close(cb)
 end
 
 function Server:closeIdleConnections()

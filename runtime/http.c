@@ -1612,17 +1612,22 @@ static int conn_idle(const http_conn *c) {
   return !c->busy && !c->in_msg && !c->paused && c->in.len == 0;
 }
 
-/* srv:close(): stops accepting, closes idle connections; the others close
- * after their response. The 'close' callback runs once all are gone. */
+/* srv:close([drain]): stops accepting, closes idle connections (not when
+ * draining); the others close after their response. The 'close'
+ * callback runs once all are gone. */
 static int server_close(lua_State *L) {
   http_server *s = check_server(L);
+  int drain = lua_toboolean(L, 2);
   http_conn *c, *next;
   s->closing = 1;
   if (s->listening) {
     s->listening = 0;
     uv_close((uv_handle_t *)&s->listener, listener_close_cb);
   }
-  for (c = s->conns; c; c = next) {
+  /* Draining (a reload or a graceful shutdown) leaves idle keep-alive
+   * connections open: a request already on its way gets its answer, with
+   * Connection: close; the others end at keepAliveTimeout. */
+  for (c = s->conns; c && !drain; c = next) {
     next = c->next;
     if (conn_idle(c))
       conn_close(c);

@@ -257,12 +257,6 @@ function cluster._setupWorker(id, fd)
   cluster._beat(tonumber(process.env.LUACLUSTER_HEARTBEAT))
   process.env.LUACLUSTER_HEARTBEAT = nil
 
-  -- A terminal's Ctrl-C or hang-up reaches the whole process group; the
-  -- primary turns it into a graceful shutdown or reload, so workers do not
-  -- die of it (unless the script listens for it itself).
-  for _, sig in ipairs({'SIGINT', 'SIGHUP'}) do
-    process:on(sig, function() end)
-  end
 end
 
 ------------------------------------------------------------------------------

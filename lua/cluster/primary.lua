@@ -321,8 +321,13 @@ function cluster._fork(env, slot)
   local proc = {connected = true}
   worker = Worker.new({id = id, process = proc})
 
+  -- Each worker leads a session of its own (detached): a terminal's Ctrl-C
+  -- or a signal to the primary's process group reaches the primary only,
+  -- which shuts down or reloads gracefully; workers cannot outlive it (they
+  -- exit when its channel closes).
   local handle, pid = uv.spawn(process.execPath, {
     args = argslist(s), stdio = stdio, env = envlist(id, env), cwd = s.cwd,
+    detached = true,
   }, function(code, signal)
     local name = signal ~= 0 and (process.signals[signal] or signal) or nil
     worker._exit = {code = name == nil and code or nil, signal = name}

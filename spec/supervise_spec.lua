@@ -1,0 +1,239 @@
+-- Supervision beyond Node: reload, shutdown, watchdog, restarts, socket
+-- activation. Each case starts the real binary on a fixture and puts a load
+-- of its own on it (keep-alive clients, bounded in time).
+
+local h = require('helper')
+local uv = require('uv')
+
+local FIXTURE = 'spec/fixtures/supervised.lua'
+
+local function start(env, args)
+  env.PORT = env.PORT or tostring(h.free_port())
+  local p = h.spawn(args or {FIXTURE}, {env = env})
+  p.port = tonumber(env.PORT)
+  return p
+end
+
+local function count(s, pat)
+  local _, n = s:gsub(pat, '')
+  return n
+end
+
+-- listening(p, n): waits until n 'listening' lines were printed.
+local function listening(p, n, timeout)
+  return h.wait(function()
+    return count(p.stdout, '\nlistening\t') + (p.stdout:find('^listening\t')
+      and 1 or 0) >= n or p.exited
+  end, timeout or 5000) and not p.exited
+end
+
+-- live(p) -> ids of workers listening now (listening lines minus exits).
+local function live(p)
+  local ids = {}
+  for id in p.stdout:gmatch('listening\t(%d+)') do ids[id] = true end
+  for id in p.stdout:gmatch('exit\t(%d+)') do ids[id] = nil end
+  local out = {}
+  for id in pairs(ids) do out[#out + 1] = tonumber(id) end
+  table.sort(out)
+  return out
+end
+
+after_each(function() h.cleanup() end)
+
+describe('cluster.reload', function()
+  it('replaces every worker under load with no failed request', function()
+    local p = start({WORKERS = '2'})
+    assert.is_true(listening(p, 2), p.stderr)
+    local load = h.load(p.port, {connections = 4, duration = 3000})
+    local t = uv.new_timer()
+    t:start(600, 0, function()
+      t:close()
+      p:kill('sighup')
+    end)
+    assert.is_true(h.wait(function() return load:done() end, 10000))
+    assert.is_true(h.wait(function()
+      return p.stdout:find('reloaded\tnil') ~= nil
+    end, 5000), p.stdout .. p.stderr)
+    p:stop()
+    assert.same({}, load.errors)
+    assert.equal(0, load.failed)
+    assert.is_true(load.ok > 100, 'too few requests: ' .. load.ok)
+    -- Workers 1 and 2 drained and left; 3 and 4 took over.
+    assert.truthy(p.stdout:find('exit\t1\t0\tnil', 1, true))
+    assert.truthy(p.stdout:find('exit\t2\t0\tnil', 1, true))
+    assert.truthy(p.stdout:find('listening\t3\t', 1, true))
+    assert.truthy(p.stdout:find('listening\t4\t', 1, true))
+    assert.truthy(load.ids['3'] or load.ids['4'])
+    print(('\n  reload under load: %d ok, %d failed, p99 %.1f ms'):format(
+      load.ok, load.failed, load:p99()))
+  end)
+end)
+
+describe('graceful shutdown', function()
+  it('finishes a slow request on SIGTERM and exits 0', function()
+    local p = start({WORKERS = '2'})
+    assert.is_true(listening(p, 2), p.stderr)
+    local status, body
+    local c = uv.new_tcp()
+    local data = ''
+    c:connect('127.0.0.1', p.port, function(err)
+      assert(not err, err)
+      c:read_start(function(e, chunk)
+        if chunk then data = data .. chunk else c:close() end
+      end)
+      c:write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n')
+    end)
+    h.sleep(300)
+    p:kill('sigterm')
+    -- The listening socket closes at once: a new connection is refused.
+    h.sleep(200)
+    local _, err = h.raw(p.port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n',
+      {timeout = 1000})
+    assert.truthy(err, 'a connection after SIGTERM should fail')
+    assert.is_true(p:wait(5000), 'primary did not exit')
+    assert.equal(0, p.code)
+    status = tonumber(data:match('^HTTP/1%.1 (%d+)'))
+    body = data:match('\r\n\r\n(.*)$')
+    assert.equal(200, status)
+    assert.truthy(body:find('slow done by worker'))
+  end)
+
+  it('kills what is left after shutdownTimeout and exits 1', function()
+    local p = start({WORKERS = '1', SHUTDOWN_TIMEOUT = '300'})
+    assert.is_true(listening(p, 1), p.stderr)
+    local c = uv.new_tcp()
+    c:connect('127.0.0.1', p.port, function()
+      c:write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n')
+    end)
+    h.sleep(200)
+    p:kill('sigterm')
+    assert.is_true(p:wait(5000))
+    c:close()
+    assert.equal(1, p.code)
+    assert.truthy(p.stderr:find('did not finish within shutdownTimeout'))
+  end)
+
+  it('a second SIGINT forces the shutdown', function()
+    local p = start({WORKERS = '1'})
+    assert.is_true(listening(p, 1), p.stderr)
+    local c = uv.new_tcp()
+    c:connect('127.0.0.1', p.port, function()
+      c:write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n')
+    end)
+    h.sleep(200)
+    p:kill('sigint')
+    h.sleep(100)
+    p:kill('sigint')
+    assert.is_true(p:wait(3000))
+    c:close()
+    assert.equal(1, p.code)
+    assert.truthy(p.stderr:find('forced shutdown'))
+  end)
+end)
+
+describe('heartbeat watchdog', function()
+  it('replaces a worker whose handler never returns', function()
+    local p = start({WORKERS = '1', HEARTBEAT = '500'})
+    assert.is_true(listening(p, 1), p.stderr)
+    local hang = uv.new_tcp()
+    hang:connect('127.0.0.1', p.port, function()
+      hang:write('GET /hang HTTP/1.1\r\nHost: x\r\n\r\n')
+    end)
+    h.sleep(100)
+    local t0 = uv.now()
+    local answered = h.wait(function()
+      local status = h.get(p.port, '/')
+      return status == 200
+    end, 3000)
+    local took = uv.now() - t0
+    hang:close()
+    p:stop()
+    assert.is_true(answered, 'the port did not answer within 3 s')
+    assert.truthy(p.stdout:find('unresponsive\t1', 1, true))
+    assert.truthy(p.stdout:find('exit\t1\tnil\tSIGKILL', 1, true))
+    assert.truthy(p.stdout:find('listening\t2\t', 1, true))
+    print(('\n  hung worker replaced, port answering after %d ms'):format(
+      took))
+  end)
+end)
+
+describe('restart policy', function()
+  it('backs off and stops at maxRestarts for a worker crashing on start',
+      function()
+    local p = start({WORKERS = '1', CRASH_ON_START = '1',
+      MAX_RESTARTS = '3', RESTART_DELAY = '50', RESTART_WINDOW = '10000'})
+    assert.is_true(p:wait(8000), 'primary should end once it gives up')
+    assert.truthy(p.stdout:find('restartLimit\t3', 1, true), p.stdout)
+    assert.equal(4, count(p.stdout, 'exit\t%d+\t1\tnil'))
+    -- Delays double: 50, 100, 200 ms.
+    local delays = {}
+    for d in p.stderr:gmatch('restarting in (%d+) ms') do
+      delays[#delays + 1] = tonumber(d)
+    end
+    assert.same({50, 100, 200}, delays)
+    assert.truthy(p.stderr:find('no more restarts'))
+  end)
+
+  it('keeps the port answering while workers are killed -9', function()
+    local p = start({WORKERS = '2', MAX_RESTARTS = '100',
+      RESTART_DELAY = '10'})
+    assert.is_true(listening(p, 2), p.stderr)
+    local load = h.load(p.port, {connections = 4, duration = 3600})
+    local kills, windows = 0, {}
+    local last_ok = 0
+    local t = uv.new_timer()
+    t:start(300, 300, function()
+      windows[#windows + 1] = load.ok - last_ok
+      last_ok = load.ok
+      if kills >= 10 then return t:close() end
+      local ids = live(p)
+      local pid
+      for _, id in ipairs(ids) do
+        pid = p.stdout:match('listening\t' .. id .. '\t(%d+)')
+      end
+      if pid then
+        kills = kills + 1
+        uv.kill(tonumber(pid), 'sigkill')
+      end
+    end)
+    assert.is_true(h.wait(function() return load:done() end, 10000))
+    if not t:is_closing() then t:close() end
+    -- All workers are back.
+    assert.is_true(h.wait(function() return #live(p) == 2 end, 3000),
+      p.stdout)
+    p:stop()
+    assert.is_true(kills >= 9, 'kills: ' .. kills)
+    -- The port answered in every 300 ms window.
+    for i, n in ipairs(windows) do
+      assert.is_true(n > 0, 'no answer in window ' .. i)
+    end
+    print(('\n  %d kills -9: %d ok, %d failed (in flight on killed ' ..
+      'workers)'):format(kills, load.ok, load.failed))
+  end)
+end)
+
+describe('systemd', function()
+  it('adopts a socket passed by systemd-socket-activate', function()
+    local port = h.free_port()
+    local app = h.tmpfile([[
+      require('http').createServer(function(req, res)
+        res:finish('activated ' .. process.pid)
+      end):listen(]] .. port .. [[)
+    ]])
+    local p = h.spawn({'-l', '127.0.0.1:' .. port, h.bin, '-w', '2', app},
+      {cmd = '/usr/bin/systemd-socket-activate'})
+    assert.is_true(p:wait_stderr('Listening on', 3000), p.stderr)
+    -- The socket exists before luacluster runs: the first request waits in
+    -- its backlog instead of being refused.
+    local status, body = h.get(port, '/')
+    assert.equal(200, status, p.stderr)
+    assert.truthy(body:find('^activated %d+'))
+    assert.is_true(h.wait(function()
+      return count(p.stderr, 'listening on port ' .. port) == 2
+    end, 5000), p.stderr)
+    -- Both workers serve on the inherited socket; none bound its own.
+    assert.falsy(p.stderr:find('EADDRINUSE'))
+    p:stop()
+    os.remove(app)
+  end)
+end)

@@ -804,8 +804,15 @@ function Server:closeAllConnections()
 end
 
 function Server:setTimeout() return self end
-function Server:ref() return self end
-function Server:unref() return self end
+function Server:ref()
+  self._srv:ref(true)
+  return self
+end
+
+function Server:unref()
+  self._srv:ref(false)
+  return self
+end
 
 -- getConnections(cb): cb(nil, count).
 function Server:getConnections(cb)

@@ -92,6 +92,29 @@ static const char *const cb_fields[] = {
 #undef XX
 };
 
+/* Strings the hot path sets and reads, interned once per server in a key
+ * table (lua_setfield would look each up in the string table per use). */
+#define HTTP_KEY_MAP(XX)                                                      \
+  XX(METHOD, "method") XX(URL, "url") XX(HTTP_VERSION, "httpVersion")         \
+  XX(VERSION_MAJOR, "httpVersionMajor") XX(VERSION_MINOR, "httpVersionMinor") \
+  XX(HEADERS, "headers") XX(RAW_HEADERS, "rawHeaders") XX(SOCKET, "socket")   \
+  XX(COMPLETE, "complete") XX(CONN, "_c") XX(REQ, "req")                      \
+  XX(STATUS_CODE, "statusCode") XX(STATUS_MESSAGE, "statusMessage")           \
+  XX(SEND_DATE, "sendDate") XX(OUT_HEADERS, "_headers")                       \
+  XX(OUT_NAMES, "_names") XX(WRITE_HEAD, "_wh") XX(V10, "1.0")                \
+  XX(V11, "1.1")
+
+enum {
+  KEY_NONE,
+#define XX(name, str) KEY_##name,
+  HTTP_KEY_MAP(XX)
+#undef XX
+  KEY_MAX
+};
+
+/* keys[KEY_METHODS + m] is the name of llhttp method m. */
+#define KEY_METHODS 64
+
 /* Slots of a connection's env table. */
 enum { ENV_SOCKET = 1, ENV_REQ = 2, ENV_RES = 3 };
 
@@ -180,12 +203,14 @@ typedef struct http_server {
   uv_timer_t timer;  /* Scans connections for timeouts. */
   uv_idle_t idle;    /* Resumes paused parsers outside of user calls. */
   int refs[CB_MAX];
+  int ref_keys;      /* The key table (HTTP_KEY_MAP, methods). */
   int ref_self;      /* Pins the box while serving. */
   int open_handles;  /* Initialised handles not yet closed. */
   unsigned box_gone : 1;
   unsigned serving : 1;   /* Pinned; listening or adopting. */
   unsigned listening : 1; /* The listener handle is open. */
   unsigned closing : 1;   /* close() was called. */
+  unsigned unref : 1;     /* The listener does not keep the loop alive. */
   unsigned emit_connection : 1;
   unsigned rbuf_busy : 1;
   /* Limits (milliseconds for times; 0 disables). */
@@ -427,6 +452,25 @@ static void conn_callback(http_conn *c, int cb, int slot) {
   lc_pcall(L, 1, 0);
 }
 
+/* t[key k] = the value on top (popped); t and keys are absolute. */
+static void set_key(lua_State *L, int t, int keys, int k) {
+  lua_rawgeti(L, keys, k);
+  lua_insert(L, -2);
+  lua_rawset(L, t);
+}
+
+/* Pushes t[key k], metamethods included. */
+static void get_key(lua_State *L, int t, int keys, int k) {
+  lua_rawgeti(L, keys, k);
+  lua_gettable(L, t);
+}
+
+/* Pushes the server's key table; returns its (absolute) index. */
+static int push_keys(http_server *s) {
+  lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->ref_keys);
+  return lua_gettop(s->L);
+}
+
 /* ---- Building the request. ---- */
 
 /* How Node merges a repeated request header. */
@@ -521,47 +565,59 @@ static void push_headers(http_conn *c) {
 }
 
 /* Pushes the request table for the parsed head. Stack: +1. */
-static void push_request(http_conn *c) {
+static void push_request(http_conn *c, int keys) {
   lua_State *L = c->s->L;
   const llhttp_t *p = &c->parser;
-  char ver[3];
+  int req;
   lua_createtable(L, 0, 12);
-  lua_pushstring(L, llhttp_method_name((llhttp_method_t)p->method));
-  lua_setfield(L, -2, "method");
+  req = lua_gettop(L);
+  lua_rawgeti(L, keys, KEY_METHODS + p->method);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushstring(L, llhttp_method_name((llhttp_method_t)p->method));
+  }
+  set_key(L, req, keys, KEY_METHOD);
   lua_pushlstring(L, c->head.base, c->url_len);
-  lua_setfield(L, -2, "url");
-  ver[0] = (char)('0' + p->http_major % 10);
-  ver[1] = '.';
-  ver[2] = (char)('0' + p->http_minor % 10);
-  lua_pushlstring(L, ver, 3);
-  lua_setfield(L, -2, "httpVersion");
+  set_key(L, req, keys, KEY_URL);
+  if (p->http_major == 1 && p->http_minor <= 1) {
+    lua_rawgeti(L, keys, p->http_minor ? KEY_V11 : KEY_V10);
+  } else {
+    char ver[3];
+    ver[0] = (char)('0' + p->http_major % 10);
+    ver[1] = '.';
+    ver[2] = (char)('0' + p->http_minor % 10);
+    lua_pushlstring(L, ver, 3);
+  }
+  set_key(L, req, keys, KEY_HTTP_VERSION);
   lua_pushinteger(L, p->http_major);
-  lua_setfield(L, -2, "httpVersionMajor");
+  set_key(L, req, keys, KEY_VERSION_MAJOR);
   lua_pushinteger(L, p->http_minor);
-  lua_setfield(L, -2, "httpVersionMinor");
+  set_key(L, req, keys, KEY_VERSION_MINOR);
   push_headers(c);
-  lua_setfield(L, -3, "rawHeaders");
-  lua_setfield(L, -2, "headers");
+  set_key(L, req, keys, KEY_RAW_HEADERS);
+  set_key(L, req, keys, KEY_HEADERS);
   conn_push_socket(c);
-  lua_setfield(L, -2, "socket");
+  set_key(L, req, keys, KEY_SOCKET);
   lua_pushboolean(L, !c->req_body);
-  lua_setfield(L, -2, "complete");
+  set_key(L, req, keys, KEY_COMPLETE);
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->s->refs[CB_REQ_MT]);
-  lua_setmetatable(L, -2);
+  lua_setmetatable(L, req);
 }
 
 /* Pushes a response table for req (at stack top). Stack: +1. */
-static void push_response(http_conn *c) {
+static void push_response(http_conn *c, int keys) {
   lua_State *L = c->s->L;
+  int res;
   lua_createtable(L, 0, 8);
+  res = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_box);
-  lua_setfield(L, -2, "_c");
-  lua_pushvalue(L, -2);
-  lua_setfield(L, -2, "req");
+  set_key(L, res, keys, KEY_CONN);
+  lua_pushvalue(L, res - 1);
+  set_key(L, res, keys, KEY_REQ);
   conn_push_socket(c);
-  lua_setfield(L, -2, "socket");
+  set_key(L, res, keys, KEY_SOCKET);
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->s->refs[CB_RES_MT]);
-  lua_setmetatable(L, -2);
+  lua_setmetatable(L, res);
 }
 
 /* ---- Writing the response. ---- */
@@ -687,20 +743,21 @@ static void write_head(lua_State *L, http_conn *c, int res, int status,
   size_t mark = c->out.len, mlen;
   const char *msg = NULL;
   head_flags f;
-  int top = lua_gettop(L), send_date = 1, has_body;
+  int top = lua_gettop(L), send_date = 1, has_body, keys = 0;
   memset(&f, 0, sizeof(f));
   if (res) {
-    lua_getfield(L, res, "statusCode");
+    keys = push_keys(s);
+    get_key(L, res, keys, KEY_STATUS_CODE);
     status = (int)lua_tointeger(L, -1);
     if (status < 100 || status > 999)
       luaL_error(L, "Invalid status code: %s", lua_tostring(L, -1)
                                                      ? lua_tostring(L, -1)
                                                      : "(not a number)");
-    lua_getfield(L, res, "statusMessage");
+    get_key(L, res, keys, KEY_STATUS_MESSAGE);
     msg = lua_tolstring(L, -1, &mlen);
     if (msg != NULL && !is_field_value(msg, mlen))
       luaL_error(L, "Invalid character in statusMessage");
-    lua_getfield(L, res, "sendDate");
+    get_key(L, res, keys, KEY_SEND_DATE);
     send_date = lua_toboolean(L, -1);
   }
   if (msg == NULL) {
@@ -716,13 +773,13 @@ static void write_head(lua_State *L, http_conn *c, int res, int status,
   buf_add(&c->out, msg, mlen);
   buf_lit(&c->out, "\r\n");
   if (res) {
-    lua_getfield(L, res, "_headers");
+    get_key(L, res, keys, KEY_OUT_HEADERS);
     if (lua_istable(L, -1)) {
-      lua_getfield(L, res, "_names");
+      get_key(L, res, keys, KEY_OUT_NAMES);
       add_headers(L, c, mark, lua_gettop(L) - 1,
                   lua_istable(L, -1) ? lua_gettop(L) : 0, &f);
     }
-    lua_getfield(L, res, "_wh");
+    get_key(L, res, keys, KEY_WRITE_HEAD);
     if (lua_istable(L, -1))
       add_headers(L, c, mark, lua_gettop(L), 0, &f);
   }
@@ -1086,6 +1143,7 @@ static int on_headers_complete(llhttp_t *p) {
   http_conn *c = (http_conn *)p->data;
   http_server *s = c->s;
   lua_State *L = s->L;
+  int keys;
   if (STOPPED(c))
     return -1;
   c->head_start = 0;
@@ -1105,25 +1163,27 @@ static int on_headers_complete(llhttp_t *p) {
   c->req_body = (p->flags & F_CHUNKED) ||
                 ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
   conn_lua(c);
-  /* Stack: dispatch req res. */
+  /* Stack: keys dispatch req res. */
+  keys = push_keys(s);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->refs[CB_DISPATCH]);
-  push_request(c);
+  push_request(c, keys);
   if (c->expect == 2 && c->http11) {
     /* An expectation we cannot meet: 417, without calling the handler. */
-    lua_pop(L, 2);
+    lua_pop(L, 3);
     write_head(L, c, 0, 417, 0, 1);
     response_done(c);
     return STOPPED(c) ? -1 : 0;
   }
   if (c->expect == 1 && c->http11)
     buf_lit(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
-  push_response(c);
+  push_response(c, keys);
   lua_pushvalue(L, -2);
   conn_set(c, ENV_REQ);
   lua_pushvalue(L, -1);
   conn_set(c, ENV_RES);
   c->req_obj = 1;
   lc_pcall(L, 2, 0);
+  lua_pop(L, 1);
   return c->closing ? -1 : 0;
 }
 
@@ -1524,9 +1584,25 @@ static int server_open(lua_State *L, http_server *s, int fd, int backlog) {
     return lc_push_uverr(L, err);
   }
   s->listening = 1;
+  if (s->unref)
+    uv_unref((uv_handle_t *)&s->listener);
   server_serve(L, s);
   lua_pushboolean(L, 1);
   return 1;
+}
+
+/* srv:ref(on): whether the listening socket keeps the loop alive (Node's
+ * server.ref() / server.unref()); connections always do. */
+static int server_ref(lua_State *L) {
+  http_server *s = check_server(L);
+  s->unref = !lua_toboolean(L, 2);
+  if (s->listening) {
+    if (s->unref)
+      uv_unref((uv_handle_t *)&s->listener);
+    else
+      uv_ref((uv_handle_t *)&s->listener);
+  }
+  return 0;
 }
 
 /* srv:listen(host|nil, port, backlog, reuseport) -> true
@@ -1678,6 +1754,7 @@ static int server_gc(lua_State *L) {
     return 0;
   b->s = NULL;
   s->box_gone = 1;
+  luaL_unref(L, LUA_REGISTRYINDEX, s->ref_keys);
   /* Serving pins the box, so only the timer and idle handles are open and
    * the callbacks are out of the registry. */
   uv_close((uv_handle_t *)&s->timer, server_free_cb);
@@ -1717,6 +1794,19 @@ static int http_server_new(lua_State *L) {
     s->refs[i] = LUA_NOREF;
   lua_pushvalue(L, 1);
   lua_setfenv(L, -2);
+  /* The key table. Stack: callbacks box keys. */
+  lua_createtable(L, KEY_METHODS + 64, 0);
+#define XX(name, str)                                                         \
+  lua_pushliteral(L, str);                                                    \
+  lua_rawseti(L, -2, KEY_##name);
+  HTTP_KEY_MAP(XX)
+#undef XX
+#define XX(num, name, string)                                                 \
+  lua_pushliteral(L, #string);                                                \
+  lua_rawseti(L, -2, KEY_METHODS + num);
+  HTTP_ALL_METHOD_MAP(XX)
+#undef XX
+  s->ref_keys = luaL_ref(L, LUA_REGISTRYINDEX);
   uv_timer_init(s->loop, &s->timer);
   uv_idle_init(s->loop, &s->idle);
   s->timer.data = s->idle.data = s;
@@ -1892,6 +1982,7 @@ int luaopen_lc_http(lua_State *L) {
     {"close_connections", server_close_connections},
     {"emit_connection", server_emit_connection},
     {"stats", server_stats},
+    {"ref", server_ref},
     {NULL, NULL}};
   static const luaL_Reg fns[] = {
     {"server", http_server_new},

@@ -1,7 +1,5 @@
-/* `_ipc`: the channel between a primary and its workers, and the socket
- * syscalls the cluster plumbing needs that libuv 1.44 does not offer (a
- * listening socket made with an immediate bind, as libuv defers EADDRINUSE
- * to listen, with optional SO_REUSEPORT).
+/* `_ipc`: the channel between a primary and its workers (sockets
+ * themselves are runtime/tcp.c's), and systemd's notification socket.
  *
  * The channel is a Unix socket pair. Messages travel as frames:
  *   u32 length (little-endian, of what follows), u8 flags, payload
@@ -31,63 +29,6 @@
 #define IPC_MAX_FRAME (1u << 30)
 #define IPC_MAX_DEPTH 1000
 #define IPC_READ_CHUNK 65536
-
-/* _ipc.socket(host, port, backlog, reuseport, listen) -> fd, port
- * Makes a TCP socket bound to host:port (host nil: "::" with a fallback to
- * 0.0.0.0 where IPv6 is off), with SO_REUSEADDR and, when asked,
- * SO_REUSEPORT; listens when `listen` is true. Returns the fd (close-on-exec,
- * blocking mode untouched) and the bound port, or nil, message, code. */
-static int ipc_socket(lua_State *L) {
-  const char *host = luaL_optstring(L, 1, NULL);
-  int port = (int)luaL_checkinteger(L, 2);
-  int backlog = (int)luaL_optinteger(L, 3, 511);
-  int reuseport = lua_toboolean(L, 4);
-  int dolisten = lua_toboolean(L, 5);
-  struct sockaddr_storage ss;
-  socklen_t len;
-  int fd, on = 1, rc;
-
-  luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
-  memset(&ss, 0, sizeof(ss));
-  if (host == NULL) {
-    rc = uv_ip6_addr("::", port, (struct sockaddr_in6 *)&ss);
-  } else if ((rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss)) != 0) {
-    rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
-  }
-  if (rc != 0)
-    return lc_push_uverr(L, rc);
-
-  fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0 && host == NULL && errno == EAFNOSUPPORT) {
-    uv_ip4_addr("0.0.0.0", port, (struct sockaddr_in *)&ss);
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  }
-  if (fd < 0)
-    return lc_push_uverr(L, uv_translate_sys_error(errno));
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-  if (reuseport &&
-      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0)
-    goto fail;
-  len = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                 : sizeof(struct sockaddr_in);
-  if (bind(fd, (struct sockaddr *)&ss, len) != 0)
-    goto fail;
-  if (dolisten && listen(fd, backlog) != 0)
-    goto fail;
-  len = sizeof(ss);
-  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
-    goto fail;
-  lua_pushinteger(L, fd);
-  lua_pushinteger(L, ntohs(ss.ss_family == AF_INET6
-                               ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                               : ((struct sockaddr_in *)&ss)->sin_port));
-  return 2;
-
-fail:
-  rc = uv_translate_sys_error(errno);
-  close(fd);
-  return lc_push_uverr(L, rc);
-}
 
 /* _ipc.cloexec(fd): keeps fd from leaking into programs this process
  * spawns (a worker's channel must close when the worker dies). */
@@ -822,21 +763,6 @@ static int ipc_socketpair(lua_State *L) {
   return 2;
 }
 
-/* _ipc.close(fd) */
-static int ipc_close(lua_State *L) {
-  close((int)luaL_checkinteger(L, 1));
-  return 0;
-}
-
-/* _ipc.dup(fd) -> a close-on-exec duplicate, or nil, message, code. */
-static int ipc_dup(lua_State *L) {
-  int fd = fcntl((int)luaL_checkinteger(L, 1), F_DUPFD_CLOEXEC, 0);
-  if (fd < 0)
-    return lc_push_uverr(L, uv_translate_sys_error(errno));
-  lua_pushinteger(L, fd);
-  return 1;
-}
-
 /* _ipc.notify(path, text) -> true, or nil, message, code. Sends one
  * datagram to systemd's NOTIFY_SOCKET (a path, or "@name" in the abstract
  * namespace). */
@@ -867,39 +793,6 @@ static int ipc_notify(lua_State *L) {
   return 1;
 }
 
-/* _ipc.sockname(fd) -> {address=, port=, family=} of a bound socket, or
- * nil (not an inet stream socket). */
-static int ipc_sockname(lua_State *L) {
-  int fd = (int)luaL_checkinteger(L, 1);
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof(ss);
-  char host[64];
-  int type = 0, port;
-  socklen_t tl = sizeof(type);
-  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
-      getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 ||
-      type != SOCK_STREAM ||
-      (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
-    return 0;
-  if (ss.ss_family == AF_INET) {
-    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-    uv_ip4_name(a, host, sizeof(host));
-    port = ntohs(a->sin_port);
-  } else {
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-    uv_ip6_name(a, host, sizeof(host));
-    port = ntohs(a->sin6_port);
-  }
-  lua_createtable(L, 0, 3);
-  lua_pushstring(L, host);
-  lua_setfield(L, -2, "address");
-  lua_pushinteger(L, port);
-  lua_setfield(L, -2, "port");
-  lua_pushinteger(L, ss.ss_family == AF_INET6 ? 6 : 4);
-  lua_setfield(L, -2, "addressType");
-  return 1;
-}
-
 /* _ipc.encodes(value) -> whether the channel can carry value. */
 static int ipc_encodes(lua_State *L) {
   ipc_buf b = {NULL, 0, 0};
@@ -913,15 +806,11 @@ static int ipc_encodes(lua_State *L) {
 
 int luaopen_lc_ipc(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"socket", ipc_socket},
     {"cloexec", ipc_cloexec},
-    {"close", ipc_close},
-    {"dup", ipc_dup},
     {"socketpair", ipc_socketpair},
     {"channel", ipc_channel},
     {"encodes", ipc_encodes},
     {"notify", ipc_notify},
-    {"sockname", ipc_sockname},
     {NULL, NULL}};
   static const luaL_Reg methods[] = {
     {"send", chan_send},

@@ -42,7 +42,9 @@ static int listen_addr(const struct sockaddr_storage *ss, socklen_t len,
     (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
   if (bind(fd, (const struct sockaddr *)ss, len) != 0)
     goto fail;
-  if (listen(fd, backlog > 0 ? backlog : 511) != 0)
+  /* A negative backlog binds only: a holder of the port that takes no
+   * connections (cluster's SO_REUSEPORT policy). */
+  if (backlog >= 0 && listen(fd, backlog > 0 ? backlog : 511) != 0)
     goto fail;
   return fd;
 fail:
@@ -121,7 +123,7 @@ int lc__tcp_push_name(lua_State *L, int fd, int peer) {
 /* ---- The `_tcp` module. ---- */
 
 /* _tcp.listen_fd(host|nil, port, backlog, reuseport) -> fd
- * or nil, message, code. */
+ * or nil, message, code. A negative backlog binds without listening. */
 static int tcp_listen_fd(lua_State *L) {
   const char *host = luaL_optstring(L, 1, NULL);
   int port = (int)luaL_checkinteger(L, 2);

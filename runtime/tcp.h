@@ -9,8 +9,9 @@
  * backlog. host NULL (or "") means every address: "::" dual-stack, or
  * "0.0.0.0" where IPv6 is missing. With reuseport, SO_REUSEPORT is set
  * before bind, so sibling processes may bind the same port. The socket is
- * non-blocking and close-on-exec. Returns the fd (the caller owns it) or a
- * negative libuv error code. */
+ * non-blocking and close-on-exec. A negative backlog binds without
+ * listening. Returns the fd (the caller owns it) or a negative libuv error
+ * code. */
 int lc__tcp_listen_fd(const char *host, int port, int backlog, int reuseport);
 
 /* Duplicates fd (close-on-exec), so the caller may close its own copy.

@@ -375,7 +375,7 @@ describe('cluster faults', function()
       elseif cluster.worker.id == 1 then
         -- Bypass the channel: raw bytes on the socket to the primary.
         local uv = require('uv')
-        local fd = require('_ipc').dup(3)
+        local fd = require('_tcp').dup(3)
         local raw = uv.new_pipe(false)
         raw:open(fd)
         raw:write('\255\255\255\255 this is not a frame\n', function()
@@ -578,8 +578,8 @@ describe('cluster listen plumbing', function()
                 serve(c)
               end)
             elseif lst.reuseport then
-              local fd = assert(require('_ipc').socket(nil, lst.reuseport,
-                64, true, true))
+              local fd = assert(require('_tcp').listen_fd(nil, lst.reuseport,
+                64, true))
               local s = uv.new_tcp()
               s:open(fd)
               s:listen(64, function()

@@ -279,7 +279,10 @@ function cluster._beat(heartbeat)
     last = now
     local requests, connections = 0, 0
     local http = package.loaded.http
-    if http and http._stats then requests, connections = http._stats() end
+    if http and http._stats then
+      local st = http._stats()
+      requests, connections = st.requests, st.connections
+    end
     send({act = 'beat', rss = uv.resident_set_memory(), lag = lag,
       requests = requests, connections = connections})
   end

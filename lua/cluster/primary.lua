@@ -134,7 +134,7 @@ do
   local n = tonumber(process.env.LISTEN_FDS)
   if n and tonumber(process.env.LISTEN_PID) == process.pid then
     for fd = 3, 3 + n - 1 do
-      local a = ipc.sockname(fd)
+      local a = require('_tcp').sockname(fd)
       if a then
         ipc.cloexec(fd)
         activated[a.port] = {fd = fd, address = a.address}
@@ -342,7 +342,7 @@ function cluster._fork(env, slot)
     finish_exit(worker)
   end)
 
-  ipc.close(theirs)
+  utils.close(theirs)
   worker._channel = utils.Channel(mine, {
     message = function(msg)
       worker:emit('message', msg)

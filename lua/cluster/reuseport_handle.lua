@@ -4,7 +4,7 @@
 -- hold the port while workers come and go; a socket that does not listen is
 -- not in the kernel's reuseport group, so it takes no connections.
 
-local ipc = require('_ipc')
+local utils = require('cluster.utils')
 
 local ReusePortHandle = {}
 ReusePortHandle.__index = ReusePortHandle
@@ -12,10 +12,9 @@ ReusePortHandle.__index = ReusePortHandle
 function ReusePortHandle.new(key, opts)
   local self = setmetatable({key = key, workers = {}, count = 0},
     ReusePortHandle)
-  local fd, port, code = ipc.socket(opts.address, opts.port, opts.backlog,
-    true, false)
+  local fd, port = utils.socket(opts, true, true)
   if not fd then
-    self.err = {code = code, message = port}
+    self.err = port
     return self
   end
   self.fd, self.port = fd, port
@@ -41,7 +40,7 @@ end
 
 function ReusePortHandle:close()
   if self.fd then
-    ipc.close(self.fd)
+    utils.close(self.fd)
     self.fd = nil
   end
 end

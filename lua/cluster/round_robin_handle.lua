@@ -4,7 +4,7 @@
 -- primary touching every new connection.
 
 local uv = require('uv')
-local ipc = require('_ipc')
+local utils = require('cluster.utils')
 
 local RoundRobinHandle = {}
 RoundRobinHandle.__index = RoundRobinHandle
@@ -12,15 +12,14 @@ RoundRobinHandle.__index = RoundRobinHandle
 function RoundRobinHandle.new(key, opts)
   local self = setmetatable({key = key, list = {}, next = 1, waiting = {}},
     RoundRobinHandle)
-  local fd, port, code
+  local fd, port
   if opts.fd then
-    fd, port = ipc.dup(opts.fd), opts.port
+    fd, port = utils.dup(opts.fd), opts.port
   else
-    fd, port, code = ipc.socket(opts.address, opts.port, opts.backlog,
-      false, true)
+    fd, port = utils.socket(opts, false, false)
   end
   if not fd then
-    self.err = {code = code, message = port}
+    self.err = port
     return self
   end
   self.port = port

@@ -3,7 +3,7 @@
 -- kernel spreads connections and the primary stays out of the data path.
 
 local uv = require('uv')
-local ipc = require('_ipc')
+local utils = require('cluster.utils')
 
 local SharedHandle = {}
 SharedHandle.__index = SharedHandle
@@ -12,17 +12,16 @@ SharedHandle.__index = SharedHandle
 -- is kept and answered to every worker that asks.
 function SharedHandle.new(key, opts)
   local self = setmetatable({key = key, workers = {}, count = 0}, SharedHandle)
-  local fd, port, code
+  local fd, port
   if opts.fd then
     -- A socket handed to us already listening (systemd socket activation):
     -- we use a duplicate, so the original outlives this handle.
-    fd, port = ipc.dup(opts.fd), opts.port
+    fd, port = utils.dup(opts.fd), opts.port
   else
-    fd, port, code = ipc.socket(opts.address, opts.port, opts.backlog, false,
-      true)
+    fd, port = utils.socket(opts, false, false)
   end
   if not fd then
-    self.err = {code = code, message = port}
+    self.err = port
     return self
   end
   self.tcp = uv.new_tcp()

@@ -15,6 +15,7 @@ local type, pairs, tostring = type, pairs, tostring
 local huge = math.huge
 
 local ipc = require('_ipc')
+local tcp = require('_tcp')
 local null = cjson.null
 
 ------------------------------------------------------------------------------
@@ -79,6 +80,23 @@ end
 
 
 ------------------------------------------------------------------------------
+-- Sockets for the scheduling handles.
+
+-- socket(opts, reuseport, bind_only) -> fd, port; or nil, {code, message}.
+-- Binds at once (so EADDRINUSE is known now, where libuv would defer it to
+-- listen); bind_only makes a holder of the port that takes no connections.
+function utils.socket(opts, reuseport, bind_only)
+  local backlog = bind_only and -1 or (opts.backlog or 511)
+  local fd, msg, code = tcp.listen_fd(opts.address, opts.port, backlog,
+    reuseport)
+  if not fd then return nil, {code = code, message = msg} end
+  local name = tcp.sockname(fd)
+  return fd, name and name.port or opts.port
+end
+
+utils.dup, utils.close = tcp.dup, tcp.close
+
+------------------------------------------------------------------------------
 -- Channel.
 
 local Channel = {}
@@ -91,7 +109,7 @@ local function wrap_fd(fd)
   local t = uv.new_tcp()
   if not t:open(fd) then
     t:close()
-    ipc.close(fd)
+    tcp.close(fd)
     return nil
   end
   return t
@@ -110,7 +128,7 @@ function utils.Channel(fd, handlers)
   local on_message, on_internal = handlers.message, handlers.internal
   local c, err = ipc.channel(fd, function(kind, value, hfd)
     if kind == EV_MESSAGE then
-      if hfd then ipc.close(hfd) end
+      if hfd then tcp.close(hfd) end
       return on_message(value)
     elseif kind == EV_INTERNAL then
       local ack = value.ack

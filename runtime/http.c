@@ -903,7 +903,12 @@ static void write_cb(uv_write_t *req, int status) {
     conn_close(c);
     return;
   }
-  if (c->nwrites == 0 && c->want_drain) {
+  if (c->nwrites > 0)
+    return;
+  /* Keep-alive idleness counts from when the last response has left. */
+  if (c->idle_since)
+    c->idle_since = uv_now(c->s->loop);
+  if (c->want_drain) {
     c->want_drain = 0;
     if (c->busy)
       conn_callback(c, CB_DRAIN, ENV_RES);
@@ -1450,7 +1455,8 @@ static void timer_cb(uv_timer_t *t) {
     else if (c->req_start && s->request_timeout &&
              now - c->req_start >= s->request_timeout)
       conn_fail(c, 408);
-    else if (c->idle_since && !c->busy && s->keepalive_timeout &&
+    else if (c->idle_since && !c->busy && c->nwrites == 0 &&
+             s->keepalive_timeout &&
              now - c->idle_since >= s->keepalive_timeout)
       conn_close(c);
   }
@@ -1649,9 +1655,12 @@ static int server_serve_lua(lua_State *L) {
  * true or nil, message, code. */
 static int server_adopt(lua_State *L) {
   http_server *s = check_server(L);
-  int fd = lc__tcp_dup((int)luaL_checkinteger(L, 2));
+  int fd = (int)luaL_checkinteger(L, 2);
   http_conn *c;
   int err;
+  if (s->closing && s->serving)
+    return lc_push_uverr(L, UV_ECANCELED);
+  fd = lc__tcp_dup(fd);
   if (fd < 0)
     return lc_push_uverr(L, fd);
   c = conn_new(s);

@@ -477,6 +477,7 @@ function Socket:_connectTo(ip, port, opts)
     end
     self:_connected()
     self:emit('connect')
+    if self.destroyed then return end
     self:emit('ready')
     if self.writableEnded then self:_maybeShutdown() end
   end)
@@ -842,9 +843,11 @@ function net._listen(opts, onconnection, cb, owner, onerror)
       addressType = opts.addressType or 4, backlog = backlog},
     function(err, lst)
       if err then
-        return cb(new_error(err.code, err.message or tostring(err.code),
-          {errno = err.errno, syscall = 'listen', address = opts.address,
-            port = opts.port}))
+        -- The primary's error, in the shape and words of our own.
+        local code = err.code or 'UNKNOWN'
+        local desc = tostring(err.message or ''):match('^%a+ [%w_]+: (.+)$')
+        return cb(uv_exception(code .. ': ' .. (desc or messages[code]
+          or code), 'listen', opts.address or '::', opts.port))
       end
       if lst.handle then
         -- A socket shared with the other workers: we accept from it.

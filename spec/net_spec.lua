@@ -507,6 +507,19 @@ else
 end
 ]]
 
+  local busy = [[
+local cluster = require('cluster')
+local net = require('net')
+if cluster.isPrimary then
+  cluster.fork()
+else
+  net.createServer():on('error', function(e)
+    print(e.code .. '|' .. e.message .. '|' .. tostring(e.errno))
+    process.exit(0)
+  end):listen(tonumber(arg[1]), '127.0.0.1')
+end
+]]
+
   for _, sched in ipairs({'rr', 'none', 'reuseport'}) do
     it('serves one port from two workers (' .. sched .. ')', function()
       local path = h.tmpfile(script)
@@ -525,6 +538,22 @@ end
       if sched == 'rr' then assert.is_true(seen['1'] and seen['2']) end
       p:stop()
       os.remove(path)
+    end)
+
+    it('reports EADDRINUSE to the worker (' .. sched .. ')', function()
+      local holder = net.createServer()
+      local port
+      holder:listen(0, '127.0.0.1', function() port = holder:address().port end)
+      assert.is_true(h.wait(function() return port ~= nil end))
+      local path = h.tmpfile(busy)
+      local p = h.run({path, tostring(port)},
+        {env = {LUACLUSTER_SCHED = sched}})
+      assert.equal('EADDRINUSE|listen EADDRINUSE: address already in use '
+        .. '127.0.0.1:' .. port .. '|-98\n', p.stdout)
+      os.remove(path)
+      local closed
+      holder:close(function() closed = true end)
+      assert.is_true(h.wait(function() return closed end))
     end)
   end
 end)

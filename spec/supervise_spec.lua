@@ -212,6 +212,72 @@ describe('restart policy', function()
   end)
 end)
 
+describe('cluster.stats and the status endpoint', function()
+  it('reports per-worker figures as JSON, Prometheus text and health',
+      function()
+    local status_port = h.free_port()
+    local p = start({WORKERS = '2', STATUS_PORT = tostring(status_port)})
+    assert.is_true(listening(p, 2), p.stderr)
+    for _ = 1, 20 do assert.equal(200, (h.get(p.port, '/'))) end
+    h.sleep(1300) -- stats are at most 1 s stale
+    local status, body, hdrs = h.get(status_port, '/stats')
+    assert.equal(200, status)
+    assert.truthy(hdrs['content-type']:find('application/json'))
+    local stats = require('cjson').decode(body)
+    assert.equal(2, #stats)
+    local total = 0
+    for i, s in ipairs(stats) do
+      assert.equal(i, s.id)
+      assert.is_true(s.pid > 0)
+      assert.is_true(s.rss > 1e6, 'rss ' .. s.rss)
+      assert.is_number(s.uptime)
+      assert.is_number(s.loopLag)
+      assert.equal(0, s.restarts)
+      total = total + s.requests
+    end
+    assert.equal(20, total)
+    status, body = h.get(status_port, '/metrics')
+    assert.equal(200, status)
+    assert.truthy(body:find('# TYPE luacluster_worker_requests_total counter',
+      1, true))
+    assert.truthy(body:find('luacluster_worker_requests_total{worker="1",' ..
+      'pid="%d+"} %d+'))
+    assert.truthy(body:find('luacluster_workers 2', 1, true))
+    status, body = h.get(status_port, '/health')
+    assert.equal(200, status)
+    assert.equal(404, (h.get(status_port, '/nope')))
+    p:stop()
+  end)
+
+  it('cluster.stats() is a sequence ordered by id', function()
+    local path = h.tmpfile([[
+      local cluster = require('cluster')
+      if cluster.isPrimary then
+        for _ = 1, 3 do cluster.fork() end
+        local n = 0
+        cluster.on('online', function()
+          n = n + 1
+          if n < 3 then return end
+          setTimeout(function()
+            for _, s in ipairs(cluster.stats()) do
+              print(s.id, s.pid > 0, s.rss > 0, s.requests, s.connections,
+                s.restarts)
+            end
+            cluster.disconnect()
+          end, 200)
+        end)
+      else
+        process.on('message', function() end)
+      end
+    ]])
+    local p = h.run({path})
+    os.remove(path)
+    assert.equal(0, p.code)
+    assert.equal('1\ttrue\ttrue\t0\t0\t0\n2\ttrue\ttrue\t0\t0\t0\n' ..
+      '3\ttrue\ttrue\t0\t0\t0\n', p.stdout)
+  end)
+end)
+
 describe('systemd', function()
   it('adopts a socket passed by systemd-socket-activate', function()
     local port = h.free_port()

@@ -308,6 +308,7 @@ run_one() {
   local peer=$1 workers=$2 route=$3 round=$4
   local framing dur url c0 c1 reqs rps p50 p99 errs lt_rps="" \
     lt_mean="" rss_sum=0 nworkers=0 rss_primary p npids0 npids1 note="" c0 c1 s0 s1 m0 m1 mt0 mt1 other
+  local t_run=$SECONDS
   url="http://127.0.0.1:$PORT$route"
   dur=$(dur_of "$route")
 
@@ -397,9 +398,9 @@ run_one() {
       print w, r, n, p, "ok", sprintf("%.1f", st / 1000), q, rps, p50, p99,
         e, t, sprintf("%.2f", cpu), nw, (nw ? int(rs / nw) : 0), rp, lr, lm,
         f, note, st_sys, ol }' >>"$raw"
-  say "$(printf '  %-10s w=%s %-5s round %s: %9s req/s  p99 %8s ms  %8s us/req  other load %s%%' \
+  say "$(printf '  %-10s w=%s %-5s round %s: %9s req/s  p99 %8s ms  %8s us/req  other load %2s%%  (%ss)' \
     "$peer" "$workers" "$route" "$round" "$rps" "$p99" \
-    "$(tail -n 1 "$raw" | cut -f 13)" "$other")"
+    "$(tail -n 1 "$raw" | cut -f 13)" "$other" $((SECONDS - t_run)))"
 }
 
 # ---------------------------------------------------------------------------
@@ -426,6 +427,8 @@ for peer in $PEERS; do
       say "bench: skipping node: not installed"; continue; } ;;
     nginx) command -v nginx >/dev/null || {
       say "bench: skipping nginx: not installed"; continue; } ;;
+    *) say "bench: skipping $peer: not a peer (luacluster, node, nginx)"
+      continue ;;
   esac
   if ! start_server "$peer" 1; then
     say "bench: skipping $peer: it does not start and serve /"

@@ -14,7 +14,9 @@
 -- 'connect ECONNREFUSED 127.0.0.1:1', 'read ECONNRESET'.
 
 local uv = require('uv')
+local tcp = require('_tcp')
 local EventEmitter = require('events')
+local process = require('process')
 
 local type, tostring, tonumber, select, setmetatable, error = type,
   tostring, tonumber, select, setmetatable, error
@@ -783,9 +785,9 @@ local function bind_listen(host, port, backlog, reuseport, onconnection,
   local ok, msg
   if reuseport then
     local fd
-    fd, msg = require('_tcp').listen_fd(host, port, backlog, true)
+    fd, msg = tcp.listen_fd(host, port, backlog, true)
     ok = fd and h:open(fd)
-    if fd and not ok then require('_tcp').close(fd) end
+    if fd and not ok then tcp.close(fd) end
     addr = host or '::'
   elseif host == nil then
     addr = '::'

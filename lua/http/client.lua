@@ -10,6 +10,7 @@
 
 local net = require('net')
 local EventEmitter = require('events')
+local process = require('process')
 
 local type, tostring, tonumber, pairs, ipairs, error, select = type,
   tostring, tonumber, pairs, ipairs, error, select

@@ -49,24 +49,31 @@ have node && cmds="$cmds
 node|node -e ''"
 
 echo "## Start-up of an empty script ($RUNS runs each)"
-printf '| %-10s | %12s | %10s |\n' "runtime" "mean" "stddev"
-printf '|%s|%s|%s|\n' "------------" "--------------" "------------"
+printf '| %-10s | %12s | %10s | %12s |\n' "runtime" "wall mean" "stddev" \
+  "cpu (u+s)"
+printf '|%s|%s|%s|%s|\n' "------------" "--------------" "------------" \
+  "--------------"
 echo "$cmds" | while IFS='|' read -r name cmd; do
   if have hyperfine; then
     hyperfine -N --warmup 10 --runs "$RUNS" --export-json "$tmp/h.json" \
       "$cmd" >/dev/null 2>&1
-    # mean and stddev in seconds, from hyperfine's JSON.
-    mean=$(sed -n 's/.*"mean": *\([0-9.e-]*\).*/\1/p' "$tmp/h.json" | head -1)
-    sd=$(sed -n 's/.*"stddev": *\([0-9.e-]*\).*/\1/p' "$tmp/h.json" | head -1)
-    printf '| %-10s | %9.2f ms | %7.2f ms |\n' "$name" \
-      "$(echo "$mean * 1000" | bc -l)" "$(echo "$sd * 1000" | bc -l)"
+    # Seconds, from hyperfine's JSON: wall mean and stddev, and the CPU
+    # time (user + system), which a busy machine disturbs less.
+    field() {
+      sed -n "s/.*\"$1\": *\([0-9.e-]*\).*/\1/p" "$tmp/h.json" | head -1
+    }
+    awk -v n="$name" -v m="$(field mean)" -v s="$(field stddev)" \
+      -v u="$(field user)" -v y="$(field system)" 'BEGIN {
+        printf "| %-10s | %9.2f ms | %7.2f ms | %9.2f ms |\n", n, m * 1000,
+          s * 1000, (u + y) * 1000 }'
   else
     start=$(date +%s%N)
     i=0
     while [ $i -lt "$RUNS" ]; do sh -c "$cmd" >/dev/null; i=$((i + 1)); done
     end=$(date +%s%N)
-    printf '| %-10s | %9.2f ms | %10s |\n' "$name" \
-      "$(echo "($end - $start) / $RUNS / 1000000" | bc -l)" "(no hyperfine)"
+    awk -v n="$name" -v t="$((end - start))" -v r="$RUNS" 'BEGIN {
+      printf "| %-10s | %9.2f ms | %10s | %12s |\n", n, t / r / 1e6, "-",
+        "-" }'
   fi
 done
 echo

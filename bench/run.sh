@@ -370,6 +370,7 @@ run_one() {
   for p in $(ps -o pid= --ppid "$server"); do
     rss_sum=$((rss_sum + $(rss_kb "$p"))) nworkers=$((nworkers + 1))
   done
+  [ "$nworkers" = "$workers" ] || note="${note:+$note,}$nworkers-workers"
 
   if [ "$LOADTEST" = 1 ] && [ "$route" = / ]; then
     if run_tool "$tmp/lt.out" taskset -c "$WRK_CPU" "$LOADTEST_BIN" \

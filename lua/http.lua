@@ -523,6 +523,11 @@ local function make_callbacks(self)
     end,
     close = function()
       self._serving = false
+      if self._quiet then
+        -- The end of an inject on a server that was not serving.
+        self._quiet = nil
+        return
+      end
       next_tick(self.emit, self, 'close')
     end,
     IncomingMessage = IncomingMessage,
@@ -830,6 +835,137 @@ function http._stats()
     requests, connections = requests + r, connections + n
   end
   return {requests = requests, connections = connections}
+end
+
+------------------------------------------------------------------------------
+-- inject: a request through the same path as a connection, without a port.
+-- One end of a socket pair is served as an accepted connection; the raw
+-- request goes in at the other end and the raw response comes back.
+
+-- Parses a raw response (after any 1xx) into inject's result table.
+local function parse_response(data)
+  local pos = 1
+  local r
+  repeat
+    local hend = data:find('\r\n\r\n', pos, true)
+    if not hend then return nil, 'incomplete response' end
+    local head = data:sub(pos, hend - 1)
+    local code, msg = head:match('^HTTP/1%.%d (%d%d%d) ?([^\r\n]*)')
+    if not code then return nil, 'bad response' end
+    r = {statusCode = tonumber(code), statusMessage = msg, headers = {},
+      rawHeaders = {}, chunks = {}}
+    for k, v in head:gmatch('\r\n([^:\r\n]+):[ \t]*([^\r\n]*)') do
+      local key = k:lower()
+      r.rawHeaders[#r.rawHeaders + 1] = k
+      r.rawHeaders[#r.rawHeaders + 1] = v
+      local old = r.headers[key]
+      if key == 'set-cookie' then
+        old = old or {}
+        old[#old + 1] = v
+        r.headers[key] = old
+      else
+        r.headers[key] = old and (old .. ', ' .. v) or v
+      end
+    end
+    pos = hend + 4
+  until r.statusCode >= 200
+  local te = r.headers['transfer-encoding'] or ''
+  local cl = tonumber(r.headers['content-length'])
+  if te:lower():find('chunked') then
+    while true do
+      local le = data:find('\r\n', pos, true)
+      local size = le and tonumber(data:sub(pos, le - 1):match('^%x+'), 16)
+      if not size then return nil, 'bad chunked body' end
+      if size == 0 then break end
+      r.chunks[#r.chunks + 1] = data:sub(le + 2, le + 1 + size)
+      pos = le + 2 + size + 2
+    end
+  else
+    local body = cl and data:sub(pos, pos + cl - 1) or data:sub(pos)
+    if #body > 0 then r.chunks[1] = body end
+  end
+  r.body = table.concat(r.chunks)
+  return r
+end
+
+local function raw_request(opts)
+  local method = (opts.method or 'GET'):upper()
+  local body = opts.body or ''
+  local lines = {method .. ' ' .. (opts.url or '/') .. ' HTTP/1.1'}
+  local seen = {}
+  for k, v in pairs(opts.headers or {}) do
+    seen[k:lower()] = true
+    if type(v) == 'table' then
+      for _, x in ipairs(v) do lines[#lines + 1] = k .. ': ' .. tostring(x) end
+    else
+      lines[#lines + 1] = k .. ': ' .. tostring(v)
+    end
+  end
+  if not seen.host then lines[#lines + 1] = 'Host: localhost' end
+  if #body > 0 and not seen['content-length']
+      and not seen['transfer-encoding'] then
+    lines[#lines + 1] = 'Content-Length: ' .. #body
+  end
+  if not seen.connection then lines[#lines + 1] = 'Connection: close' end
+  return table.concat(lines, '\r\n') .. '\r\n\r\n' .. body
+end
+
+-- inject(handlerOrServer, {method=, url=, headers=, body=, timeout=}[, cb])
+-- -> {statusCode=, statusMessage=, headers=, rawHeaders=, body=, chunks=}.
+-- Without cb, runs the event loop until the response is complete (from the
+-- main chunk, such as a spec; libuv's loop cannot run inside a callback);
+-- with cb, returns at once and calls cb(err, result).
+function http.inject(target, opts, cb)
+  opts = opts or {}
+  local uv = require('uv')
+  local server = target
+  if type(target) == 'function' then
+    server = http.createServer(target)
+  elseif getmetatable(target) ~= Server then
+    error('inject: expected a handler function or an http Server', 2)
+  end
+  local own = not server._serving
+  local fds, perr = uv.socketpair('stream', 0, {nonblock = true},
+    {nonblock = true})
+  if not fds then error('inject: socketpair failed: ' .. tostring(perr), 2) end
+  local ok, msg = server._srv:adopt(fds[1])
+  require('_tcp').close(fds[1])
+  if not ok then
+    require('_tcp').close(fds[2])
+    error('inject: ' .. tostring(msg), 2)
+  end
+  local pipe = uv.new_pipe(false)
+  pipe:open(fds[2])
+  local parts, result, failure, done = {}, nil, nil, false
+  local timer = uv.new_timer()
+  local function finish(err)
+    if done then return end
+    done = true
+    timer:close()
+    if not pipe:is_closing() then pipe:close() end
+    if own then
+      server._quiet = true
+      server._srv:close()
+    end
+    if not err then
+      result, err = parse_response(table.concat(parts))
+    end
+    failure = err
+    if cb then cb(err, result) end
+  end
+  timer:start(opts.timeout or 5000, 0, function()
+    finish('inject: timed out waiting for the response')
+  end)
+  pipe:read_start(function(err, chunk)
+    if err then finish(err)
+    elseif chunk then parts[#parts + 1] = chunk
+    else finish() end
+  end)
+  pipe:write(raw_request(opts))
+  if cb then return end
+  while not done do lc.run('once') end
+  if failure then error(failure, 2) end
+  return result
 end
 
 ------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ end
 function h.sleep(ms)
   local done = false
   local t = uv.new_timer()
+  uv.update_time() -- from now, not from the loop's last turn
   t:start(ms, 0, function() done = true end)
   h.wait(function() return done end, ms + 1000)
   t:close()

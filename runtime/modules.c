@@ -41,10 +41,25 @@ static int load_json(lua_State *L) {
   return 1;
 }
 
+/* uv.walk would hand luv the runtime's own handles (http, ipc), whose data
+ * is not luv's: it refuses instead of crashing. */
+static int uv_walk_refused(lua_State *L) {
+  return luaL_error(L, "uv.walk is not available in luacluster: the "
+                       "runtime's own handles are not luv handles");
+}
+
+/* Loader for `uv` (and `luv`): luv on the runtime's loop, minus walk. */
+static int load_uv(lua_State *L) {
+  luaopen_luv(L);
+  lua_pushcfunction(L, uv_walk_refused);
+  lua_setfield(L, -2, "walk");
+  return 1;
+}
+
 void lc_preload(lua_State *L) {
   static const luaL_Reg cmods[] = {
-    {"uv", luaopen_luv},
-    {"luv", luaopen_luv},
+    {"uv", load_uv},
+    {"luv", load_uv},
     {"cjson", luaopen_cjson},
     {"cjson.safe", luaopen_cjson_safe},
     {"json", load_json},

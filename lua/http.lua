@@ -463,14 +463,21 @@ local function on_drain(res)
   safe_emit(res, res, 'drain')
 end
 
--- From C: the connection closed before the request or response was done.
-local function on_abort(req, res)
+local function emit_abort(req, res)
   if req and not req.complete then
     req.aborted = true
     safe_emit(req, nil, 'aborted')
   end
   if req then safe_emit(req, nil, 'close') end
   if res then safe_emit(res, nil, 'close') end
+end
+
+-- From C: the connection closed before the request or response was done
+-- (maybe inside a write of the handler's: the events wait a tick).
+local function on_abort(req, res)
+  if (req and rawget(req, '_events')) or (res and rawget(res, '_events')) then
+    next_tick(emit_abort, req, res)
+  end
 end
 
 ------------------------------------------------------------------------------
@@ -654,8 +661,10 @@ end
 -- SO_REUSEPORT socket of our own to. Neither: round robin, the primary
 -- hands us each accepted connection as a luv handle.
 local function listen_in_worker(self, cluster, host, port, backlog, family)
+  self._pending = true
   cluster._getServer({address = host, port = port, addressType = family,
       backlog = backlog}, function(err, lst)
+    self._pending = nil
     if self._cancel then
       self._cancel = nil
       if lst then
@@ -772,10 +781,7 @@ function Server:close(cb)
       end)
     end
   end
-  if self._pending or (not self.listening and package.loaded.cluster
-      and package.loaded.cluster.isWorker and not self._serving) then
-    self._cancel = true
-  end
+  if self._pending then self._cancel = true end
   self._pending = nil
   self.listening = false
   local lst = rawget(self, '_lst')

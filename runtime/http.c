@@ -622,13 +622,14 @@ static void push_response(http_conn *c, int keys) {
 
 /* ---- Writing the response. ---- */
 
-/* Appends one header line, validating it. On bad input truncates out to
- * mark and raises. Notes the headers the server must know about. */
+/* The response headers the server must know about. */
 typedef struct {
   unsigned cl : 1, te : 1, te_chunked : 1, conn : 1, conn_close : 1,
       date : 1;
 } head_flags;
 
+/* Appends one header line, validating it. On bad input truncates out to
+ * mark and raises. Notes the headers the server must know about in f. */
 static void add_header(lua_State *L, http_conn *c, size_t mark,
                        const char *name, size_t nlen, int vidx,
                        head_flags *f) {

@@ -28,10 +28,14 @@ local Handles = {
   [3] = 'cluster.reuseport_handle',
 }
 
--- The default: every worker accepts from one shared socket (SCHED_NONE).
--- README.md ("Scheduling policy") gives the measurements behind it.
+-- The default: a SO_REUSEPORT socket per worker. Measured against the
+-- others (bench/sched/run.sh, README.md "Scheduling policy"): the most
+-- requests and new connections per second, the primary out of the data
+-- path, and an even enough spread (SCHED_NONE leaves one worker with every
+-- keep-alive connection; SCHED_RR balances best but the primary accepts
+-- every connection).
 cluster.schedulingPolicy = policies[process.env.LUACLUSTER_SCHED or ''] or
-  cluster.SCHED_NONE
+  cluster.SCHED_REUSEPORT
 
 local handles = {}   -- key -> handle object
 local ids = 0

@@ -237,13 +237,13 @@ end
 -- ServerResponse. Headers live in _headers (lower-case name -> value) and
 -- _names (lower-case name -> name as given); writeHead's table, when no
 -- header was set before, is kept as it is in _wh. C reads those fields and
--- statusCode, statusMessage and sendDate when it writes the head.
+-- statusCode, statusMessage and sendDate when it writes the head, from the
+-- response itself (raw): the defaults below are also C's.
 
 local ServerResponse = EventEmitter:extend()
 ServerResponse.statusCode = 200
 ServerResponse.headersSent = false
 ServerResponse.finished = false
-ServerResponse.writableEnded = false
 ServerResponse.writableFinished = false
 ServerResponse.sendDate = true
 
@@ -420,7 +420,6 @@ function ServerResponse:finish(chunk, encoding, cb)
   send(self._c, self, chunk, true)
   self.headersSent = true
   self.finished = true
-  self.writableEnded = true
   local req = self.req
   if not req.complete and not rawget(req, '_flowing') then
     -- Nobody reads the rest of the body: drop it as it comes.

@@ -247,6 +247,7 @@ struct http_conn {
   http_conn *resume_next;   /* The server's resume list. */
   conn_box *box;
   int ref_box, ref_env;     /* LUA_NOREF until the Lua side is made. */
+  const void *res_ptr;      /* The table of the response in flight. */
   lc_buf in;                /* Unparsed input while paused. */
   lc_buf head;              /* URL and header bytes of the request. */
   http_hdr *hdrs;
@@ -427,11 +428,11 @@ static void conn_set(http_conn *c, int slot) {
   lua_pop(L, 1);
 }
 
-/* Pushes the connection's socket object, making it on first need. */
-static void conn_push_socket(http_conn *c) {
+/* Pushes the connection's socket object from env (an absolute index),
+ * making it on first need. */
+static void conn_socket(http_conn *c, int env) {
   lua_State *L = c->s->L;
-  conn_lua(c);
-  conn_get(c, ENV_SOCKET);
+  lua_rawgeti(L, env, ENV_SOCKET);
   if (!lua_isnil(L, -1))
     return;
   lua_pop(L, 1);
@@ -441,7 +442,16 @@ static void conn_push_socket(http_conn *c) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->s->refs[CB_SOCK_MT]);
   lua_setmetatable(L, -2);
   lua_pushvalue(L, -1);
-  conn_set(c, ENV_SOCKET);
+  lua_rawseti(L, env, ENV_SOCKET);
+}
+
+/* Pushes the connection's socket object. */
+static void conn_push_socket(http_conn *c) {
+  lua_State *L = c->s->L;
+  conn_lua(c);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_env);
+  conn_socket(c, lua_gettop(L));
+  lua_remove(L, -2);
 }
 
 /* Calls callback cb with env[slot] as its argument. */
@@ -452,17 +462,15 @@ static void conn_callback(http_conn *c, int cb, int slot) {
   lc_pcall(L, 1, 0);
 }
 
-/* t[key k] = the value on top (popped); t and keys are absolute. */
-static void set_key(lua_State *L, int t, int keys, int k) {
-  lua_rawgeti(L, keys, k);
-  lua_insert(L, -2);
-  lua_rawset(L, t);
-}
+/* Field stores go key first, then value, then lua_rawset (t and keys are
+ * absolute indexes). */
+#define KEY(L, keys, k) lua_rawgeti((L), (keys), (k))
 
-/* Pushes t[key k], metamethods included. */
+/* Pushes t[key k] without metamethods: the response's own fields (the
+ * class's defaults are known here). */
 static void get_key(lua_State *L, int t, int keys, int k) {
   lua_rawgeti(L, keys, k);
-  lua_gettable(L, t);
+  lua_rawget(L, t);
 }
 
 /* Pushes the server's key table; returns its (absolute) index. */
@@ -564,21 +572,25 @@ static void push_headers(http_conn *c) {
   }
 }
 
-/* Pushes the request table for the parsed head. Stack: +1. */
-static void push_request(http_conn *c, int keys) {
+/* Pushes the request table for the parsed head; keys and sock are stack
+ * indexes of the key table and the socket. Stack: +1. */
+static void push_request(http_conn *c, int keys, int sock) {
   lua_State *L = c->s->L;
   const llhttp_t *p = &c->parser;
   int req;
   lua_createtable(L, 0, 12);
   req = lua_gettop(L);
+  KEY(L, keys, KEY_METHOD);
   lua_rawgeti(L, keys, KEY_METHODS + p->method);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
     lua_pushstring(L, llhttp_method_name((llhttp_method_t)p->method));
   }
-  set_key(L, req, keys, KEY_METHOD);
+  lua_rawset(L, req);
+  KEY(L, keys, KEY_URL);
   lua_pushlstring(L, c->head.base, c->url_len);
-  set_key(L, req, keys, KEY_URL);
+  lua_rawset(L, req);
+  KEY(L, keys, KEY_HTTP_VERSION);
   if (p->http_major == 1 && p->http_minor <= 1) {
     lua_rawgeti(L, keys, p->http_minor ? KEY_V11 : KEY_V10);
   } else {
@@ -588,34 +600,46 @@ static void push_request(http_conn *c, int keys) {
     ver[2] = (char)('0' + p->http_minor % 10);
     lua_pushlstring(L, ver, 3);
   }
-  set_key(L, req, keys, KEY_HTTP_VERSION);
+  lua_rawset(L, req);
+  KEY(L, keys, KEY_VERSION_MAJOR);
   lua_pushinteger(L, p->http_major);
-  set_key(L, req, keys, KEY_VERSION_MAJOR);
+  lua_rawset(L, req);
+  KEY(L, keys, KEY_VERSION_MINOR);
   lua_pushinteger(L, p->http_minor);
-  set_key(L, req, keys, KEY_VERSION_MINOR);
+  lua_rawset(L, req);
+  /* Stack: req headers raw. */
   push_headers(c);
-  set_key(L, req, keys, KEY_RAW_HEADERS);
-  set_key(L, req, keys, KEY_HEADERS);
-  conn_push_socket(c);
-  set_key(L, req, keys, KEY_SOCKET);
+  KEY(L, keys, KEY_RAW_HEADERS);
+  lua_insert(L, -2);
+  lua_rawset(L, req);
+  KEY(L, keys, KEY_HEADERS);
+  lua_insert(L, -2);
+  lua_rawset(L, req);
+  KEY(L, keys, KEY_SOCKET);
+  lua_pushvalue(L, sock);
+  lua_rawset(L, req);
+  KEY(L, keys, KEY_COMPLETE);
   lua_pushboolean(L, !c->req_body);
-  set_key(L, req, keys, KEY_COMPLETE);
+  lua_rawset(L, req);
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->s->refs[CB_REQ_MT]);
   lua_setmetatable(L, req);
 }
 
 /* Pushes a response table for req (at stack top). Stack: +1. */
-static void push_response(http_conn *c, int keys) {
+static void push_response(http_conn *c, int keys, int sock) {
   lua_State *L = c->s->L;
   int res;
   lua_createtable(L, 0, 8);
   res = lua_gettop(L);
+  KEY(L, keys, KEY_CONN);
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_box);
-  set_key(L, res, keys, KEY_CONN);
+  lua_rawset(L, res);
+  KEY(L, keys, KEY_REQ);
   lua_pushvalue(L, res - 1);
-  set_key(L, res, keys, KEY_REQ);
-  conn_push_socket(c);
-  set_key(L, res, keys, KEY_SOCKET);
+  lua_rawset(L, res);
+  KEY(L, keys, KEY_SOCKET);
+  lua_pushvalue(L, sock);
+  lua_rawset(L, res);
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->s->refs[CB_RES_MT]);
   lua_setmetatable(L, res);
 }
@@ -735,9 +759,10 @@ static void add_headers(lua_State *L, http_conn *c, size_t mark, int t,
 }
 
 /* Appends the status line and headers of the response. With res (a stack
- * index) they come from its fields statusCode, statusMessage, sendDate,
- * _headers/_names and _wh; without, status is used with no headers. When
- * last, body_len is the whole body, so it gets a Content-Length. */
+ * index) they come from its own fields statusCode (default 200),
+ * statusMessage, sendDate (default true), _headers/_names and _wh;
+ * without, status is used with no headers. When last, body_len is the
+ * whole body, so it gets a Content-Length. */
 static void write_head(lua_State *L, http_conn *c, int res, int status,
                        size_t body_len, int last) {
   http_server *s = c->s;
@@ -749,7 +774,7 @@ static void write_head(lua_State *L, http_conn *c, int res, int status,
   if (res) {
     keys = push_keys(s);
     get_key(L, res, keys, KEY_STATUS_CODE);
-    status = (int)lua_tointeger(L, -1);
+    status = lua_isnil(L, -1) ? 200 : (int)lua_tointeger(L, -1);
     if (status < 100 || status > 999)
       luaL_error(L, "Invalid status code: %s", lua_tostring(L, -1)
                                                      ? lua_tostring(L, -1)
@@ -759,7 +784,7 @@ static void write_head(lua_State *L, http_conn *c, int res, int status,
     if (msg != NULL && !is_field_value(msg, mlen))
       luaL_error(L, "Invalid character in statusMessage");
     get_key(L, res, keys, KEY_SEND_DATE);
-    send_date = lua_toboolean(L, -1);
+    send_date = lua_isnil(L, -1) || lua_toboolean(L, -1);
   }
   if (msg == NULL) {
     msg = reason_of(status);
@@ -864,13 +889,17 @@ static void response_done(http_conn *c) {
   http_server *s = c->s;
   c->busy = 0;
   c->want_drain = 0;
+  c->res_ptr = NULL;
   if (c->ref_env != LUA_NOREF) {
-    lua_pushnil(s->L);
-    conn_set(c, ENV_RES);
+    lua_State *L = s->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_env);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, ENV_RES);
     if (!c->in_msg) {
-      lua_pushnil(s->L);
-      conn_set(c, ENV_REQ);
+      lua_pushnil(L);
+      lua_rawseti(L, -2, ENV_REQ);
     }
+    lua_pop(L, 1);
   }
   if (!c->keep) {
     c->stop_parse = 1;
@@ -1169,27 +1198,30 @@ static int on_headers_complete(llhttp_t *p) {
   c->req_body = (p->flags & F_CHUNKED) ||
                 ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
   conn_lua(c);
-  /* Stack: keys dispatch req res. */
+  /* Stack: keys env socket dispatch req res. */
   keys = push_keys(s);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_env);
+  conn_socket(c, keys + 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->refs[CB_DISPATCH]);
-  push_request(c, keys);
+  push_request(c, keys, keys + 2);
   if (c->expect == 2 && c->http11) {
     /* An expectation we cannot meet: 417, without calling the handler. */
-    lua_pop(L, 3);
+    lua_settop(L, keys - 1);
     write_head(L, c, 0, 417, 0, 1);
     response_done(c);
     return STOPPED(c) ? -1 : 0;
   }
   if (c->expect == 1 && c->http11)
     buf_lit(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
-  push_response(c, keys);
+  push_response(c, keys, keys + 2);
   lua_pushvalue(L, -2);
-  conn_set(c, ENV_REQ);
+  lua_rawseti(L, keys + 1, ENV_REQ);
   lua_pushvalue(L, -1);
-  conn_set(c, ENV_RES);
+  lua_rawseti(L, keys + 1, ENV_RES);
+  c->res_ptr = lua_topointer(L, -1);
   c->req_obj = 1;
   lc_pcall(L, 2, 0);
-  lua_pop(L, 1);
+  lua_settop(L, keys - 1);
   return c->closing ? -1 : 0;
 }
 
@@ -1856,13 +1888,12 @@ static int http_send(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  /* Only the response in flight may write. */
-  conn_get(c, ENV_RES);
-  if (!lua_rawequal(L, -1, 2)) {
+  /* Only the response in flight may write. Its table is pinned in env
+   * while in flight, so its address identifies it. */
+  if (lua_topointer(L, 2) != c->res_ptr) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  lua_pop(L, 1);
   if (!c->head_sent)
     write_head(L, c, 2, 0, len, last);
   write_body(c, chunk, len, last);

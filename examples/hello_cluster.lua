@@ -6,7 +6,9 @@ local http = require('http')
 local PORT = tonumber(process.env.PORT) or 8000
 
 if cluster.isMaster then
-  for _ = 1, #require('os').cpus() do cluster.fork() end
+  for _ = 1, tonumber(process.env.WORKERS) or #require('os').cpus() do
+    cluster.fork()
+  end
   cluster.on('listening', function(worker, address)
     print('worker ' .. worker.id .. ' (pid ' .. worker.process.pid ..
       ') listening on port ' .. address.port)

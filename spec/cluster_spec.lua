@@ -655,6 +655,26 @@ describe('cluster examples', function()
     assert.equal(3, started)
   end)
 
+  for _, ex in ipairs({'hello_cluster.lua', 'cpu_server.lua'}) do
+    it(ex .. ': 2 workers serve one port', function()
+      local port = h.free_port()
+      local p = h.spawn({'examples/' .. ex}, {env = {PORT = tostring(port),
+        WORKERS = '2'}})
+      local ok = h.wait(function()
+        return (h.get(port, '/')) == 200
+      end, 5000)
+      local status, body = h.get(port, '/')
+      p:stop()
+      assert.is_true(ok, p.stderr)
+      assert.equal(200, status)
+      if ex == 'cpu_server.lua' then
+        assert.equal('50000005000000\n', body)
+      else
+        assert.truthy(body:find('^hello from worker [12]'))
+      end
+    end)
+  end
+
   it('memory_usage.lua: every worker reports its memory', function()
     local p = h.run({'examples/memory_usage.lua'})
     assert.equal(0, p.code)

@@ -210,6 +210,7 @@ typedef struct http_server {
   unsigned serving : 1;   /* Pinned; listening or adopting. */
   unsigned listening : 1; /* The listener handle is open. */
   unsigned closing : 1;   /* close() was called. */
+  unsigned draining : 1;  /* ... as a drain: idle connections stay. */
   unsigned unref : 1;     /* The listener does not keep the loop alive. */
   unsigned emit_connection : 1;
   unsigned rbuf_busy : 1;
@@ -901,7 +902,9 @@ static void response_done(http_conn *c) {
     }
     lua_pop(L, 1);
   }
-  if (!c->keep) {
+  /* A plain close() ends each connection with its response; a drain
+   * leaves idle ones to their next request or keepAliveTimeout. */
+  if (!c->keep || (s->closing && !s->draining)) {
     c->stop_parse = 1;
     c->close_after = 1;
   } else if (c->paused) {
@@ -1654,6 +1657,8 @@ static int server_listen(lua_State *L) {
   int reuseport = lua_toboolean(L, 5);
   int fd;
   luaL_argcheck(L, port >= 0 && port <= 65535, 3, "port out of range");
+  if (backlog < 0)
+    backlog = 511; /* lc__tcp_listen_fd would bind without listening. */
   if (s->listening)
     return luaL_error(L, "the server is already listening");
   fd = lc__tcp_listen_fd(host, port, backlog, reuseport);
@@ -1738,6 +1743,7 @@ static int server_close(lua_State *L) {
   int drain = lua_toboolean(L, 2);
   http_conn *c, *next;
   s->closing = 1;
+  s->draining = drain ? 1 : 0;
   if (s->listening) {
     s->listening = 0;
     uv_close((uv_handle_t *)&s->listener, listener_close_cb);

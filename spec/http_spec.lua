@@ -1062,6 +1062,26 @@ describe('http server listen and close', function()
     assert.is_true(c:wait_closed(1000))
   end)
 
+  it('close ends a connection whose answer began before it', function()
+    local res_held
+    local s, port = serve(function(req, res)
+      res:write('a')
+      res_held = res
+    end)
+    local c = connect(port)
+    c:send('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+    assert.is_true(h.wait(function() return res_held ~= nil end, 1000))
+    local closed = false
+    s:close(function() closed = true end)
+    res_held:finish('b')
+    -- Well before keepAliveTimeout (5 s).
+    assert.is_true(h.wait(function() return closed end, 1000))
+    assert.is_true(c:wait_closed(1000))
+    local r = parse(c.data)
+    assert.equal('keep-alive', r[1].headers.connection)
+    assert.equal('ab', r[1].body)
+  end)
+
   it('close(cb) on a server not listening gives an error', function()
     local s = http.createServer(hello)
     local got

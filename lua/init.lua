@@ -24,6 +24,8 @@ Options:
   -w, --workers N|auto  run an unmodified script in N workers under a
                         built-in supervising primary (restart on failure,
                         graceful shutdown, reload on SIGHUP)
+  --shared NAME:SIZE    declare a shared dict (require('shared')) before
+                        the script runs, e.g. counters:1m; repeatable
   -e, --eval CODE       run CODE
   -v, --version         print versions of luacluster, LuaJIT, libuv
   -h, --help            print this help
@@ -92,6 +94,20 @@ local function parse(argv)
         die('invalid worker count "' .. v .. '": expected N >= 1 or auto')
       end
       o.workers = v
+    elseif a == '--shared' or a:match('^%-%-shared=') then
+      -- Shared dicts for the primary to declare (lua/shared.lua).
+      local v = a:match('^%-%-shared=(.*)$')
+      if not v then
+        i = i + 1
+        v = argv[i]
+      end
+      local name, size = (v or ''):match('^([%w_%.%-]+):(.+)$')
+      if not name then
+        die('--shared requires NAME:SIZE (e.g. counters:1m), got ' ..
+          tostring(v))
+      end
+      o.shared = o.shared or {}
+      o.shared[#o.shared + 1] = {name = name, size = size}
     elseif a == '--' then
       i = i + 1
       if argv[i] then o.script = argv[i] end
@@ -202,6 +218,15 @@ function init.main(argv)
     local child = require('cluster.child')
     package.loaded.cluster = child
     child._setupWorker(tonumber(wid), fd)
+    -- Shared dicts the primary passed (lua/shared.lua).
+    if process.env.LUACLUSTER_SHARED then require('shared')._inherit() end
+  elseif o.shared then
+    -- --shared: this process is the primary that declares them.
+    local shared = require('shared')
+    for _, d in ipairs(o.shared) do
+      local ok, err = pcall(shared.dict, d.name, d.size)
+      if not ok then die((tostring(err):gsub('^[^:]*:%d+: ', ''))) end
+    end
   end
 
   if o.script and o.workers and not wid then

@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include "lc.h"
+#include "codec.h"
 
 #define IPC_INTERNAL 1
 #define IPC_HANDLE 2
@@ -292,6 +293,34 @@ static int dec_value(lua_State *L, ipc_cursor *c, int depth) {
   default:
     return 0;
   }
+}
+
+/* The codec for other modules (codec.h). */
+char *lc_codec_encode(lua_State *L, int idx, size_t *len) {
+  ipc_buf b = {NULL, 0, 0};
+  int top = lua_gettop(L);
+  if (idx < 0)
+    idx = top + idx + 1;
+  if (!enc_value(L, &b, idx, 0)) {
+    lua_settop(L, top);
+    free(b.data);
+    return NULL;
+  }
+  *len = b.len;
+  return b.data;
+}
+
+int lc_codec_decode(lua_State *L, const char *p, size_t n) {
+  ipc_cursor c;
+  c.p = p;
+  c.end = p + n;
+  if (!dec_value(L, &c, 0))
+    return 0;
+  if (c.p != c.end) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  return 1;
 }
 
 /* ---- Channel ------------------------------------------------------------ */

@@ -9,6 +9,7 @@
 
 int luaopen_cjson_safe(lua_State *L);
 int luaopen_lc_tcp(lua_State *L);
+int luaopen_lc_shared(lua_State *L);
 
 /* Loader for an embedded module; upvalue 1 is its lc_module. With
  * LUACLUSTER_LUA_DIR set, the file of the same path is loaded from there
@@ -67,6 +68,7 @@ void lc_preload(lua_State *L) {
     {"_http", luaopen_lc_http},
     {"_tcp", luaopen_lc_tcp},
     {"_ipc", luaopen_lc_ipc},
+    {"_shared", luaopen_lc_shared},
     {NULL, NULL}};
   const lc_module *m;
   const luaL_Reg *r;

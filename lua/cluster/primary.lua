@@ -215,10 +215,11 @@ end
 ------------------------------------------------------------------------------
 -- Workers.
 
-local function envlist(id, extra)
+local function envlist(id, extra, shared)
   local env = copy(process.env)
   for k, v in pairs(cluster.settings.env or {}) do env[k] = v end
   for k, v in pairs(extra or {}) do env[k] = v end
+  env.LUACLUSTER_SHARED = shared
   env.LUACLUSTER_WORKER_ID = tostring(id)
   env.LUACLUSTER_CHANNEL_FD = '3'
   env.LUACLUSTER_HEARTBEAT = cluster.settings.heartbeat and
@@ -321,6 +322,10 @@ function cluster._fork(env, slot)
     out, err = uv.new_pipe(false), uv.new_pipe(false)
     stdio = {0, out, err, theirs}
   end
+  -- Shared dicts (lua/shared.lua): their memory fds go on as the worker's
+  -- fds 4, 5, ..., named in LUACLUSTER_SHARED.
+  local shared = package.loaded.shared
+  local shared_env = shared and shared._stdio(stdio)
   local worker
   local proc = {connected = true}
   worker = Worker.new({id = id, process = proc})
@@ -330,7 +335,8 @@ function cluster._fork(env, slot)
   -- which shuts down or reloads gracefully; workers cannot outlive it (they
   -- exit when its channel closes).
   local handle, pid = uv.spawn(process.execPath, {
-    args = argslist(s), stdio = stdio, env = envlist(id, env), cwd = s.cwd,
+    args = argslist(s), stdio = stdio, env = envlist(id, env, shared_env),
+    cwd = s.cwd,
     detached = true,
   }, function(code, signal)
     local name = signal ~= 0 and (process.signals[signal] or signal) or nil

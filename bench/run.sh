@@ -472,7 +472,9 @@ version() { "$@" 2>&1 | head -n 1 || true; }
     "($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), Linux" \
     "$(uname -r)."
   echo
-  echo "- luacluster: $( [ -x "$LUACLUSTER" ] && version "$LUACLUSTER" -v)"
+  echo "- luacluster: $( [ -x "$LUACLUSTER" ] && version "$LUACLUSTER" -v)," \
+    "tree $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')," \
+    "scheduling ${LUACLUSTER_SCHED:-default}"
   echo "- node: $(version node --version)"
   echo "- nginx: $(version nginx -v) + lua module"
   echo "- wrk: $(version wrk -v | awk '{ print $1, $2 }'), loadtest:" \

@@ -16,6 +16,7 @@ local init = {}
 
 local USAGE = [==[
 Usage: luacluster [options] [script.lua | -] [args...]
+       luacluster test [busted options] [specs...]
 
 Runs a Lua script on an event loop, with Node's cluster, http, net, events,
 timers, process, os and console modules.
@@ -24,13 +25,20 @@ Options:
   -w, --workers N|auto  run an unmodified script in N workers under a
                         built-in supervising primary (restart on failure,
                         graceful shutdown, reload on SIGHUP)
-  --shared NAME:SIZE    declare a shared dict (require('shared')) before
-                        the script runs, e.g. counters:1m; repeatable
   -e, --eval CODE       run CODE
   -v, --version         print versions of luacluster, LuaJIT, libuv
   -h, --help            print this help
 
-With no script (or "-"), the script is read from stdin.
+With no script (or "-"), the script is read from stdin; when stdin is a
+terminal, an interactive prompt (REPL) starts instead.
+
+Commands:
+  test                  run busted's specs (spec/, or the files and folders
+                        given) inside the runtime; busted's options pass
+                        through (luacluster test --help lists them); the
+                        exit code is 0 when every spec passed. When a file
+                        named "test" is in the working directory, it runs
+                        as a script instead.
 
 Environment:
   LUACLUSTER_LUA_DIR    load the runtime's Lua modules from this folder
@@ -69,6 +77,16 @@ end
 local function parse(argv)
   local o = {binary = argv[1], args = {}, exec = {}}
   local i = 2
+  -- `luacluster test ...`: the command, unless a file of that name is here
+  -- to be run (a folder named test is not a script).
+  if argv[2] == 'test' then
+    local st = require('uv').fs_stat('test')
+    if not (st and st.type ~= 'directory') then
+      o.test = true
+      for j = 3, #argv do o.args[#o.args + 1] = argv[j] end
+      return o
+    end
+  end
   while i <= #argv do
     local a = argv[i]
     local first = i
@@ -180,23 +198,21 @@ function init.main(argv)
       v.luajit, v.libuv))
     return
   end
-  if not o.script and not o.eval and lc.isatty(0) then
-    -- Nothing to run and a terminal on stdin: Node would start its REPL.
-    local ok, repl = pcall(require, 'repl')
-    if ok then return repl.start() end
-    io.stderr:write(USAGE)
-    lc.exit(9)
-  end
+  -- Nothing to run and a terminal on stdin: a REPL, as node starts one.
+  local interactive = not o.script and not o.eval and not o.test
+    and lc.isatty(0)
 
   local process = globals()
   -- process.argv: Node's layout (absolute paths); arg: Lua's.
   local pargv = {process.execPath}
   if o.script and o.script ~= '-' then pargv[2] = resolve(o.script) end
+  if o.test then pargv[2] = 'test' end
   for _, a in ipairs(o.args) do pargv[#pargv + 1] = a end
   process.argv = pargv
   process.argv0 = o.binary
   process.execArgv = o.exec
-  local arg = {[-1] = o.binary, [0] = o.script or o.eval and '-e' or nil}
+  local arg = {[-1] = o.binary,
+    [0] = o.script or o.eval and '-e' or o.test and 'test' or nil}
   for i, a in ipairs(o.args) do arg[i] = a end
   _G.arg = arg
   process._workers = o.workers
@@ -228,6 +244,9 @@ function init.main(argv)
       if not ok then die((tostring(err):gsub('^[^:]*:%d+: ', ''))) end
     end
   end
+
+  if o.test then return require('test').run() end
+  if interactive then return require('repl').start() end
 
   if o.script and o.workers and not wid then
     load_script(o)

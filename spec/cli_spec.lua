@@ -96,12 +96,13 @@ describe('command line', function()
     assert.matches('^stdin:1: from stdin\nstack traceback:', p.stderr)
   end)
 
-  it('with no script and a terminal on stdin prints the usage, exit 9',
-      function()
+  it('with no script and a terminal on stdin starts the REPL'
+      .. ' (spec/repl_spec.lua); end of input exits 0', function()
     local p = h.run({'-qec', h.bin .. ' </dev/tty', '/dev/null'},
       {cmd = '/usr/bin/script'})
-    assert.equal(9, p.code)
-    assert.matches('Usage: luacluster', p.stdout)
+    assert.equal(0, p.code)
+    assert.matches('Type %.help for help', p.stdout)
+    assert.matches('> ', p.stdout)
   end)
 
   it('a missing script: a clear message, exit 1', function()

@@ -25,6 +25,8 @@ Options:
   -w, --workers N|auto  run an unmodified script in N workers under a
                         built-in supervising primary (restart on failure,
                         graceful shutdown, reload on SIGHUP)
+  --shared NAME:SIZE    declare a shared dict (require('shared')) before
+                        the script runs, e.g. counters:1m; repeatable
   -e, --eval CODE       run CODE
   -v, --version         print versions of luacluster, LuaJIT, libuv
   -h, --help            print this help

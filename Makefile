@@ -7,7 +7,7 @@ ASAN_BUILD = build-asan
 MAIN_EXAMPLE ?= examples/hello_cluster.lua
 
 .PHONY: all build run test test-only test-asan setup setup-test bench clean \
-	install fuzz
+	install deb fuzz
 
 all: build
 
@@ -26,10 +26,10 @@ run: build
 
 # Every spec under the release build.
 test: setup-test build
-	$(BIN) spec/run.lua $(SPEC_ARGS)
+	$(BIN) test $(SPEC_ARGS)
 
 test-only:
-	$(BIN) spec/run.lua $(SPEC_ARGS)
+	$(BIN) test $(SPEC_ARGS)
 
 # The same specs under ASan + UBSan.
 test-asan: setup-test
@@ -37,15 +37,21 @@ test-asan: setup-test
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	$(ASAN_BUILD)/luacluster spec/run.lua $(SPEC_ARGS)
+	$(ASAN_BUILD)/luacluster test $(SPEC_ARGS)
 
 bench:
 	@sh vendor/setup.sh bench
 	@$(MAKE) build
 	sh bench/run.sh
 
+# The binary and its man page under PREFIX (default /usr/local); DESTDIR
+# is honoured too.
 install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
+
+# A Debian package: $(BUILD)/luacluster_<version>_<arch>.deb.
+deb: build
+	cd $(BUILD) && cpack -G DEB
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -45,6 +45,8 @@ Commands:
 Environment:
   LUACLUSTER_LUA_DIR    load the runtime's Lua modules from this folder
   LUACLUSTER_SCHED      rr|none|reuseport: how workers share a port
+  LUACLUSTER_STATUS_PORT  under -w: serve /stats, /metrics and /health on
+                        this port of 127.0.0.1
 ]==]
 
 local function die(msg)

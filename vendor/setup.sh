@@ -9,7 +9,7 @@ set -eu
 
 build="cmake make gcc pkg-config libluajit2-5.1-dev luajit2 libuv1-dev \
   lua-cjson-dev lua-luv-dev node-llhttp"
-test="lua-busted lua-filesystem procps util-linux systemd curl"
+test="lua-busted lua-filesystem procps util-linux systemd curl dpkg-dev"
 bench="wrk nginx-light libnginx-mod-http-lua nodejs npm hyperfine"
 fuzz="clang libclang-rt-14-dev"
 

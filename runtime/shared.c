@@ -208,16 +208,15 @@ static inline uint32_t sh_hash(const char *p, size_t n) {
  * compiler fences keep that order (a killed process's stores are all seen
  * by the next locker, in program order). */
 
-static void jlog(sh_header *h, void *p, uint32_t len) {
+static inline void jlog(sh_header *h, void *p, uint32_t len) {
   uint32_t n = h->jn;
   sh_undo *u;
   /* A step never needs more: overflowing is a bug here, never bad data. */
-  if (n >= SH_JOURNAL)
+  if (__builtin_expect(n >= SH_JOURNAL, 0))
     abort();
   u = &h->journal[n];
   u->off = (uint32_t)((char *)p - (char *)h);
   u->len = len;
-  u->old = 0;
   memcpy(&u->old, p, len);
   fence();
   h->jn = n + 1;
@@ -238,14 +237,26 @@ static inline void w64(sh_header *h, uint64_t *p, uint64_t v) {
   *p = v;
 }
 
-/* Overwrites n bytes at p (a value in place), journaled 8 at a time. */
+/* Overwrites n bytes at p (a value in place): each 8 bytes that change are
+ * journaled, then written. */
 static void wbytes(sh_header *h, char *p, const void *src, size_t n) {
-  size_t i, k;
-  for (i = 0; i < n; i += 8) {
-    k = n - i < 8 ? n - i : 8;
-    jlog(h, p + i, (uint32_t)k);
+  const char *s = (const char *)src;
+  uint64_t a, b;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    memcpy(&a, p + i, 8);
+    memcpy(&b, s + i, 8);
+    if (a != b) {
+      jlog(h, p + i, 8);
+      memcpy(p + i, &b, 8);
+    }
   }
-  memcpy(p, src, n);
+  for (; i < n; i++) {
+    if (p[i] != s[i]) {
+      jlog(h, p + i, 1);
+      p[i] = s[i];
+    }
+  }
 }
 
 /* Ends a step: what was written stays. */

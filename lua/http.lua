@@ -134,12 +134,26 @@ local IncomingMessage = EventEmitter:extend()
 IncomingMessage.aborted = false
 IncomingMessage.upgrade = false
 
+-- Body bytes kept for a reader that has not come yet; past this, the
+-- connection stops reading until they flow (Node's highWaterMark).
+local BODY_HWM = 65536
+
+-- Reading resumes once held-back body bytes flow or are dropped.
+local function release(req)
+  if rawget(req, '_held') then
+    req._held = nil
+    C.reading(req.socket._c, true)
+  end
+end
+
 local function flush_body(req)
   if rawget(req, '_paused') or rawget(req, '_ended') then return end
   local buf = rawget(req, '_buf')
   local res = rawget(req, '_res')
+  release(req)
   if buf then
     req._buf = nil
+    req._buffered = nil
     for i = 1, #buf do
       safe_emit(req, res, 'data', buf[i])
       if rawget(req, '_paused') then
@@ -219,6 +233,13 @@ local function on_data(req, chunk, res)
       req._buf = buf
     end
     buf[#buf + 1] = chunk
+    local n = (rawget(req, '_buffered') or 0) + #chunk
+    req._buffered = n
+    if n > BODY_HWM and not rawget(req, '_held')
+        and not rawget(req, '_paused') then
+      req._held = true
+      C.reading(req.socket._c, false)
+    end
   end
 end
 
@@ -425,6 +446,7 @@ function ServerResponse:finish(chunk, encoding, cb)
     -- Nobody reads the rest of the body: drop it as it comes.
     req._dump = true
     req._buf = nil
+    release(req)
   end
   if cb or rawget(self, '_events') or rawget(req, '_events') then
     next_tick(after_finish, self, cb)

@@ -386,6 +386,41 @@ describe('http server requests', function()
     c:close()
   end)
 
+  it('holds back a big body until it is read, losing nothing', function()
+    local size = 4 * 1024 * 1024
+    local got, chunks = 0, 0
+    local _, port = serve(function(req, res)
+      setTimeout(function()
+        req:on('data', function(d)
+          got = got + #d
+          chunks = chunks + 1
+        end)
+        req:on('end', function() res:finish(tostring(got)) end)
+      end, 150)
+    end)
+    local c = connect(port)
+    c:send('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: ' .. size
+      .. '\r\n\r\n')
+    local piece = string.rep('z', 65536)
+    for _ = 1, size / #piece do c:send(piece) end
+    local r = responses(c, 1, false, 10000)
+    assert.equal(tostring(size), r[1].body)
+    assert.is_true(chunks > 1)
+    c:close()
+  end)
+
+  it('drops an unread body once the answer is sent, and goes on', function()
+    local _, port = serve(function(req, res) res:finish('early') end)
+    local c = connect(port)
+    c:send('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 300000\r\n\r\n')
+    c:send(string.rep('q', 300000))
+    c:send('GET /next HTTP/1.1\r\nHost: x\r\n\r\n')
+    local r = responses(c, 2)
+    assert.equal('early', r[1].body)
+    assert.equal('early', r[2].body)
+    c:close()
+  end)
+
   it('sends 100 Continue for Expect: 100-continue', function()
     local _, port = serve(function(req, res)
       local parts = {}

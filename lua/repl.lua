@@ -5,10 +5,10 @@
 -- servers and workers made at the prompt run while it waits. Where stdout is
 -- a terminal too, the TTY is put in raw mode and this file edits the line
 -- itself (cursor keys, history, Ctrl-A/E/K/U/W, Tab completion); otherwise
--- the terminal's own line discipline does (cooked mode). Each line is
--- compiled as `return <line>` first, so an expression prints its value, then
--- as a statement; a chunk that ends too soon ('<eof>' in the error) waits
--- for more lines. Values print as console.dir prints them.
+-- the terminal's own line discipline does (cooked mode). Each input is
+-- compiled as an expression first, so that its values print, then as a
+-- statement; a chunk that ends too soon ('<eof>' in the error) waits for
+-- more lines. Values print as console.dir prints them.
 
 local uv = require('uv')
 local lc = require('_lc')
@@ -189,6 +189,11 @@ local function add_history(text)
   end
 end
 
+-- signals(on): starts or stops the REPL's own signal handles (start()).
+local function signals(on)
+  for _, f in ipairs(S.signals) do f(on) end
+end
+
 -- eval(text): one line entered. Returns once its chunk ran, or once it is
 -- known to need more lines.
 local function eval(text)
@@ -213,10 +218,13 @@ local function eval(text)
   if not fn then
     write(2, err .. '\n')
   else
-    -- The user's code runs in the terminal's normal mode: a Ctrl-C there
-    -- is SIGINT, the way out of a line that never returns.
+    -- The user's code runs in the terminal's normal mode, with the default
+    -- actions of signals: a Ctrl-C (SIGINT) or a SIGTERM is the way out of
+    -- a line that never returns, and leaves the terminal as it was.
     if S.raw then S.tty:set_mode(0) end
+    signals(false)
     run(fn, expr)
+    signals(true)
     if S.raw and not S.restored then S.tty:set_mode(1) end
   end
   if S.tty:is_closing() then return end
@@ -517,7 +525,7 @@ function repl.start()
   local tty, err = uv.new_tty(0, true)
   if not tty then error('cannot read the terminal: ' .. tostring(err), 0) end
   S = {tty = tty, history = {}, buffer = {}, pending = '', prompt = PROMPT,
-    line = {}, pos = 0, off = 0, hpos = 1}
+    line = {}, pos = 0, off = 0, hpos = 1, signals = {}}
   S.raw = lc.isatty(1) and os.getenv('TERM') ~= 'dumb'
     and tty:set_mode(1) == 0
 
@@ -546,14 +554,24 @@ function repl.start()
     restore()
     return os_exit(...)
   end
-  for _, sig in ipairs({'SIGTERM', 'SIGHUP'}) do
-    process:on(sig, function()
-      if process:listenerCount(sig) == 1 then
-        restore()
-        process.exit(128 + process.signals[sig])
-      end
-    end)
+  -- A signal nothing else answers ends the process as it would have, the
+  -- terminal restored first: the handle stops (the default action is back)
+  -- and the signal is raised again. One that a listener answers (a
+  -- cluster's graceful shutdown) ends it through 'exit', if at all.
+  for _, sig in ipairs({'sigterm', 'sighup'}) do
+    local h = uv.new_signal()
+    local function on_signal()
+      if process:listenerCount(sig:upper()) > 0 then return end
+      restore()
+      h:stop()
+      uv.kill(process.pid, sig)
+    end
+    h:unref()
+    S.signals[#S.signals + 1] = function(on)
+      if on then h:start(sig, on_signal) else h:stop() end
+    end
   end
+  signals(true)
 
   tty:read_start(function(rerr, data)
     if rerr or not data then return quit() end

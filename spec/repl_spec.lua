@@ -82,7 +82,7 @@ end
 
 -- expect(pattern, ms) -> true once the screen from the end of the last
 -- match on matches pattern (a Lua pattern); the mark then moves to the end
--- of this match.
+-- of this match. Raises, showing the screen, when ms pass first.
 function Session:expect(pattern, ms)
   local found
   h.wait(function()
@@ -92,18 +92,32 @@ function Session:expect(pattern, ms)
     return found or self.proc.exited
   end, ms or 3000)
   if found then self.mark = found return true end
-  return false, plain(self.proc.stdout):sub(self.mark + 1)
+  error(('no %q in:\n%s\n(raw: %q)'):format(pattern,
+    plain(self.proc.stdout):sub(self.mark), self.proc.stdout), 2)
 end
 
 function Session:send(keys)
   self.proc.stdin:write(keys)
 end
 
--- line(text): types text and Enter, once a prompt ('> ' or '... ') shows.
-function Session:line(text)
+-- prompt(): waits until a prompt ('> ' or '... ') ends the screen.
+function Session:prompt()
   assert(h.wait(function()
     return plain(self.proc.stdout):find('[>.] $') or self.proc.exited
   end, 3000), 'no prompt: ' .. plain(self.proc.stdout))
+end
+
+-- eof(): Ctrl-D at the prompt; returns the exit code.
+function Session:eof()
+  self:prompt()
+  self:send('\4')
+  assert(self.proc:wait(3000), 'still running after Ctrl-D')
+  return self.proc.code
+end
+
+-- line(text): types text and Enter, once a prompt ('> ' or '... ') shows.
+function Session:line(text)
+  self:prompt()
   self:send(text .. '\r')
 end
 
@@ -125,9 +139,7 @@ describe('repl', function()
     assert(s:expect('\ntrue\n'))
     s:line('return 1, nil, "z"')
     assert(s:expect("\n1\tnil\t'z'\n"))
-    s:send('\4')
-    assert(s.proc:wait(3000))
-    assert.equal(0, s.proc.code)
+    assert.equal(0, s:eof())
   end)
 
   it('runs the event loop while the prompt waits: a timer fires', function()
@@ -139,9 +151,7 @@ describe('repl', function()
     assert(s:expect('\nfired 42\n> $', 2000))
     s:line('2 + 2')
     assert(s:expect('\n4\n'))
-    s:send('\4')
-    assert(s.proc:wait(3000))
-    assert.equal(0, s.proc.code)
+    assert.equal(0, s:eof())
   end)
 
   it('reads more lines while the chunk is incomplete', function()
@@ -156,9 +166,7 @@ describe('repl', function()
     s:line('two]]')
     s:line('x')
     assert(s:expect("\n'one\\ntwo'\n"))
-    s:send('\4')
-    assert(s.proc:wait(3000))
-    assert.equal(0, s.proc.code)
+    assert.equal(0, s:eof())
   end)
 
   it('prints errors and goes on, a callback\'s error too', function()
@@ -171,9 +179,7 @@ describe('repl', function()
     assert(s:expect('stdin:1: later\n'))
     s:line('"still here"')
     assert(s:expect("\n'still here'\n"))
-    s:send('\4')
-    assert(s.proc:wait(3000))
-    assert.equal(0, s.proc.code)
+    assert.equal(0, s:eof())
   end)
 
   it('edits the line: cursor keys, home/end, backspace, delete, history',
@@ -191,9 +197,7 @@ describe('repl', function()
     assert(s:expect('\n114\n'))
     s:line('\27[A\27[A\27[B')
     assert(s:expect('\n114\n'))
-    s:send('\4')
-    assert(s.proc:wait(3000))
-    assert.equal(0, s.proc.code)
+    assert.equal(0, s:eof())
   end)
 
   it('Ctrl-C clears the line, twice on an empty line exits; .exit exits',
@@ -225,8 +229,7 @@ describe('repl', function()
     assert(s:expect("\n'ABC'\n"))
     s:line('#os.cp\9()')
     assert(s:expect('\n%d+\n'))
-    s:send('\4')
-    assert(s.proc:wait(3000))
+    assert.equal(0, s:eof())
   end)
 
   it('restores the terminal mode when it exits', function()
@@ -238,6 +241,19 @@ describe('repl', function()
     local stty = plain(p.stdout)
     for _, flag in ipairs({'icanon', 'echo', 'isig', 'icrnl'}) do
       assert.matches('%s' .. flag .. '%s', stty)
+    end
+  end)
+
+  it('restores it when a signal ends the process, which dies of it',
+      function()
+    local p = pty("'" .. h.bin .. "'; echo status=$?; stty -a")
+    assert(h.wait(function() return plain(p.stdout):find('> $') end, 3000))
+    p.stdin:write("process.kill(process.pid, 'SIGTERM')\r")
+    assert(p:wait(3000))
+    local out = plain(p.stdout)
+    assert.matches('status=143\n', out)
+    for _, flag in ipairs({'icanon', 'echo', 'isig'}) do
+      assert.matches('%s' .. flag .. '%s', out)
     end
   end)
 end)

@@ -6,7 +6,8 @@
 -- The store (store.lua) is a dependency, not a global: server.lua passes
 -- the store that talks to the primary, specs pass one in memory, and the
 -- handler neither knows nor cares which. opts.worker, when given, is sent
--- back in an X-Worker header and in /health.
+-- back in an X-Worker header and in /health; opts.log(line) takes the
+-- errors (default: stderr).
 --
 --   GET    /health       200 {status, worker, pid, store}
 --   GET    /todos        200 [todo, ...]
@@ -50,39 +51,9 @@ local function fail(res, status, message, headers)
   return send(res, status, {error = message}, headers)
 end
 
--- A store's err ({code=, message=}) as a response.
-local function store_failed(res, err)
-  if type(err) == 'table' and err.code == 'unavailable' then
-    return fail(res, 503, 'store unavailable, try again',
-      {['Retry-After'] = '1'})
-  end
-  io.stderr:write('todo_api: store error: ',
-    tostring(type(err) == 'table' and err.message or err), '\n')
-  return fail(res, 500, 'internal error')
-end
-
--- Runs fn(...) and answers 500 if it raises. The handler itself is covered
--- by the server (it answers 500 too), but store callbacks and body events
--- run later, outside the handler: each goes through this.
-local function guarded(res, fn, ...)
-  local args, n = {...}, select('#', ...)
-  local ok, err = xpcall(function() return fn(unpack(args, 1, n)) end,
-    debug.traceback)
-  if not ok then
-    io.stderr:write('todo_api: ', tostring(err), '\n')
-    fail(res, 500, 'internal error')
-  end
-end
-
--- A store callback that answers 500 if it raises: it runs after the
--- handler returned (when the primary replies), where the server's own 500
--- cannot reach.
-local function later(res, fn)
-  return function(...) return guarded(res, fn, ...) end
-end
-
--- Reads the whole body (at most MAX_BODY bytes), then calls fn(body).
-local function read_body(req, res, fn)
+-- Reads the whole body (at most MAX_BODY bytes), then calls fn(body)
+-- through guarded.
+local function read_body(req, res, guarded, fn)
   local parts, size, over = {}, 0, false
   req:on('data', function(chunk)
     if over then return end
@@ -130,6 +101,38 @@ end
 return function(store, opts)
   opts = opts or {}
   local worker = opts.worker
+  -- Where errors go: one line (or traceback) per call.
+  local log = opts.log or function(line) io.stderr:write(line, '\n') end
+
+  -- A store's err ({code=, message=}) as a response.
+  local function store_failed(res, err)
+    if type(err) == 'table' and err.code == 'unavailable' then
+      return fail(res, 503, 'store unavailable, try again',
+        {['Retry-After'] = '1'})
+    end
+    log('todo_api: store error: ' ..
+      tostring(type(err) == 'table' and err.message or err))
+    return fail(res, 500, 'internal error')
+  end
+
+  -- Runs fn(...) and answers 500 if it raises. The server would answer 500
+  -- to an error raised by the handler itself, but store callbacks and body
+  -- events run later, outside the handler: each goes through this.
+  local function guarded(res, fn, ...)
+    local args, n = {...}, select('#', ...)
+    local ok, err = xpcall(function() return fn(unpack(args, 1, n)) end,
+      debug.traceback)
+    if not ok then
+      log('todo_api: ' .. tostring(err))
+      fail(res, 500, 'internal error')
+    end
+  end
+
+  -- A store callback through guarded: it may run after the handler
+  -- returned (when the primary replies).
+  local function later(res, fn)
+    return function(...) return guarded(res, fn, ...) end
+  end
 
   local routes = {}
 
@@ -146,7 +149,7 @@ return function(store, opts)
   end
 
   function routes.create(req, res)
-    read_body(req, res, function(body)
+    read_body(req, res, guarded, function(body)
       local fields, why = parse_todo(body, false)
       if not fields then return fail(res, 400, why) end
       store:create(fields, later(res, function(err, todo)
@@ -165,7 +168,7 @@ return function(store, opts)
   end
 
   function routes.update(req, res, id)
-    read_body(req, res, function(body)
+    read_body(req, res, guarded, function(body)
       local fields, why = parse_todo(body, true)
       if not fields then return fail(res, 400, why) end
       store:update(id, fields, later(res, function(err, todo)

@@ -132,7 +132,7 @@ end
 -- its reply is skipped.
 function M.serve(cluster, store)
   store = store or M.memory()
-  cluster.on('message', function(worker, msg)
+  cluster:on('message', function(worker, msg)
     if type(msg) ~= 'table' or msg.todo_store ~= 'call' then return end
     store:call(msg.op, msg.args, function(err, result)
       if not worker:isConnected() then return end

@@ -435,9 +435,10 @@ local function wleft() S.pos = word_left() render() end
 local function wright() S.pos = word_right() render() end
 
 -- Escape sequences, as xterm and the Linux console send them.
+local function up() history(-1) end
+local function down() history(1) end
 local seqs = {
-  ['\27[A'] = function() history(-1) end, ['\27OA'] = function() history(-1) end,
-  ['\27[B'] = function() history(1) end, ['\27OB'] = function() history(1) end,
+  ['\27[A'] = up, ['\27OA'] = up, ['\27[B'] = down, ['\27OB'] = down,
   ['\27[C'] = right, ['\27OC'] = right, ['\27[D'] = left, ['\27OD'] = left,
   ['\27[H'] = home, ['\27OH'] = home, ['\27[1~'] = home, ['\27[7~'] = home,
   ['\27[F'] = to_end, ['\27OF'] = to_end, ['\27[4~'] = to_end,

@@ -380,7 +380,7 @@ function M.dict(name, size)
   local bytes = parse_size(size)
   if not bytes or bytes < core.MIN_SIZE or bytes > core.MAX_SIZE then
     error(("shared.dict: bad size %s for '%s': bytes or '512k', '10m', " ..
-      "'1g', from 8k to 4g"):format(tostring(size), name), 2)
+      "'1g', from 8k to under 4g"):format(tostring(size), name), 2)
   end
   local ud, err = core.create(name, bytes)
   if not ud then

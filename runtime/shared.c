@@ -522,6 +522,23 @@ static void format(sh_header *h) {
   fence();
 }
 
+/* The walk's bitmap of where blocks start, one bit an 8-byte unit. */
+static inline void mark(uint8_t *starts, const sh_header *h, uint32_t o) {
+  uint32_t u = (o - h->arena) >> 3;
+  starts[u >> 3] |= (uint8_t)(1u << (u & 7));
+}
+
+/* Whether o is a block the walk found: a used one (item), or a free one. */
+static inline int marked(const uint8_t *starts, const sh_header *h,
+                         uint32_t o, int free) {
+  uint32_t u;
+  if (o < h->arena || o >= h->sentinel || (o & 7))
+    return 0;
+  u = (o - h->arena) >> 3;
+  return (starts[u >> 3] & (1u << (u & 7))) &&
+         !!(BLK(h, o)->size & SH_FREE) == free;
+}
+
 /* Checks every invariant of the region. Returns NULL when all hold, else
  * what is wrong. Walks are bounded, so a cycle cannot hang it. */
 static const char *validate(sh_header *h) {
@@ -533,15 +550,9 @@ static const char *validate(sh_header *h) {
   if (h->magic != SH_MAGIC || h->jn != 0 || h->arena >= h->sentinel ||
       h->sentinel + sizeof(sh_block) > h->size)
     return "bad header";
-  /* One bit an 8-byte unit: where blocks start. */
   starts = calloc(span / 64 + 1, 1);
   if (starts == NULL)
     return NULL; /* Cannot tell: trust the journal's rollback. */
-#define START(o) (starts[((o) - h->arena) >> 6] & (1u << ((((o) - h->arena) >> 3) & 7)))
-#define IS_ITEM(o) ((o) >= h->arena && (o) < h->sentinel && !((o) & 7) && \
-                    START(o) && !(BLK(h, o)->size & SH_FREE))
-#define IS_FREE(o) ((o) >= h->arena && (o) < h->sentinel && !((o) & 7) && \
-                    START(o) && (BLK(h, o)->size & SH_FREE))
 #define FAIL(msg) do { err = (msg); goto done; } while (0)
   for (b = h->arena; b != h->sentinel;) {
     sh_block *k = BLK(h, b);
@@ -552,7 +563,7 @@ static const char *validate(sh_header *h) {
       FAIL("bad PREV_FREE bit");
     if (prev_free && k->prev_size != prev_size)
       FAIL("bad size of the block before");
-    starts[(b - h->arena) >> 6] |= (uint8_t)(1u << (((b - h->arena) >> 3) & 7));
+    mark(starts, h, b);
     if (k->size & SH_FREE) {
       if (prev_free)
         FAIL("two free blocks side by side");
@@ -585,7 +596,7 @@ static const char *validate(sh_header *h) {
     if (!!(h->bitmap[i >> 6] & (1ull << (i & 63))) != (x != 0))
       FAIL("bitmap out of step with the free lists");
     for (; x; prev = x, x = LINKS(h, x)->next) {
-      if (!IS_FREE(x) || class_of(bsize(BLK(h, x))) != i ||
+      if (!marked(starts, h, x, 1) || class_of(bsize(BLK(h, x))) != i ||
           LINKS(h, x)->prev != prev || ++n > nfree)
         FAIL("bad free list");
     }
@@ -597,8 +608,8 @@ static const char *validate(sh_header *h) {
   for (i = 0; i < h->nbuckets; i++) {
     uint32_t x = ((uint32_t *)((char *)h + h->buckets))[i];
     for (; x; x = ITEM(h, x)->hnext) {
-      if (!IS_ITEM(x) || (ITEM(h, x)->hash & (h->nbuckets - 1)) != i ||
-          ++n > nused)
+      if (!marked(starts, h, x, 0) ||
+          (ITEM(h, x)->hash & (h->nbuckets - 1)) != i || ++n > nused)
         FAIL("bad hash chain");
     }
   }
@@ -609,15 +620,12 @@ static const char *validate(sh_header *h) {
   {
     uint32_t x = h->lru_head, prev = 0;
     for (; x; prev = x, x = ITEM(h, x)->lnext) {
-      if (!IS_ITEM(x) || ITEM(h, x)->lprev != prev || ++n > nused)
+      if (!marked(starts, h, x, 0) || ITEM(h, x)->lprev != prev || ++n > nused)
         FAIL("bad LRU list");
     }
     if (n != nused || h->lru_tail != prev)
       FAIL("item not in the LRU list");
   }
-#undef START
-#undef IS_ITEM
-#undef IS_FREE
 #undef FAIL
 done:
   free(starts);
@@ -626,13 +634,19 @@ done:
 
 /* Makes the store consistent after its lock's owner died holding it. */
 static void recover(sh_header *h) {
+  const char *err;
   h->recoveries++;
   if (h->formatting) {
     format(h);
     return;
   }
   undo(h);
-  if (validate(h) != NULL) {
+  err = validate(h);
+  if (err != NULL) {
+    /* Not expected ever: say so, and serve an empty dict, not a broken one. */
+    fprintf(stderr, "luacluster: shared dict '%.63s': a process died holding "
+            "its lock and the store is inconsistent (%s): emptied\n",
+            h->name, err);
     h->resets++;
     format(h);
   }

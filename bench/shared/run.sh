@@ -72,8 +72,9 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 median() { # side workers op
-  awk -v s="$1" -v w="$2" -v o="$3" '$1 == s && $2 == w && $3 == o { print $4 }' \
-    "$out/all" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+  awk -v s="$1" -v w="$2" -v o="$3" \
+    '$1 == s && $2 == w && $3 == o { print $4 }' "$out/all" | sort -g |
+    awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
 
 printf '%-5s %7s %14s %14s %7s\n' op workers luacluster nginx ratio

@@ -1,0 +1,149 @@
+-- The server runtime/fuzz_http.c feeds: an http.Server whose handler
+-- behaves as the words in the request's URL say, so that the fuzzer, with
+-- the words in fuzz/http.dict, reaches each way of answering:
+--   now       answer at once, without reading the body
+--   destroy   cut the connection in the handler
+--   continue  res:writeContinue() before reading
+--   pause     req:pause(), then resume on the next turn of the loop
+--   later     answer on the next turn of the loop (pipelined requests wait)
+--   stream    a chunked body in three writes
+--   big       a body past the socket's buffer, written on 'drain'
+--   length    an explicit Content-Length
+--   close     Connection: close
+-- The default reads the body and answers with its method, its number of
+-- headers and the body's length. Every request's fields are checked on the
+-- way (check below); a broken one is reported to the C side by busy().
+-- Returns {adopt = function(fd), busy = function() -> conns, pending,
+-- problem|nil}.
+
+local http = require('http')
+
+local find, lower = string.find, string.lower
+local pending = 0 -- answers and resumes waiting for the loop
+local problem     -- what check found wrong, for the C side
+
+local methods = {}
+for _, m in ipairs(http.METHODS) do methods[m] = true end
+
+-- What the request path promises about a request; returns its number of
+-- headers.
+local function check(req)
+  local function wrong(what)
+    problem = problem or (what .. ' in ' .. req.method .. ' ' .. req.url)
+  end
+  if not methods[req.method] or req.method == 'CONNECT' then
+    wrong('an unknown method')
+  end
+  if req.url == '' then wrong('an empty url') end
+  -- llhttp takes a request line without a version as HTTP/0.9, and lets
+  -- "HTTP/2.0" through (answered as 1.1).
+  local v = req.httpVersion
+  if not (v == '0.9' or v == '1.0' or v == '1.1' or v == '2.0') then
+    wrong('version ' .. tostring(v))
+  end
+  local raw, headers = req.rawHeaders, req.headers
+  if #raw % 2 ~= 0 then wrong('odd rawHeaders') end
+  for i = 1, #raw, 2 do
+    local name, value = raw[i], raw[i + 1]
+    if name == '' or find(name, '[^%w!#$%%&\'*+%-.^_`|~]') then
+      wrong('a bad header name')
+    end
+    if find(value, '^[ \t]') or find(value, '[ \t]$')
+        or find(value, '[%z\r\n]') then
+      wrong('an untrimmed or bad header value')
+    end
+    if headers[lower(name)] == nil then wrong('a header lost') end
+  end
+  local n = 0
+  for k in pairs(headers) do
+    n = n + 1
+    if k ~= lower(k) then wrong('a header name not lower-cased') end
+  end
+  return n
+end
+
+local function has(url, word)
+  return find(url, word, 1, true) ~= nil
+end
+
+local function later(fn)
+  pending = pending + 1
+  setImmediate(function()
+    pending = pending - 1
+    fn()
+  end)
+end
+
+local BIG = string.rep('x', 65536)
+
+local function big(res, left)
+  while left > 0 do
+    left = left - 1
+    if not res:write(BIG) then
+      res:once('drain', function() big(res, left) end)
+      return
+    end
+  end
+  res:finish()
+end
+
+local server = http.createServer(function(req, res)
+  local url = req.url
+  local nheaders = check(req)
+  if has(url, 'now') then
+    res:finish('now')
+    return
+  end
+  if has(url, 'destroy') then
+    res:destroy()
+    return
+  end
+  if has(url, 'continue') then res:writeContinue() end
+  if has(url, 'pause') then
+    req:pause()
+    later(function() req:resume() end)
+  end
+  local n = 0
+  local function reply()
+    if has(url, 'close') then res:setHeader('Connection', 'close') end
+    if has(url, 'stream') then
+      res:writeHead(201, {['Content-Type'] = 'text/plain'})
+      res:write('a')
+      res:write(string.rep('b', 3000))
+      res:finish('c')
+    elseif has(url, 'big') then
+      big(res, 6)
+    elseif has(url, 'length') and req.method ~= 'HEAD' then
+      local body = req.method .. ' ' .. nheaders .. ' ' .. n
+      res:setHeader('Content-Length', #body)
+      res:finish(body)
+    else
+      res:finish(req.method .. ' ' .. nheaders .. ' ' .. n)
+    end
+  end
+  req:on('data', function(chunk) n = n + #chunk end)
+  req:on('end', function()
+    if has(url, 'later') then later(reply) else reply() end
+  end)
+end)
+
+-- Small limits, so that inputs of a few KiB reach them: 431 past 1 KiB of
+-- head, backpressure past 1 KiB queued. The timeouts stay long: a run
+-- never waits on the clock.
+server.maxHeaderSize = 1024
+server.highWaterMark = 1024
+server._srv:configure(server.maxHeaderSize, server.headersTimeout,
+  server.requestTimeout, server.keepAliveTimeout, server.highWaterMark)
+
+return {
+  -- Serves a duplicate of the connected socket fd.
+  adopt = function(fd)
+    assert(server._srv:adopt(fd))
+  end,
+  -- What is still going on: connections open, answers pending; and
+  -- what check found wrong.
+  busy = function()
+    local _, conns = server._srv:stats()
+    return conns, pending, problem
+  end,
+}

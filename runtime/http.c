@@ -1134,6 +1134,11 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   http_conn *c = (http_conn *)p->data;
+  /* llhttp lets spaces between a field name and its colon through, as
+   * part of the name (but for Content-Length and Transfer-Encoding); a
+   * server must refuse them with 400 (RFC 9112 section 5.1). */
+  if (memchr(at, ' ', len) != NULL)
+    return -1;
   if (!c->in_head)
     return 0; /* A trailer: not kept. */
   if (c->hstate != 1) {
@@ -1158,6 +1163,16 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   if (head_add(c, at, len) != 0)
     return -1;
   c->hdrs[c->nhdrs - 1].nlen += (uint32_t)len;
+  return 0;
+}
+
+/* llhttp takes a line that begins with its colon as a header of no name;
+ * a field name is a token, of one character at least (RFC 9110 section
+ * 5.1): 400. (Trailers are not kept, nor checked for this.) */
+static int on_header_field_complete(llhttp_t *p) {
+  http_conn *c = (http_conn *)p->data;
+  if (c->in_head && (c->hstate != 1 || c->hdrs[c->nhdrs - 1].nlen == 0))
+    return -1;
   return 0;
 }
 
@@ -1285,7 +1300,12 @@ static const llhttp_settings_t parser_settings = {
   on_headers_complete,
   on_body,
   on_message_complete,
-  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+  NULL, /* on_url_complete */
+  NULL, /* on_status_complete */
+  NULL, /* on_method_complete */
+  NULL, /* on_version_complete */
+  on_header_field_complete,
+  NULL, NULL, NULL, NULL, NULL, NULL};
 
 /* ---- Reading. ---- */
 

@@ -865,6 +865,34 @@ describe('http server bad input', function()
     check_alive(port)
   end)
 
+  -- Found by fuzz_http: llhttp passed "X-A :b" on with the name "X-A ".
+  it('refuses a space between a header name and its colon with 400',
+      function()
+    local _, port = serve(counting)
+    local answer = 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n'
+    assert.equal(answer, h.raw(port, 'GET / HTTP/1.1\r\nHost: x\r\n'
+      .. 'X-A :b\r\n\r\n'))
+    assert.equal(answer, h.raw(port, 'GET / HTTP/1.1\r\nHost  : x\r\n\r\n'))
+    -- In a trailer too, once the answer has gone.
+    local data = h.raw(port, 'POST / HTTP/1.1\r\nHost: x\r\n'
+      .. 'Transfer-Encoding: chunked\r\n\r\n0\r\nX-T :1\r\n\r\n')
+    assert.truthy(data:find('^HTTP/1.1 200 OK\r\n'))
+    assert.equal(answer, data:sub(-#answer))
+    assert.equal(1, called)
+    check_alive(port)
+  end)
+
+  -- Found by fuzz_http: llhttp passed ": 5" on as a header named "".
+  it('refuses a header line without a name with 400', function()
+    local _, port = serve(counting)
+    local answer = 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n'
+    assert.equal(answer, h.raw(port, 'GET / HTTP/1.1\r\nHost: x\r\n'
+      .. ': 5\r\n\r\n'))
+    assert.equal(answer, h.raw(port, 'GET / HTTP/1.1\r\n:\r\nHost: x\r\n\r\n'))
+    assert.equal(0, called)
+    check_alive(port)
+  end)
+
   it('answers 408 to headers slower than headersTimeout', function()
     local _, port = serve(counting, {headersTimeout = 300,
       requestTimeout = 0})

@@ -134,6 +134,44 @@ local IncomingMessage = EventEmitter:extend()
 IncomingMessage.aborted = false
 IncomingMessage.upgrade = false
 
+-- Fields built on first use: most handlers never read the headers, so the
+-- C side leaves them packed in req._hd (runtime/http.c push_head_data).
+local lazy = {}
+function lazy.headers(req)
+  local hd = rawget(req, '_hd')
+  if not hd then return nil end
+  local headers, raw = C.headers(hd)
+  rawset(req, 'headers', headers)
+  rawset(req, 'rawHeaders', raw)
+  req._hd = nil
+  return headers
+end
+function lazy.rawHeaders(req)
+  lazy.headers(req)
+  return rawget(req, 'rawHeaders')
+end
+local function version_part(req, which)
+  local major, minor = (rawget(req, 'httpVersion') or '1.1'):match(
+    '^(%d+)%.(%d+)$')
+  rawset(req, 'httpVersionMajor', tonumber(major))
+  rawset(req, 'httpVersionMinor', tonumber(minor))
+  return rawget(req, which)
+end
+function lazy.httpVersionMajor(req)
+  return version_part(req, 'httpVersionMajor')
+end
+function lazy.httpVersionMinor(req)
+  return version_part(req, 'httpVersionMinor')
+end
+
+IncomingMessage.__index = function(req, k)
+  local v = IncomingMessage[k]
+  if v ~= nil then return v end
+  local f = lazy[k]
+  if f then return f(req) end
+  return nil
+end
+
 -- Body bytes kept for a reader that has not come yet; past this, the
 -- connection stops reading until they flow (Node's highWaterMark).
 local BODY_HWM = 65536

@@ -102,7 +102,7 @@ static const char *const cb_fields[] = {
   XX(STATUS_CODE, "statusCode") XX(STATUS_MESSAGE, "statusMessage")           \
   XX(SEND_DATE, "sendDate") XX(OUT_HEADERS, "_headers")                       \
   XX(OUT_NAMES, "_names") XX(WRITE_HEAD, "_wh") XX(V10, "1.0")                \
-  XX(V11, "1.1")
+  XX(V11, "1.1") XX(HEAD_DATA, "_hd")
 
 enum {
   KEY_NONE,
@@ -502,21 +502,21 @@ static int dup_policy(const char *n, size_t len) {
   return DUP_JOIN;
 }
 
-/* Pushes headers and rawHeaders for the parsed request. Notes an Expect
- * header in c->expect. Stack: +2. */
-static void push_headers(http_conn *c) {
-  lua_State *L = c->s->L;
-  lc_buf *sc = &c->s->scratch;
+/* Pushes headers and rawHeaders for n headers whose names and values are
+ * at offsets (hdrs) into base. scratch is a buffer for lower-casing.
+ * Stack: +2. */
+static void push_headers(lua_State *L, lc_buf *sc, const char *base,
+                         const http_hdr *hdrs, size_t n) {
   size_t i, j;
   int hi, ri;
-  lua_createtable(L, 0, (int)c->nhdrs);
-  lua_createtable(L, (int)c->nhdrs * 2, 0);
+  lua_createtable(L, 0, (int)n);
+  lua_createtable(L, (int)n * 2, 0);
   hi = lua_gettop(L) - 1;
   ri = hi + 1;
-  for (i = 0; i < c->nhdrs; i++) {
-    const http_hdr *h = &c->hdrs[i];
-    const char *name = c->head.base + h->name;
-    const char *value = c->head.base + h->value;
+  for (i = 0; i < n; i++) {
+    const http_hdr *h = &hdrs[i];
+    const char *name = base + h->name;
+    const char *value = base + h->value;
     size_t vlen = h->vlen;
     while (vlen > 0 && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
       vlen--;
@@ -533,9 +533,6 @@ static void push_headers(http_conn *c) {
     lua_rawseti(L, ri, (int)(2 * i + 2));
     lua_pushlstring(L, sc->base, sc->len);
     /* Stack: ... headers raw value lname. */
-    if (sc->len == 6 && memcmp(sc->base, "expect", 6) == 0)
-      c->expect = (vlen == 12 && has_token(value, vlen, "100-continue"))
-                      ? 1 : 2;
     lua_pushvalue(L, -1);
     lua_rawget(L, hi);
     if (lua_isnil(L, -1)) {
@@ -573,6 +570,40 @@ static void push_headers(http_conn *c) {
   }
 }
 
+/* Notes an Expect header of the parsed request in c->expect. */
+static void scan_expect(http_conn *c) {
+  size_t i;
+  c->expect = 0;
+  for (i = 0; i < c->nhdrs; i++) {
+    const http_hdr *h = &c->hdrs[i];
+    const char *value = c->head.base + h->value;
+    size_t vlen = h->vlen;
+    if (h->nlen != 6 || !name_is(c->head.base + h->name, 6, "expect", 6))
+      continue;
+    while (vlen > 0 && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
+      vlen--;
+    c->expect = (vlen == 12 && has_token(value, vlen, "100-continue")) ? 1
+                                                                        : 2;
+  }
+}
+
+/* Pushes the request's headers as one string, for http.c's headers() to
+ * expand on first use (most handlers never look at them): the count, the
+ * offsets, then the head's bytes. Stack: +1. */
+static void push_head_data(http_conn *c) {
+  lc_buf *sc = &c->s->scratch;
+  uint32_t n = (uint32_t)c->nhdrs;
+  size_t off = sizeof(n) + n * sizeof(http_hdr);
+  sc->len = 0;
+  buf_reserve(sc, off + c->head.len);
+  memcpy(sc->base, &n, sizeof(n));
+  if (n > 0)
+    memcpy(sc->base + sizeof(n), c->hdrs, n * sizeof(http_hdr));
+  if (c->head.len > 0)
+    memcpy(sc->base + off, c->head.base, c->head.len);
+  lua_pushlstring(c->s->L, sc->base, off + c->head.len);
+}
+
 /* Pushes the request table for the parsed head; keys and sock are stack
  * indexes of the key table and the socket. Stack: +1. */
 static void push_request(http_conn *c, int keys, int sock) {
@@ -602,19 +633,10 @@ static void push_request(http_conn *c, int keys, int sock) {
     lua_pushlstring(L, ver, 3);
   }
   lua_rawset(L, req);
-  KEY(L, keys, KEY_VERSION_MAJOR);
-  lua_pushinteger(L, p->http_major);
-  lua_rawset(L, req);
-  KEY(L, keys, KEY_VERSION_MINOR);
-  lua_pushinteger(L, p->http_minor);
-  lua_rawset(L, req);
-  /* Stack: req headers raw. */
-  push_headers(c);
-  KEY(L, keys, KEY_RAW_HEADERS);
-  lua_insert(L, -2);
-  lua_rawset(L, req);
-  KEY(L, keys, KEY_HEADERS);
-  lua_insert(L, -2);
+  /* headers, rawHeaders, httpVersionMajor/Minor: on first use (lua/http.lua
+   * IncomingMessage.__index). */
+  KEY(L, keys, KEY_HEAD_DATA);
+  push_head_data(c);
   lua_rawset(L, req);
   KEY(L, keys, KEY_SOCKET);
   lua_pushvalue(L, sock);
@@ -1215,6 +1237,7 @@ static int on_headers_complete(llhttp_t *p) {
   c->keep_req = llhttp_should_keep_alive(p) ? 1 : 0;
   c->req_body = (p->flags & F_CHUNKED) ||
                 ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+  scan_expect(c);
   conn_lua(c);
   /* Stack: keys env socket dispatch req res. */
   keys = push_keys(s);
@@ -2015,6 +2038,37 @@ static int http_writable_length(lua_State *L) {
 }
 
 /* _http.status_codes() -> {[code] = reason}. */
+/* _http.headers(hd) -> headers, rawHeaders: expands a request's head
+ * data (push_head_data). */
+static int http_headers(lua_State *L) {
+  size_t len, off;
+  const char *hd = luaL_checklstring(L, 1, &len);
+  uint32_t n, i, maxn = 0;
+  http_hdr *hdrs;
+  lc_buf sc;
+  luaL_argcheck(L, len >= sizeof(n), 1, "not head data");
+  memcpy(&n, hd, sizeof(n));
+  off = sizeof(n) + (size_t)n * sizeof(http_hdr);
+  luaL_argcheck(L, off <= len, 1, "not head data");
+  /* The offsets may be unaligned in the string: copied out, into memory
+   * Lua owns (so nothing leaks if a push raises), as is the buffer for
+   * lower-casing names. Stack: hd hdrs scratch. */
+  hdrs = (http_hdr *)lua_newuserdata(L, n * sizeof(http_hdr) + 1);
+  memcpy(hdrs, hd + sizeof(n), n * sizeof(http_hdr));
+  for (i = 0; i < n; i++) {
+    luaL_argcheck(L, hdrs[i].name + (size_t)hdrs[i].nlen <= len - off &&
+                         hdrs[i].value + (size_t)hdrs[i].vlen <= len - off,
+                  1, "not head data");
+    if (hdrs[i].nlen > maxn)
+      maxn = hdrs[i].nlen;
+  }
+  sc.base = (char *)lua_newuserdata(L, maxn + 1);
+  sc.len = 0;
+  sc.cap = maxn + 1;
+  push_headers(L, &sc, hd + off, hdrs, n);
+  return 2;
+}
+
 static int http_status_codes(lua_State *L) {
   lua_newtable(L);
 #define XX(code, text)                                                        \
@@ -2062,6 +2116,7 @@ int luaopen_lc_http(lua_State *L) {
     {"reading", http_reading},
     {"writable_length", http_writable_length},
     {"status_codes", http_status_codes},
+    {"headers", http_headers},
     {"methods", http_methods},
     {NULL, NULL}};
   luaL_newmetatable(L, SERVER_MT);

@@ -1,6 +1,7 @@
 /* The context, the callback policy and the `_lc` core module. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
@@ -26,6 +27,7 @@ lc_ctx *lc_get(lua_State *L) {
     ctx->loop = uv_default_loop();
     ctx->ref_onerror = LUA_NOREF;
     ctx->ref_ontick = LUA_NOREF;
+    ctx->ref_traceback = LUA_NOREF;
     lua_rawset(L, LUA_REGISTRYINDEX);
   }
   return ctx;
@@ -121,7 +123,13 @@ int lc_pcall(lua_State *L, int nargs, int nresults) {
   lc_ctx *ctx = lc_get(L);
   int base = lua_gettop(L) - nargs;
   int rc;
-  lua_pushcfunction(L, lc_traceback);
+  /* The handler from the registry: lua_pushcfunction would allocate a new
+   * function object on every call. */
+  if (ctx->ref_traceback == LUA_NOREF) {
+    lua_pushcfunction(L, lc_traceback);
+    ctx->ref_traceback = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->ref_traceback);
   lua_insert(L, base);
   ctx->depth++;
   rc = lua_pcall(L, nargs, nresults, base);
@@ -133,7 +141,8 @@ int lc_pcall(lua_State *L, int nargs, int nresults) {
     lc_drain_ticks(L, ctx);
     /* What print or io.write left in stdout's buffer goes out before the
      * next event, as console output does. */
-    fflush(stdout);
+    if (__fpending(stdout) > 0)
+      fflush(stdout);
   }
   return rc;
 }

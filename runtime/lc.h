@@ -25,6 +25,7 @@ typedef struct lc_ctx {
   uv_loop_t *loop;
   int ref_onerror;  /* function(err, traceback): uncaughtException policy. */
   int ref_ontick;   /* function(): drains the nextTick queue. */
+  int ref_traceback; /* The error handler of every protected call. */
   int tick_pending; /* set when nextTick queued something. */
   int depth;        /* nesting of lc_pcall; ticks drain at depth 0. */
 } lc_ctx;

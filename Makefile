@@ -4,6 +4,8 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 BIN = $(BUILD)/luacluster
 ASAN_BUILD = build-asan
+FUZZ_BUILD = build-fuzz
+FUZZ_SECONDS ?= 60
 MAIN_EXAMPLE ?= examples/hello_cluster.lua
 
 .PHONY: all build run test test-only test-asan setup setup-test bench clean \
@@ -39,6 +41,17 @@ test-asan: setup-test
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	$(ASAN_BUILD)/luacluster test $(SPEC_ARGS)
 
+# The libFuzzer target of the HTTP request path (runtime/fuzz_http.c),
+# built with clang under ASan + UBSan, run for FUZZ_SECONDS on a copy of
+# fuzz/corpus/http. A crash, a hang or a malformed answer fails, naming
+# the input kept under $(FUZZ_BUILD)/artifacts/.
+fuzz:
+	@sh vendor/setup.sh fuzz
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang \
+		-DCMAKE_BUILD_TYPE=RelWithDebInfo -DFUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_http
+	@sh fuzz/run.sh $(FUZZ_BUILD)/fuzz_http $(FUZZ_SECONDS)
+
 bench:
 	@sh vendor/setup.sh bench
 	@$(MAKE) build
@@ -54,4 +67,4 @@ deb: build
 	cd $(BUILD) && cpack -G DEB
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -22,17 +22,15 @@ local find, lower = string.find, string.lower
 local pending = 0 -- answers and resumes waiting for the loop
 local problem     -- what check found wrong, for the C side
 
-local methods = {}
-for _, m in ipairs(http.METHODS) do methods[m] = true end
-
 -- What the request path promises about a request; returns its number of
 -- headers.
 local function check(req)
   local function wrong(what)
     problem = problem or (what .. ' in ' .. req.method .. ' ' .. req.url)
   end
-  if not methods[req.method] or req.method == 'CONNECT' then
-    wrong('an unknown method')
+  -- llhttp's method names (PRI among them; CONNECT closes unanswered).
+  if not find(req.method, '^[A-Z][A-Z%-]*$') or req.method == 'CONNECT' then
+    wrong('a bad method')
   end
   if req.url == '' then wrong('an empty url') end
   -- llhttp takes a request line without a version as HTTP/0.9, and lets

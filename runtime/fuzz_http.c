@@ -56,16 +56,35 @@ typedef struct {
 static const uint8_t *fz_input;
 static size_t fz_input_len;
 
+/* Prints n bytes of s to stderr, escaped as in a C string. */
+static void print_escaped(const char *s, size_t n) {
+  size_t i;
+  for (i = 0; i < n && i < 4096; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch == '\r')
+      fputs("\\r", stderr);
+    else if (ch == '\n')
+      fputs("\\n\n", stderr);
+    else if (ch == '\\')
+      fputs("\\\\", stderr);
+    else if (ch < 0x20 || ch >= 0x7f)
+      fprintf(stderr, "\\x%02x", ch);
+    else
+      fputc(ch, stderr);
+  }
+  fputs(i < n ? "...\n" : "\n", stderr);
+}
+
 /* Prints what went wrong with the input and the output, then aborts. */
 static void fail(checker *k, const char *what, const char *out, size_t len) {
   fprintf(stderr, "fuzz_http: %s after %zu bytes of output\n", what,
           k ? k->seen : 0);
-  fprintf(stderr, "input (%zu bytes): %.*s\n", fz_input_len,
-          (int)(fz_input_len > 2048 ? 2048 : fz_input_len),
-          (const char *)fz_input);
-  if (out != NULL)
-    fprintf(stderr, "output here: %.*s\n", (int)(len > 2048 ? 2048 : len),
-            out);
+  fprintf(stderr, "input (%zu bytes):\n", fz_input_len);
+  print_escaped((const char *)fz_input, fz_input_len);
+  if (out != NULL) {
+    fprintf(stderr, "output here (%zu bytes):\n", len);
+    print_escaped(out, len);
+  }
   abort();
 }
 

@@ -576,7 +576,24 @@ end
 
 local function make_callbacks(self)
   return {
-    dispatch = function(req, res)
+    -- One call per request: builds req and res (the constructors copy a
+    -- template, the cheapest way to make them) and runs the handler.
+    dispatch = function(method, url, version, hd, socket, complete, box, env)
+      -- Constant constructors are copies of a template whose keys are in
+      -- place: filling them in adds no key, and the response's later
+      -- fields are there already, so neither table ever grows.
+      local req = {method = false, url = false, httpVersion = false,
+        _hd = false, socket = false, complete = false}
+      req.method, req.url, req.httpVersion, req._hd = method, url, version,
+        hd
+      req.socket, req.complete = socket, complete
+      setmetatable(req, IncomingMessage)
+      local res = {_c = false, req = false, socket = false,
+        statusCode = 200, headersSent = false, finished = false,
+        _wh = false}
+      res._c, res.req, res.socket = box, req, socket
+      setmetatable(res, ServerResponse)
+      env[2], env[3] = req, res
       local ok, err = xpcall(self._handler, traceback, req, res)
       if not ok then handler_error(res, err) end
     end,

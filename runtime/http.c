@@ -604,25 +604,17 @@ static void push_head_data(http_conn *c) {
   lua_pushlstring(c->s->L, sc->base, off + c->head.len);
 }
 
-/* Pushes the request table for the parsed head; keys and sock are stack
- * indexes of the key table and the socket. Stack: +1. */
-static void push_request(http_conn *c, int keys, int sock) {
+/* Pushes method, url, httpVersion and the packed headers of the parsed
+ * head (keys: the key table's stack index). Stack: +4. */
+static void push_request_fields(http_conn *c, int keys) {
   lua_State *L = c->s->L;
   const llhttp_t *p = &c->parser;
-  int req;
-  lua_createtable(L, 0, 12);
-  req = lua_gettop(L);
-  KEY(L, keys, KEY_METHOD);
   lua_rawgeti(L, keys, KEY_METHODS + p->method);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
     lua_pushstring(L, llhttp_method_name((llhttp_method_t)p->method));
   }
-  lua_rawset(L, req);
-  KEY(L, keys, KEY_URL);
   lua_pushlstring(L, c->head.base, c->url_len);
-  lua_rawset(L, req);
-  KEY(L, keys, KEY_HTTP_VERSION);
   if (p->http_major == 1 && p->http_minor <= 1) {
     lua_rawgeti(L, keys, p->http_minor ? KEY_V11 : KEY_V10);
   } else {
@@ -632,39 +624,7 @@ static void push_request(http_conn *c, int keys, int sock) {
     ver[2] = (char)('0' + p->http_minor % 10);
     lua_pushlstring(L, ver, 3);
   }
-  lua_rawset(L, req);
-  /* headers, rawHeaders, httpVersionMajor/Minor: on first use (lua/http.lua
-   * IncomingMessage.__index). */
-  KEY(L, keys, KEY_HEAD_DATA);
   push_head_data(c);
-  lua_rawset(L, req);
-  KEY(L, keys, KEY_SOCKET);
-  lua_pushvalue(L, sock);
-  lua_rawset(L, req);
-  KEY(L, keys, KEY_COMPLETE);
-  lua_pushboolean(L, !c->req_body);
-  lua_rawset(L, req);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->s->refs[CB_REQ_MT]);
-  lua_setmetatable(L, req);
-}
-
-/* Pushes a response table for req (at stack top). Stack: +1. */
-static void push_response(http_conn *c, int keys, int sock) {
-  lua_State *L = c->s->L;
-  int res;
-  lua_createtable(L, 0, 8);
-  res = lua_gettop(L);
-  KEY(L, keys, KEY_CONN);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_box);
-  lua_rawset(L, res);
-  KEY(L, keys, KEY_REQ);
-  lua_pushvalue(L, res - 1);
-  lua_rawset(L, res);
-  KEY(L, keys, KEY_SOCKET);
-  lua_pushvalue(L, sock);
-  lua_rawset(L, res);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->s->refs[CB_RES_MT]);
-  lua_setmetatable(L, res);
 }
 
 /* ---- Writing the response. ---- */
@@ -1238,30 +1198,33 @@ static int on_headers_complete(llhttp_t *p) {
   c->req_body = (p->flags & F_CHUNKED) ||
                 ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
   scan_expect(c);
-  conn_lua(c);
-  /* Stack: keys env socket dispatch req res. */
-  keys = push_keys(s);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_env);
-  conn_socket(c, keys + 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, s->refs[CB_DISPATCH]);
-  push_request(c, keys, keys + 2);
   if (c->expect == 2 && c->http11) {
     /* An expectation we cannot meet: 417, without calling the handler. */
-    lua_settop(L, keys - 1);
     write_head(L, c, 0, 417, 0, 1);
     response_done(c);
     return STOPPED(c) ? -1 : 0;
   }
   if (c->expect == 1 && c->http11)
     buf_lit(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
-  push_response(c, keys, keys + 2);
-  lua_pushvalue(L, -2);
-  lua_rawseti(L, keys + 1, ENV_REQ);
-  lua_pushvalue(L, -1);
-  lua_rawseti(L, keys + 1, ENV_RES);
-  c->res_ptr = lua_topointer(L, -1);
+  conn_lua(c);
+  /* The Lua side builds req and res with table constructors (a template
+   * copy, cheaper than field stores through the C API) from what is
+   * pushed here, and keeps them in env; http_send learns the response's
+   * identity on its first call.
+   * Stack: keys dispatch method url version head socket complete box env */
+  keys = push_keys(s);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->refs[CB_DISPATCH]);
+  push_request_fields(c, keys);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_env);
+  conn_socket(c, lua_gettop(L));
+  lua_insert(L, -2);
+  lua_pushboolean(L, !c->req_body);
+  lua_insert(L, -2);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_box);
+  lua_insert(L, -2);
+  c->res_ptr = NULL;
   c->req_obj = 1;
-  lc_pcall(L, 2, 0);
+  lc_pcall(L, 8, 0);
   lua_settop(L, keys - 1);
   return c->closing ? -1 : 0;
 }
@@ -1938,7 +1901,12 @@ static int http_send(lua_State *L) {
     return 1;
   }
   /* Only the response in flight may write. Its table is pinned in env
-   * while in flight, so its address identifies it. */
+   * while in flight, so its address identifies it (learnt here first). */
+  if (c->res_ptr == NULL) {
+    conn_get(c, ENV_RES);
+    c->res_ptr = lua_topointer(L, -1);
+    lua_pop(L, 1);
+  }
   if (lua_topointer(L, 2) != c->res_ptr) {
     lua_pushboolean(L, 0);
     return 1;

@@ -467,13 +467,6 @@ static void conn_callback(http_conn *c, int cb, int slot) {
  * absolute indexes). */
 #define KEY(L, keys, k) lua_rawgeti((L), (keys), (k))
 
-/* Pushes t[key k] without metamethods: the response's own fields (the
- * class's defaults are known here). */
-static void get_key(lua_State *L, int t, int keys, int k) {
-  lua_rawgeti(L, keys, k);
-  lua_rawget(L, t);
-}
-
 /* Pushes the server's key table; returns its (absolute) index. */
 static int push_keys(http_server *s) {
   lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->ref_keys);
@@ -752,22 +745,20 @@ static void write_head(lua_State *L, http_conn *c, int res, int status,
   size_t mark = c->out.len, mlen;
   const char *msg = NULL;
   head_flags f;
-  int top = lua_gettop(L), send_date = 1, has_body, keys = 0;
+  int top = lua_gettop(L), send_date = 1, has_body;
   memset(&f, 0, sizeof(f));
+  /* res: the stack index of the response's statusCode, then statusMessage,
+   * sendDate, _headers, _names and _wh (the Lua side passes them along). */
   if (res) {
-    keys = push_keys(s);
-    get_key(L, res, keys, KEY_STATUS_CODE);
-    status = lua_isnil(L, -1) ? 200 : (int)lua_tointeger(L, -1);
+    status = lua_isnil(L, res) ? 200 : (int)lua_tointeger(L, res);
     if (status < 100 || status > 999)
-      luaL_error(L, "Invalid status code: %s", lua_tostring(L, -1)
-                                                     ? lua_tostring(L, -1)
+      luaL_error(L, "Invalid status code: %s", lua_tostring(L, res)
+                                                     ? lua_tostring(L, res)
                                                      : "(not a number)");
-    get_key(L, res, keys, KEY_STATUS_MESSAGE);
-    msg = lua_tolstring(L, -1, &mlen);
+    msg = lua_tolstring(L, res + 1, &mlen);
     if (msg != NULL && !is_field_value(msg, mlen))
       luaL_error(L, "Invalid character in statusMessage");
-    get_key(L, res, keys, KEY_SEND_DATE);
-    send_date = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    send_date = lua_isnil(L, res + 2) || lua_toboolean(L, res + 2);
   }
   if (msg == NULL) {
     msg = reason_of(status);
@@ -782,15 +773,11 @@ static void write_head(lua_State *L, http_conn *c, int res, int status,
   buf_add(&c->out, msg, mlen);
   buf_lit(&c->out, "\r\n");
   if (res) {
-    get_key(L, res, keys, KEY_OUT_HEADERS);
-    if (lua_istable(L, -1)) {
-      get_key(L, res, keys, KEY_OUT_NAMES);
-      add_headers(L, c, mark, lua_gettop(L) - 1,
-                  lua_istable(L, -1) ? lua_gettop(L) : 0, &f);
-    }
-    get_key(L, res, keys, KEY_WRITE_HEAD);
-    if (lua_istable(L, -1))
-      add_headers(L, c, mark, lua_gettop(L), 0, &f);
+    if (lua_istable(L, res + 3))
+      add_headers(L, c, mark, res + 3, lua_istable(L, res + 4) ? res + 4 : 0,
+                  &f);
+    if (lua_istable(L, res + 5))
+      add_headers(L, c, mark, res + 5, 0, &f);
   }
   lua_settop(L, top);
 
@@ -1886,9 +1873,11 @@ static http_conn *check_conn(lua_State *L, int idx) {
   return b->c;
 }
 
-/* _http.send(c, res, chunk|nil, last) -> ok: writes the head (first time)
- * and a piece of body; last finishes the response. ok is false when the
- * caller should wait for 'drain' (or the connection is gone). */
+/* _http.send(c, res, chunk|nil, last, statusCode, statusMessage, sendDate,
+ * _headers, _names, _wh) -> ok: writes the head (first time, from res's
+ * fields passed along) and a piece of body; last finishes the response. ok
+ * is false when the caller should wait for 'drain' (or the connection is
+ * gone). */
 static int http_send(lua_State *L) {
   http_conn *c = check_conn(L, 1);
   size_t len = 0;
@@ -1912,7 +1901,7 @@ static int http_send(lua_State *L) {
     return 1;
   }
   if (!c->head_sent)
-    write_head(L, c, 2, 0, len, last);
+    write_head(L, c, 5, 0, len, last);
   write_body(c, chunk, len, last);
   if (last)
     response_done(c);

@@ -7,19 +7,11 @@ local h = require('helper')
 -- run(src[, opts]) -> proc once exited; src is a cluster script.
 local function run(src, opts)
   opts = opts or {}
-  local path = h.tmpfile(src)
-  local args = {path}
-  for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
-  local p = h.run(args, {timeout = opts.timeout or 15000, env = opts.env})
-  os.remove(path)
-  return p
+  return h.script(src, {after = opts.args, env = opts.env,
+    timeout = opts.timeout})
 end
 
-local function lines(s)
-  local out = {}
-  for l in s:gmatch('[^\n]+') do out[#out + 1] = l end
-  return out
-end
+local lines = h.lines
 
 local function has(list, x)
   for _, v in ipairs(list) do if v == x then return true end end

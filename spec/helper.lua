@@ -171,6 +171,30 @@ function h.run(args, opts)
   return p
 end
 
+-- script(src, opts) writes src to a file, runs `luacluster [opts.before...]
+-- file [opts.after...]` to its end (opts.env, opts.timeout) and returns the
+-- process ({code, signal, stdout, stderr}).
+function h.script(src, opts)
+  opts = opts or {}
+  local path = h.tmpfile(src)
+  local argv = {}
+  for _, a in ipairs(opts.before or {}) do argv[#argv + 1] = a end
+  argv[#argv + 1] = path
+  for _, a in ipairs(opts.after or {}) do argv[#argv + 1] = a end
+  local ok, p = pcall(h.run, argv, {timeout = opts.timeout or 15000,
+    env = opts.env})
+  os.remove(path)
+  if not ok then error(p, 2) end
+  return p
+end
+
+-- lines(s) -> the non-empty lines of s.
+function h.lines(s)
+  local out = {}
+  for l in s:gmatch('[^\n]+') do out[#out + 1] = l end
+  return out
+end
+
 -- Kills every process still running (by pid), then their children: a
 -- spec never leaves a worker or a listener behind.
 function h.cleanup()

@@ -14,20 +14,10 @@ end
 
 -- run(src[, args][, timeout]) -> proc once exited; src is a script.
 local function run(src, args, timeout)
-  local path = h.tmpfile(src)
-  local argv = {}
-  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
-  argv[#argv + 1] = path
-  local p = h.run(argv, {timeout = timeout or 30000})
-  os.remove(path)
-  return p
+  return h.script(src, {before = args, timeout = timeout or 30000})
 end
 
-local function lines(s)
-  local out = {}
-  for l in s:gmatch('[^\n]+') do out[#out + 1] = l end
-  return out
-end
+local lines = h.lines
 
 after_each(function() h.cleanup() end)
 

@@ -8,6 +8,7 @@ local utils = require('cluster.utils')
 
 local ReusePortHandle = {}
 ReusePortHandle.__index = ReusePortHandle
+setmetatable(ReusePortHandle, utils.HandleBase)
 
 function ReusePortHandle.new(key, opts)
   local self = setmetatable({key = key, workers = {}, count = 0},
@@ -23,19 +24,8 @@ end
 
 function ReusePortHandle:add(worker, send)
   if self.err then return send(self.err) end
-  if not self.workers[worker] then
-    self.workers[worker] = true
-    self.count = self.count + 1
-  end
+  self:track(worker)
   send(nil, {port = self.port, reuseport = self.port})
-end
-
-function ReusePortHandle:remove(worker)
-  if self.workers[worker] then
-    self.workers[worker] = nil
-    self.count = self.count - 1
-  end
-  return self.count == 0
 end
 
 function ReusePortHandle:close()

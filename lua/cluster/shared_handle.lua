@@ -7,6 +7,7 @@ local utils = require('cluster.utils')
 
 local SharedHandle = {}
 SharedHandle.__index = SharedHandle
+setmetatable(SharedHandle, utils.HandleBase)
 
 -- new(key, opts) binds opts.address:opts.port (opts.backlog); a bind error
 -- is kept and answered to every worker that asks.
@@ -33,20 +34,8 @@ end
 -- add(worker, send): answers the worker with the handle or the error.
 function SharedHandle:add(worker, send)
   if self.err then return send(self.err) end
-  if not self.workers[worker] then
-    self.workers[worker] = true
-    self.count = self.count + 1
-  end
+  self:track(worker)
   send(nil, {port = self.port}, self.tcp)
-end
-
--- remove(worker) -> true when no worker is left (the caller closes it).
-function SharedHandle:remove(worker)
-  if self.workers[worker] then
-    self.workers[worker] = nil
-    self.count = self.count - 1
-  end
-  return self.count == 0
 end
 
 function SharedHandle:close()

@@ -96,6 +96,28 @@ end
 
 utils.dup, utils.close = tcp.dup, tcp.close
 
+-- The worker bookkeeping of the shared and reuseport handles.
+local HandleBase = {}
+HandleBase.__index = HandleBase
+
+function HandleBase:track(worker)
+  if not self.workers[worker] then
+    self.workers[worker] = true
+    self.count = self.count + 1
+  end
+end
+
+-- remove(worker) -> true when no worker is left (the caller closes it).
+function HandleBase:remove(worker)
+  if self.workers[worker] then
+    self.workers[worker] = nil
+    self.count = self.count - 1
+  end
+  return self.count == 0
+end
+
+utils.HandleBase = HandleBase
+
 ------------------------------------------------------------------------------
 -- Channel.
 

@@ -919,12 +919,12 @@ end
 -- _stats() -> {requests=, connections=} over every server of this process
 -- (for cluster.stats()).
 function http._stats()
-  local requests, connections = 0, 0
+  local connections = 0
   for server in pairs(live) do
-    local r, n = server._srv:stats()
-    requests, connections = requests + r, connections + n
+    local _, n = server._srv:stats()
+    connections = connections + n
   end
-  return {requests = requests, connections = connections}
+  return {requests = C.requests(), connections = connections}
 end
 
 ------------------------------------------------------------------------------

@@ -198,6 +198,7 @@ typedef struct {
 
 typedef struct http_server {
   lua_State *L;
+  lc_ctx *ctx;
   uv_loop_t *loop;
   uv_tcp_t listener;
   uv_timer_t timer;  /* Scans connections for timeouts. */
@@ -1176,6 +1177,7 @@ static int on_headers_complete(llhttp_t *p) {
     return -1;
   }
   s->requests++;
+  s->ctx->http_requests++;
   c->busy = 1;
   c->head_sent = 0;
   c->want_drain = 0;
@@ -1830,6 +1832,7 @@ static int http_server_new(lua_State *L) {
   }
   s->L = ctx->L;
   s->loop = ctx->loop;
+  s->ctx = ctx;
   s->ref_self = LUA_NOREF;
   for (i = 0; i < CB_MAX; i++)
     s->refs[i] = LUA_NOREF;
@@ -2026,6 +2029,13 @@ static int http_headers(lua_State *L) {
   return 2;
 }
 
+/* _http.requests() -> requests answered by every server of this process
+ * since it started (servers since collected included). */
+static int http_requests(lua_State *L) {
+  lua_pushnumber(L, lc_get(L)->http_requests);
+  return 1;
+}
+
 static int http_status_codes(lua_State *L) {
   lua_newtable(L);
 #define XX(code, text)                                                        \
@@ -2064,6 +2074,7 @@ int luaopen_lc_http(lua_State *L) {
     {NULL, NULL}};
   static const luaL_Reg fns[] = {
     {"server", http_server_new},
+    {"requests", http_requests},
     {"send", http_send},
     {"write_continue", http_write_continue},
     {"destroy", http_destroy},

@@ -1224,6 +1224,24 @@ describe('http.inject', function()
     assert.equal(200, (h.get(port, '/')))
   end)
 
+  it('answers 500 for a handler that raises, and 404s as written',
+      function()
+    local r = http.inject(function(req, res)
+      if req.url == '/boom' then error('kaboom') end
+      res.statusCode = 404
+      res:finish('nope')
+    end, {url = '/boom'})
+    assert.equal(500, r.statusCode)
+    assert.equal('Internal Server Error', r.body)
+    r = http.inject(function(req, res)
+      res.statusCode = 404
+      res:finish('nope')
+    end, {url = '/x'})
+    assert.equal(404, r.statusCode)
+    assert.equal('nope', r.body)
+    assert.equal('4', r.headers['content-length'])
+  end)
+
   it('raises when no response comes in time', function()
     local ok, err = pcall(http.inject, function() end, {timeout = 100})
     assert.is_false(ok)
@@ -1235,9 +1253,11 @@ describe('http server in cluster workers', function()
   local script = [[
     local cluster = require('cluster')
     local http = require('http')
+    local uv = require('uv')
     if cluster.isPrimary then
       local n = 0
       cluster.on('listening', function(w, address)
+        print('pid ' .. w.id .. ' ' .. w.process.pid)
         n = n + 1
         if n == 2 then print('port ' .. address.port) end
       end)
@@ -1245,23 +1265,37 @@ describe('http server in cluster workers', function()
       cluster.fork()
     else
       http.createServer(function(req, res)
+        -- Busy a moment, so that the other worker takes connections too
+        -- (a shared accept queue does not spread short bursts).
+        local t = uv.hrtime()
+        while uv.hrtime() - t < 2e6 do end
         res:finish('worker ' .. cluster.worker.id)
       end):listen(0, '127.0.0.1')
     end
   ]]
 
   for _, sched in ipairs({'rr', 'none', 'reuseport'}) do
-    it('serves from workers under ' .. sched, function()
+    it('serves from both workers under ' .. sched ..
+        ', and from the other after kill -9 of one', function()
       local p = spawn_server(script, {LUACLUSTER_SCHED = sched})
       local seen = {}
-      for _ = 1, 20 do
+      for _ = 1, 200 do
         local status, body = h.get(p.port, '/')
         assert.equal(200, status, p.stderr)
         seen[body] = true
+        if seen['worker 1'] and seen['worker 2'] then break end
       end
-      assert.truthy(seen['worker 1'] or seen['worker 2'])
-      if sched == 'rr' then
-        assert.truthy(seen['worker 1'] and seen['worker 2'])
+      assert.truthy(seen['worker 1'] and seen['worker 2'],
+        'one worker served everything under ' .. sched)
+      -- Worker 1 dies; worker 2 answers every request from now on.
+      local pid = tonumber(p.stdout:match('pid 1 (%d+)'))
+      require('uv').kill(pid, 'sigkill')
+      assert.is_true(h.wait(function() return not h.alive(pid) end, 2000))
+      h.sleep(100)
+      for _ = 1, 20 do
+        local status, body = h.get(p.port, '/')
+        assert.equal(200, status, p.stderr)
+        assert.equal('worker 2', body)
       end
       stop(p)
       assert.is_nil(p.stderr:find('error'), p.stderr)

@@ -8,6 +8,8 @@
 -- *_spec.lua under spec/.
 
 local process = require('process')
+local uv = require('uv')
+local lc = require('_lc')
 
 local test = {}
 
@@ -50,6 +52,60 @@ function test.run()
   -- As busted's own command, the run ends here: a timer or a server a
   -- spec left behind does not keep the process alive.
   process.exit(done and 0 or 1)
+end
+
+-- For specs (busted under `luacluster test`): the event loop as plain
+-- code, from the main chunk (a spec body), never from a callback.
+--
+-- wait(cond, timeout_ms) -> true when cond() became true, false when the
+-- deadline passed first. Runs the event loop meanwhile. An error raised by
+-- a callback meanwhile fails the spec (raised again here) instead of
+-- ending the runner through the uncaughtException policy.
+function test.wait(cond, timeout)
+  timeout = timeout or 5000
+  uv.update_time()
+  local deadline = uv.now() + timeout
+  if cond() then return true end
+  local caught
+  local function catch(err)
+    if caught == nil then caught = {err} end
+  end
+  process:on('uncaughtException', catch)
+  local tick = uv.new_timer()
+  tick:start(10, 10, function() end)
+  local ok = false
+  while true do
+    lc.run('once')
+    if caught then break end
+    if cond() then ok = true break end
+    uv.update_time()
+    if uv.now() >= deadline then break end
+  end
+  tick:close()
+  lc.run('nowait')
+  process:off('uncaughtException', catch)
+  if caught then error(caught[1], 0) end
+  return ok
+end
+
+-- sleep(ms): runs the loop for ms milliseconds.
+function test.sleep(ms)
+  local done = false
+  local t = uv.new_timer()
+  uv.update_time() -- from now, not from the loop's last turn
+  t:start(ms, 0, function() done = true end)
+  test.wait(function() return done end, ms + 1000)
+  t:close()
+end
+
+-- await(fn, timeout): fn(cb) starts something async that calls cb(...)
+-- once; returns what cb got (raises on timeout).
+function test.await(fn, timeout)
+  local got
+  fn(function(...) got = {n = select('#', ...), ...} end)
+  assert(test.wait(function() return got ~= nil end, timeout or 5000),
+    'timed out waiting for a callback')
+  return unpack(got, 1, got.n)
 end
 
 return test

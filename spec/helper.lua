@@ -24,56 +24,10 @@ h.root = uv.cwd()
 ------------------------------------------------------------------------------
 -- The loop.
 
--- wait(cond, timeout_ms) -> true when cond() became true, false when the
--- deadline passed first. Runs the event loop meanwhile. An error raised by
--- a callback meanwhile fails the spec (raised again here) instead of
--- ending the runner through the uncaughtException policy.
-function h.wait(cond, timeout)
-  timeout = timeout or 5000
-  uv.update_time()
-  local deadline = uv.now() + timeout
-  if cond() then return true end
-  local caught
-  local function catch(err)
-    if caught == nil then caught = {err} end
-  end
-  process:on('uncaughtException', catch)
-  local tick = uv.new_timer()
-  tick:start(10, 10, function() end)
-  local ok = false
-  while true do
-    lc.run('once')
-    if caught then break end
-    if cond() then ok = true break end
-    uv.update_time()
-    if uv.now() >= deadline then break end
-  end
-  tick:close()
-  lc.run('nowait')
-  process:off('uncaughtException', catch)
-  if caught then error(caught[1], 0) end
-  return ok
-end
-
--- sleep(ms): runs the loop for ms milliseconds.
-function h.sleep(ms)
-  local done = false
-  local t = uv.new_timer()
-  uv.update_time() -- from now, not from the loop's last turn
-  t:start(ms, 0, function() done = true end)
-  h.wait(function() return done end, ms + 1000)
-  t:close()
-end
-
--- await(fn, timeout): fn(cb) starts something async that calls cb(...)
--- once; returns what cb got (raises on timeout).
-function h.await(fn, timeout)
-  local got
-  fn(function(...) got = {n = select('#', ...), ...} end)
-  assert(h.wait(function() return got ~= nil end, timeout or 5000),
-    'timed out waiting for a callback')
-  return unpack(got, 1, got.n)
-end
+-- wait(cond, timeout), sleep(ms), await(fn, timeout): the event loop as
+-- plain code (lua/test.lua, public for users' specs too).
+local T = require('test')
+h.wait, h.sleep, h.await = T.wait, T.sleep, T.await
 
 ------------------------------------------------------------------------------
 -- Subprocesses.

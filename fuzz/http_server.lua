@@ -12,15 +12,19 @@
 --   close     Connection: close
 -- The default reads the body and answers with its method, its number of
 -- headers and the body's length. Every request's fields are checked on the
--- way (check below); a broken one is reported to the C side by busy().
+-- way (check below); a broken one is reported to the C side by busy(), as
+-- is the count of answers begun on open connections, each of which must
+-- reach the client (as a 200 or 201 head).
 -- Returns {adopt = function(fd), busy = function() -> conns, pending,
--- problem|nil}.
+-- answered, requests, problem|nil}.
 
 local http = require('http')
+local C = require('_http')
 
 local find, lower = string.find, string.lower
 local pending = 0 -- answers and resumes waiting for the loop
 local problem     -- what check found wrong, for the C side
+local answered = 0 -- answers begun while their connection was open
 
 -- What the request path promises about a request; returns its number of
 -- headers.
@@ -60,6 +64,25 @@ local function check(req)
   return n
 end
 
+-- Whether res's connection is still open: _http.name gives nil alone once
+-- it is closed; open, it is a Unix socket, which has no address to give
+-- (nil, message, code).
+local function open(res)
+  local a, msg = C.name(res._c, false)
+  return a ~= nil or msg ~= nil
+end
+
+-- Counts an answer about to start (its head leaves with its first write)
+-- on an open connection.
+local function start(res)
+  if open(res) then answered = answered + 1 end
+end
+
+local function finish(res, body)
+  start(res)
+  res:finish(body)
+end
+
 local function has(url, word)
   return find(url, word, 1, true) ~= nil
 end
@@ -74,14 +97,18 @@ end
 
 local BIG = string.rep('x', 65536)
 
-local function big(res, left)
+-- Writes left more pieces of BIG, waiting for 'drain' when write() says
+-- so, then calls done and finishes. (A connection that fails mid-way, as
+-- on bad bytes after the request, gives no 'drain' but 'close'.)
+local function big(res, left, done)
   while left > 0 do
     left = left - 1
     if not res:write(BIG) then
-      res:once('drain', function() big(res, left) end)
+      res:once('drain', function() big(res, left, done) end)
       return
     end
   end
+  done()
   res:finish()
 end
 
@@ -89,7 +116,7 @@ local server = http.createServer(function(req, res)
   local url = req.url
   local nheaders = check(req)
   if has(url, 'now') then
-    res:finish('now')
+    finish(res, 'now')
     return
   end
   if has(url, 'destroy') then
@@ -106,17 +133,31 @@ local server = http.createServer(function(req, res)
     if has(url, 'close') then res:setHeader('Connection', 'close') end
     if has(url, 'stream') then
       res:writeHead(201, {['Content-Type'] = 'text/plain'})
+      start(res)
       res:write('a')
       res:write(string.rep('b', 3000))
       res:finish('c')
+    elseif has(url, 'big') and not open(res) then
+      res:finish() -- Cut before it began: no 'close' will come.
     elseif has(url, 'big') then
-      big(res, 6)
+      -- Pending until finished or closed.
+      local gone = false
+      local function done()
+        if not gone then
+          gone = true
+          pending = pending - 1
+        end
+      end
+      pending = pending + 1
+      res:once('close', done)
+      start(res)
+      big(res, 6, done)
     elseif has(url, 'length') and req.method ~= 'HEAD' then
       local body = req.method .. ' ' .. nheaders .. ' ' .. n
       res:setHeader('Content-Length', #body)
-      res:finish(body)
+      finish(res, body)
     else
-      res:finish(req.method .. ' ' .. nheaders .. ' ' .. n)
+      finish(res, req.method .. ' ' .. nheaders .. ' ' .. n)
     end
   end
   req:on('data', function(chunk) n = n + #chunk end)
@@ -138,10 +179,10 @@ return {
   adopt = function(fd)
     assert(server._srv:adopt(fd))
   end,
-  -- What is still going on: connections open, answers pending; and
-  -- what check found wrong.
+  -- What is still going on: connections open, answers pending; answers
+  -- and requests so far; what check found wrong.
   busy = function()
-    local _, conns = server._srv:stats()
-    return conns, pending, problem
+    local requests, conns = server._srv:stats()
+    return conns, pending, answered, requests, problem
   end,
 }

@@ -47,6 +47,7 @@ static unsigned long fz_runs;
 typedef struct {
   llhttp_t parser;
   size_t seen;          /* Bytes of output so far. */
+  int answers;          /* Responses from the handler (200, 201). */
   char field[16];       /* The header name being read (a prefix). */
   size_t flen;
   unsigned in_conn : 1; /* The value being read is Connection's. */
@@ -129,6 +130,12 @@ static int chk_headers_complete(llhttp_t *p) {
   checker *k = checker_of(p);
   if (p->http_major != 1 || p->http_minor != 1)
     fail(k, "a response not in HTTP/1.1", NULL, 0);
+  /* The handler answers 200 or 201; the server itself 1xx, 400, 417 or
+   * 431. A 500 is the handler failing on a request. */
+  if (p->status_code == 500)
+    fail(k, "a 500: the handler raised", NULL, 0);
+  if (p->status_code == 200 || p->status_code == 201)
+    k->answers++;
   /* A final response with neither length nor chunks: the server frames a
    * body that way only to end it with the connection (Connection: close).
    * On a kept connection it is the answer to HEAD, which has no body. */
@@ -180,17 +187,27 @@ static void adopt(int fd) {
     fail(NULL, "the server did not adopt the connection", NULL, 0);
 }
 
-/* Sets the connections open and the answers pending in the harness;
- * aborts when the harness found a request that breaks a promise. */
-static void busy(int *conns, int *pending) {
+/* What the harness says is going on (busy() in fuzz/http_server.lua). */
+typedef struct {
+  int conns;      /* Connections open. */
+  int pending;    /* Answers and resumes waiting for a later turn. */
+  long answered;  /* Answers begun on open connections, over all runs. */
+  double requests; /* Requests dispatched, over all runs. */
+} state;
+
+/* Fills st from the harness; aborts when it found a request that breaks
+ * a promise. */
+static void busy(state *st) {
   lua_rawgeti(fz_L, LUA_REGISTRYINDEX, fz_ref_busy);
-  if (lc_pcall(fz_L, 0, 3) != 0)
+  if (lc_pcall(fz_L, 0, 5) != 0)
     fail(NULL, "the harness raised", NULL, 0);
-  *conns = (int)lua_tointeger(fz_L, -3);
-  *pending = (int)lua_tointeger(fz_L, -2);
+  st->conns = (int)lua_tointeger(fz_L, -5);
+  st->pending = (int)lua_tointeger(fz_L, -4);
+  st->answered = (long)lua_tointeger(fz_L, -3);
+  st->requests = lua_tonumber(fz_L, -2);
   if (lua_isstring(fz_L, -1))
     fail(NULL, lua_tostring(fz_L, -1), NULL, 0);
-  lua_pop(fz_L, 3);
+  lua_pop(fz_L, 5);
 }
 
 /* Reads what the server wrote into the checker; returns 1 at its end of
@@ -247,25 +264,33 @@ static void put(int fd, checker *k, const uint8_t *p, size_t len) {
   }
 }
 
-/* Turns the loop until the server has read everything (or closed) and no
- * answer waits for a later turn, twice in a row: a finished answer
- * resumes its connection's parser on the next turn. */
+/* Turns the loop until the server is done with what it was given: it has
+ * read everything (or closed), no answer waits for a later turn, and two
+ * turns in a row dispatched no request and wrote nothing (a finished
+ * answer resumes its connection's parser, with pipelined requests, on the
+ * next turn). */
 static void settle(int fd, int srv, checker *k) {
-  int turns, quiet = 0, conns, pending;
+  int turns, quiet = 0;
+  state st, was;
+  busy(&was);
   for (turns = 0; turns < MAX_TURNS && quiet < 2; turns++) {
+    size_t seen = k->seen;
     if (turn(fd, k))
       return;
-    busy(&conns, &pending);
-    if (pending == 0 && (conns == 0 || unread(srv) == 0))
+    busy(&st);
+    if (st.pending == 0 && (st.conns == 0 || unread(srv) == 0) &&
+        st.requests == was.requests && k->seen == seen)
       quiet++;
     else
       quiet = 0;
+    was = st;
   }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   checker k;
-  int sv[2], mode, turns, eof = 0, conns = 0, pending = 0;
+  int sv[2], mode, turns, eof = 0;
+  state st, start;
   size_t cuts[3], at = 0, i, pieces;
   fz_input = data;
   fz_input_len = size;
@@ -294,6 +319,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     abort();
   }
   checker_init(&k);
+  busy(&start);
   adopt(sv[0]);
   for (i = 0; i < pieces; i++) {
     put(sv[1], &k, data + at, cuts[i] - at);
@@ -310,8 +336,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     else
       uv_run(fz_ctx->loop, UV_RUN_NOWAIT);
     if (eof) {
-      busy(&conns, &pending);
-      if (conns == 0 && pending == 0)
+      busy(&st);
+      if (st.conns == 0 && st.pending == 0)
         break;
     }
   }
@@ -319,6 +345,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fail(&k, eof ? "the connection closed but work is left"
                  : "the connection did not close after the input ended",
          NULL, 0);
+  /* Every answer begun on an open connection reached the client. */
+  if (k.answers != st.answered - start.answered) {
+    char msg[96];
+    snprintf(msg, sizeof(msg), "%ld answers begun, %d received",
+             st.answered - start.answered, k.answers);
+    fail(&k, msg, NULL, 0);
+  }
   close(sv[1]);
   /* Collect now and then, so that each run starts from a like heap. */
   if (++fz_runs % 1000 == 0)

@@ -1015,6 +1015,8 @@ function http.inject(target, opts, cb)
     error('inject: expected a handler function or an http Server', 2)
   end
   local own = not server._serving
+  -- A server that never listened has not given C its options yet.
+  if own then configure(server) end
   local fds, perr = uv.socketpair('stream', 0, {nonblock = true},
     {nonblock = true})
   if not fds then error('inject: socketpair failed: ' .. tostring(perr), 2) end

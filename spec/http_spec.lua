@@ -1242,6 +1242,17 @@ describe('http.inject', function()
     assert.equal('4', r.headers['content-length'])
   end)
 
+  it('applies the server\'s options (maxHeaderSize) without a listen',
+      function()
+    local s = http.createServer({maxHeaderSize = 100}, function(req, res)
+      res:finish('ok')
+    end)
+    local r = http.inject(s, {headers = {['X-Big'] = ('x'):rep(300)}})
+    assert.equal(431, r.statusCode)
+    r = http.inject(s, {})
+    assert.equal(200, r.statusCode)
+  end)
+
   it('raises when no response comes in time', function()
     local ok, err = pcall(http.inject, function() end, {timeout = 100})
     assert.is_false(ok)

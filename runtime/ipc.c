@@ -353,7 +353,11 @@ typedef struct {
   uv_tcp_t *send_handle;
 } ipc_write;
 
-enum { EV_MESSAGE = 0, EV_INTERNAL = 1, EV_CLOSE = 2, EV_ERROR = 3 };
+enum { EV_MESSAGE = 0, EV_INTERNAL = 1, EV_CLOSE = 2, EV_ERROR = 3,
+       EV_BATCH = 4, EV_RESUME = 5 };
+
+/* Frames delivered to Lua per call. */
+#define IPC_BATCH 256
 
 static void chan_handle_closed(uv_handle_t *h) {
   ipc_chan *ch = (ipc_chan *)h->data;
@@ -532,44 +536,72 @@ static int chan_take_handle(ipc_chan *ch) {
   return dupfd;
 }
 
-/* Delivers the complete frames in the read buffer, one on_event call
- * each, all under one protected call (as Node emits every message of a
- * read before its nextTick queue runs). Upvalue: the channel. Returns
- * nothing; sets ch->bad on a malformed frame. A raising handler ends the
- * batch; chan_read starts another for the frames after it. */
+/* Delivers the complete frames in the read buffer to Lua in batches: up
+ * to IPC_BATCH frames decoded into one table {kind, value, fd|false, ...}
+ * and one on_event(EV_BATCH, batch, n) call, so the Lua side walks them in
+ * a loop the JIT compiles, rather than being entered from C per message.
+ * All under one protected call (as Node emits every message of a read
+ * before its nextTick queue runs). Upvalue: the channel. Sets ch->bad on a
+ * malformed frame. A raising handler ends the call; chan_read has the Lua
+ * side finish its batch (EV_RESUME) and delivers the frames after it. */
 static int chan_deliver(lua_State *L) {
   ipc_chan *ch = (ipc_chan *)lua_touserdata(L, lua_upvalueindex(1));
-  while (!ch->closing && ch->in.len - ch->in_pos >= 5) {
-    const char *p = ch->in.data + ch->in_pos;
-    uint32_t len = get_u32(p);
-    unsigned flags;
-    ipc_cursor c;
-    int fd = -1, top;
-    if (len == 0 || len > IPC_MAX_FRAME) {
-      ch->bad = 1;
-      return 0;
+  while (!ch->closing && !ch->bad && ch->in.len - ch->in_pos >= 5) {
+    int n = 0, batch, ready = 0;
+    size_t at = ch->in_pos;
+    /* Complete frames waiting (up to a batch): the table's size. */
+    while (ready < IPC_BATCH && ch->in.len - at >= 4) {
+      size_t flen = (size_t)get_u32(ch->in.data + at);
+      if (ch->in.len - at < 4 + flen)
+        break;
+      at += 4 + flen;
+      ready++;
     }
-    if (ch->in.len - ch->in_pos < 4 + (size_t)len)
-      break;
-    flags = (unsigned char)p[4];
-    c.p = p + 5;
-    c.end = p + 4 + len;
-    ch->in_pos += 4 + (size_t)len;
-    if (flags & IPC_HANDLE)
-      fd = chan_take_handle(ch);
-    top = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, ch->ref_cb);
-    lua_pushinteger(L, (flags & IPC_INTERNAL) ? EV_INTERNAL : EV_MESSAGE);
-    if (!dec_value(L, &c, 0) || c.p != c.end) {
-      lua_settop(L, top);
+    lua_pushinteger(L, EV_BATCH);
+    lua_createtable(L, 3 * (ready > 0 ? ready : 1), 0);
+    batch = lua_gettop(L);
+    while (n < IPC_BATCH && ch->in.len - ch->in_pos >= 5) {
+      const char *p = ch->in.data + ch->in_pos;
+      uint32_t len = get_u32(p);
+      unsigned flags;
+      ipc_cursor c;
+      int fd = -1;
+      if (len == 0 || len > IPC_MAX_FRAME) {
+        ch->bad = 1;
+        break;
+      }
+      if (ch->in.len - ch->in_pos < 4 + (size_t)len)
+        break;
+      flags = (unsigned char)p[4];
+      c.p = p + 5;
+      c.end = p + 4 + len;
+      ch->in_pos += 4 + (size_t)len;
+      if (flags & IPC_HANDLE)
+        fd = chan_take_handle(ch);
+      if (!dec_value(L, &c, 0) || c.p != c.end) {
+        lua_settop(L, batch);
+        if (fd >= 0)
+          close(fd);
+        ch->bad = 1;
+        break;
+      }
+      lua_rawseti(L, batch, 3 * n + 2);
+      lua_pushinteger(L, (flags & IPC_INTERNAL) ? EV_INTERNAL : EV_MESSAGE);
+      lua_rawseti(L, batch, 3 * n + 1);
       if (fd >= 0)
-        close(fd);
-      ch->bad = 1;
-      return 0;
+        lua_pushinteger(L, fd);
+      else
+        lua_pushboolean(L, 0);
+      lua_rawseti(L, batch, 3 * n + 3);
+      n++;
     }
-    if (fd >= 0)
-      lua_pushinteger(L, fd);
-    lua_call(L, fd >= 0 ? 3 : 2, 0);
+    if (n == 0) {
+      lua_settop(L, batch - 3);
+      break; /* An incomplete frame, or a bad one. */
+    }
+    lua_pushinteger(L, n);
+    lua_call(L, 3, 0);
   }
   return 0;
 }
@@ -587,7 +619,16 @@ static void chan_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     size_t before = ch->in_pos;
     lua_pushlightuserdata(L, ch);
     lua_pushcclosure(L, chan_deliver, 1);
-    lc_pcall(L, 0, 0);
+    if (lc_pcall(L, 0, 0) != 0) {
+      /* A handler raised (and the policy let us go on): the messages of
+       * its batch after it still run, in order. */
+      do {
+        if (ch->closing)
+          break;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ch->ref_cb);
+        lua_pushinteger(L, EV_RESUME);
+      } while (lc_pcall(L, 1, 0) != 0);
+    }
     if (ch->in_pos == before)
       break; /* An incomplete frame: wait for more bytes. */
   }

@@ -307,6 +307,39 @@ describe('cluster messages', function()
       'still works\tping/pong'}, lines(p.stdout))
   end)
 
+  it('delivers the messages after one whose handler raised', function()
+    local p = run([[
+      local cluster = require('cluster')
+      if cluster.isPrimary then
+        local w = cluster.fork()
+        w:on('message', function(m)
+          print('back', m)
+          if m == 5 then w:disconnect() end
+        end)
+        w:on('online', function()
+          for i = 1, 5 do w:send(i) end
+        end)
+      else
+        process.on('uncaughtException', function(err)
+          print('caught', (tostring(err):gsub('^.-:%d+: ', '')))
+        end)
+        process.on('message', function(m)
+          if m == 2 then error('bad message ' .. m) end
+          process.send(m)
+        end)
+      end
+    ]])
+    assert.equal(0, p.code)
+    local out = lines(p.stdout)
+    assert.is_true(has(out, 'caught\tbad message 2'))
+    local backs = {}
+    for _, l in ipairs(out) do
+      local n = l:match('^back\t(%d)$')
+      if n then backs[#backs + 1] = tonumber(n) end
+    end
+    assert.same({1, 3, 4, 5}, backs)
+  end)
+
   it('reports a send on a closed channel through cb or error', function()
     local p = run([[
       local cluster = require('cluster')

@@ -124,7 +124,7 @@ utils.HandleBase = HandleBase
 local Channel = {}
 Channel.__index = Channel
 
-local EV_MESSAGE, EV_INTERNAL, EV_CLOSE = 0, 1, 2
+local EV_MESSAGE, EV_CLOSE, EV_BATCH, EV_RESUME = 0, 2, 4, 5
 
 local function wrap_fd(fd)
   if not fd then return nil end
@@ -148,18 +148,41 @@ function utils.Channel(fd, handlers)
     pending = {}, h = handlers}, Channel)
   local pending = self.pending
   local on_message, on_internal = handlers.message, handlers.internal
-  local c, err = ipc.channel(fd, function(kind, value, hfd)
+
+  local function deliver(kind, value, hfd)
     if kind == EV_MESSAGE then
       if hfd then tcp.close(hfd) end
       return on_message(value)
-    elseif kind == EV_INTERNAL then
-      local ack = value.ack
-      if ack and pending[ack] then
-        local cb = pending[ack]
-        pending[ack] = nil
-        return cb(value, wrap_fd(hfd))
-      end
-      return on_internal(value, wrap_fd(hfd))
+    end
+    local ack = value.ack
+    if ack and pending[ack] then
+      local cb = pending[ack]
+      pending[ack] = nil
+      return cb(value, wrap_fd(hfd))
+    end
+    return on_internal(value, wrap_fd(hfd))
+  end
+
+  -- Messages come in batches of {kind, value, fd|false, ...}; the position
+  -- is kept outside the loop so that after a handler raised, EV_RESUME
+  -- goes on with the next message.
+  local batch, bi, bn
+  local function run_batch()
+    while bi <= bn and not self.closing do
+      local j = 3 * bi
+      bi = bi + 1
+      local hfd = batch[j]
+      deliver(batch[j - 2], batch[j - 1], hfd or nil)
+    end
+    batch = nil
+  end
+
+  local c, err = ipc.channel(fd, function(kind, value, n)
+    if kind == EV_BATCH then
+      batch, bi, bn = value, 1, n
+      return run_batch()
+    elseif kind == EV_RESUME then
+      if batch then return run_batch() end
     elseif kind == EV_CLOSE then
       return self:_closed()
     else

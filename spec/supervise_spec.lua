@@ -278,6 +278,57 @@ describe('cluster.stats and the status endpoint', function()
   end)
 end)
 
+describe('worker output under -w', function()
+  it('prefixes each line with the worker id, lines whole', function()
+    -- Each worker writes long lines in pieces (io.write without a newline,
+    -- then the rest), both workers at once: every line must come out whole
+    -- behind its own prefix.
+    local app = h.tmpfile([[
+      local id = process.pid
+      for i = 1, 200 do
+        io.write(('a'):rep(1500))
+        io.flush()
+        io.write(('b'):rep(1500), ' ', id, ' ', i, '\n')
+        io.flush()
+      end
+      io.stderr:write('to stderr ', id, '\n')
+    ]])
+    local p = h.run({'-w', '2', app}, {timeout = 20000})
+    os.remove(app)
+    assert.equal(0, p.code, p.stderr)
+    local count = {}
+    for line in p.stdout:gmatch('[^\n]+') do
+      local w, pid, i = line:match('^%[(%d)%] a+b+ (%d+) (%d+)$')
+      assert.truthy(w, 'a mixed or partial line: ' .. line:sub(1, 80))
+      assert.equal(3000 + 2 + #pid + #i, #line - 4)
+      count[w] = (count[w] or 0) + 1
+    end
+    assert.equal(200, count['1'])
+    assert.equal(200, count['2'])
+    assert.truthy(p.stderr:find('%[1%] to stderr %d+\n'))
+    assert.truthy(p.stderr:find('%[2%] to stderr %d+\n'))
+    -- The primary's own messages: one line each.
+    assert.truthy(p.stderr:find('luacluster: worker 1 %(pid %d+%) started\n'))
+    assert.truthy(p.stderr:find('luacluster: worker 2 %(pid %d+%) exited ' ..
+      '%(code 0%)\n'))
+  end)
+
+  it('prefixes a silent worker\'s lines when nothing listens to them',
+      function()
+    local p = h.script([[
+      local cluster = require('cluster')
+      if cluster.isPrimary then
+        cluster.setupPrimary({silent = true})
+        cluster.fork()
+      else
+        print('hello from a silent worker')
+      end
+    ]])
+    assert.equal(0, p.code)
+    assert.equal('[1] hello from a silent worker\n', p.stdout)
+  end)
+end)
+
 describe('systemd', function()
   it('adopts a socket passed by systemd-socket-activate', function()
     local port = h.free_port()

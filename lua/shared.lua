@@ -137,16 +137,24 @@ local function value_of(t, self)
   return core.decode(self._ud)
 end
 
-function Dict:get(key)
+-- The lookup of get and get_stale: the value's type (> 0, its value in V),
+-- or nil and the error.
+local function lookup(self, key, stale)
   local h = self._h
   if h == nil then bad_self() end
   local k, n = checkkey(key)
   if not k then return nil, n end
-  local t = C.lc_shdict_get(h, k, n, V, 0)
+  local t = C.lc_shdict_get(h, k, n, V, stale)
   if t <= 0 then
     if t == 0 then return nil end
     return nil, ERRORS[-t]
   end
+  return t
+end
+
+function Dict:get(key)
+  local t, err = lookup(self, key, 0)
+  if not t then return nil, err end
   local val = value_of(t, self)
   local flags = V.flags
   if flags ~= 0 then return val, flags end
@@ -154,15 +162,8 @@ function Dict:get(key)
 end
 
 function Dict:get_stale(key)
-  local h = self._h
-  if h == nil then bad_self() end
-  local k, n = checkkey(key)
-  if not k then return nil, n end
-  local t = C.lc_shdict_get(h, k, n, V, 1)
-  if t <= 0 then
-    if t == 0 then return nil end
-    return nil, ERRORS[-t]
-  end
+  local t, err = lookup(self, key, 1)
+  if not t then return nil, err end
   local val = value_of(t, self)
   local flags = V.flags
   return val, flags ~= 0 and flags or nil, V.stale ~= 0

@@ -142,6 +142,31 @@ function h.script(src, opts)
   return p
 end
 
+-- track_tcp() wraps uv.new_tcp until untrack_tcp(), recording every luv TCP
+-- handle made meanwhile; open_tcp() counts those not closed (uv.walk cannot
+-- be used: it refuses the handles the runtime makes in C).
+local made, real_new_tcp = {}, uv.new_tcp
+function h.track_tcp()
+  made = {}
+  uv.new_tcp = function(...)
+    local t = real_new_tcp(...)
+    if t then made[#made + 1] = t end
+    return t
+  end
+end
+
+function h.untrack_tcp()
+  uv.new_tcp = real_new_tcp
+end
+
+function h.open_tcp()
+  local n = 0
+  for _, t in ipairs(made) do
+    if not t:is_closing() then n = n + 1 end
+  end
+  return n
+end
+
 -- lines(s) -> the non-empty lines of s.
 function h.lines(s)
   local out = {}

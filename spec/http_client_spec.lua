@@ -4,27 +4,7 @@ local h = require('helper')
 local uv = require('uv')
 local client = require('http.client')
 
--- Every luv TCP handle made during a spec (uv.new_tcp is wrapped), so the
--- spec can check it closed them all. (uv.walk cannot be used: it trips on
--- the handles the runtime makes in C.)
-local made
-local real_new_tcp = uv.new_tcp
-local function track()
-  made = {}
-  uv.new_tcp = function(...)
-    local t = real_new_tcp(...)
-    if t then made[#made + 1] = t end
-    return t
-  end
-end
-
-local function open_tcp()
-  local n = 0
-  for _, t in ipairs(made) do
-    if not t:is_closing() then n = n + 1 end
-  end
-  return n
-end
+local track, open_tcp = h.track_tcp, h.open_tcp
 
 -- Parses one request from buf: {method=, path=, version=, headers=
 -- (lower-case), head=, body=} once its head and body are complete.
@@ -148,7 +128,7 @@ end
 describe('http client', function()
   before_each(track)
   after_each(function()
-    uv.new_tcp = real_new_tcp
+    h.untrack_tcp()
     assert.is_true(h.wait(function() return open_tcp() == 0 end, 2000),
       'a TCP handle was left open')
   end)

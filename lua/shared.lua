@@ -154,7 +154,10 @@ end
 
 function Dict:get(key)
   local t, err = lookup(self, key, 0)
-  if not t then return nil, err end
+  if not t then
+    if err then return nil, err end
+    return nil
+  end
   local val = value_of(t, self)
   local flags = V.flags
   if flags ~= 0 then return val, flags end
@@ -163,7 +166,10 @@ end
 
 function Dict:get_stale(key)
   local t, err = lookup(self, key, 1)
-  if not t then return nil, err end
+  if not t then
+    if err then return nil, err end
+    return nil
+  end
   local val = value_of(t, self)
   local flags = V.flags
   return val, flags ~= 0 and flags or nil, V.stale ~= 0

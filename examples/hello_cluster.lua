@@ -14,6 +14,8 @@ if cluster.isMaster then
       ') listening on port ' .. address.port)
   end)
   cluster.on('exit', function(worker, code, signal)
+    -- A worker that left on purpose (a shutdown, a reload) is not replaced.
+    if worker.exitedAfterDisconnect then return end
     print('worker ' .. worker.process.pid .. ' died (' ..
       (signal or code) .. '); forking a new one')
     cluster.fork()

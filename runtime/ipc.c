@@ -648,8 +648,18 @@ static void chan_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
 }
 
+/* The channel at argument 1. Methods hold the metatable as upvalue 1, so
+ * the check is a pointer comparison (luaL_checkudata would look the name up
+ * in the registry on every send). */
 static ipc_chan *check_chan(lua_State *L) {
-  ipc_chan **pp = (ipc_chan **)luaL_checkudata(L, 1, IPC_CHANNEL);
+  ipc_chan **pp = (ipc_chan **)lua_touserdata(L, 1);
+  int ok = pp != NULL && lua_getmetatable(L, 1);
+  if (ok) {
+    ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+  }
+  if (!ok)
+    luaL_typerror(L, 1, IPC_CHANNEL);
   if (*pp == NULL || (*pp)->closing)
     luaL_error(L, "IPC channel is closed");
   return *pp;
@@ -889,8 +899,13 @@ int luaopen_lc_ipc(lua_State *L) {
     {"ref", chan_ref},
     {NULL, NULL}};
   if (luaL_newmetatable(L, IPC_CHANNEL)) {
+    const luaL_Reg *m;
     lua_newtable(L);
-    luaL_register(L, NULL, methods);
+    for (m = methods; m->name; m++) {
+      lua_pushvalue(L, -2);
+      lua_pushcclosure(L, m->func, 1);
+      lua_setfield(L, -2, m->name);
+    }
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, chan_gc);
     lua_setfield(L, -2, "__gc");

@@ -28,16 +28,21 @@ end
 
 -- send(msg[, cb]) -> true, or false when the channel is closed (cb or
 -- the 'error' event gets the error). Raises when msg cannot be encoded.
+local ClosedMT = {__tostring = function(e) return e.message end}
+
+-- Reports a send on a closed channel (apart from send, which then has no
+-- closure: a closure in it would keep the JIT from compiling the send path).
+local function send_closed(self, cb)
+  local err = setmetatable({code = 'ERR_IPC_CHANNEL_CLOSED',
+    message = 'Channel closed'}, ClosedMT)
+  if cb then process.nextTick(cb, err)
+  else process.nextTick(function() self:emit('error', err) end) end
+  return false
+end
+
 function Worker:send(msg, cb)
   local ch = self._channel
-  if not ch or ch.closing then
-    local err = {code = 'ERR_IPC_CHANNEL_CLOSED',
-      message = 'Channel closed'}
-    setmetatable(err, {__tostring = function(e) return e.message end})
-    if cb then process.nextTick(cb, err)
-    else process.nextTick(function() self:emit('error', err) end) end
-    return false
-  end
+  if not ch or ch.closing then return send_closed(self, cb) end
   return ch:send(msg, cb)
 end
 

@@ -221,7 +221,9 @@ typedef struct {
 static int dec_value(lua_State *L, ipc_cursor *c, int depth) {
   char tag;
   uint32_t n, i;
-  if (c->p >= c->end || depth >= IPC_MAX_DEPTH || !lua_checkstack(L, 3))
+  /* Room on the stack: a scalar takes the slot its caller made sure of; a
+   * table checks for its key and value below. */
+  if (c->p >= c->end || depth >= IPC_MAX_DEPTH)
     return 0;
   tag = *c->p++;
   switch (tag) {
@@ -264,7 +266,7 @@ static int dec_value(lua_State *L, ipc_cursor *c, int depth) {
     n = get_u32(c->p);
     c->p += 4;
     /* Each element takes a byte at least: bounds n before allocating. */
-    if ((size_t)(c->end - c->p) < n)
+    if ((size_t)(c->end - c->p) < n || !lua_checkstack(L, 4))
       return 0;
     if (tag == 'a') {
       lua_createtable(L, (int)n, 0);
@@ -314,7 +316,7 @@ int lc_codec_decode(lua_State *L, const char *p, size_t n) {
   ipc_cursor c;
   c.p = p;
   c.end = p + n;
-  if (!dec_value(L, &c, 0))
+  if (!lua_checkstack(L, 2) || !dec_value(L, &c, 0))
     return 0;
   if (c.p != c.end) {
     lua_pop(L, 1);

@@ -621,8 +621,6 @@ local function make_callbacks(self)
       end
       next_tick(self.emit, self, 'close')
     end,
-    IncomingMessage = IncomingMessage,
-    ServerResponse = ServerResponse,
     Socket = Socket,
   }
 end

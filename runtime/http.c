@@ -68,15 +68,14 @@
 /* The Lua functions and classes a server calls, by field of the table
  * given to _http.server(). */
 #define HTTP_CALLBACK_MAP(XX)                                                 \
-  XX(DISPATCH, "dispatch")     /* (req, res): one call per request. */        \
+  XX(DISPATCH, "dispatch")     /* (method, url, version, head, socket,     \
+                                  complete, conn, env): one per request. */ \
   XX(DATA, "data")             /* (req, chunk): a piece of request body. */   \
   XX(END, "end")               /* (req): the body is complete. */             \
   XX(DRAIN, "drain")           /* (res): the write queue emptied. */          \
   XX(ABORT, "abort")           /* (req|nil, res|nil): closed mid-request. */  \
   XX(CONNECTION, "connection") /* (socket): a new connection. */              \
   XX(CLOSE, "close")           /* (): the server is fully closed. */          \
-  XX(REQ_MT, "IncomingMessage")                                               \
-  XX(RES_MT, "ServerResponse")                                                \
   XX(SOCK_MT, "Socket")
 
 enum {
@@ -92,17 +91,9 @@ static const char *const cb_fields[] = {
 #undef XX
 };
 
-/* Strings the hot path sets and reads, interned once per server in a key
- * table (lua_setfield would look each up in the string table per use). */
-#define HTTP_KEY_MAP(XX)                                                      \
-  XX(METHOD, "method") XX(URL, "url") XX(HTTP_VERSION, "httpVersion")         \
-  XX(VERSION_MAJOR, "httpVersionMajor") XX(VERSION_MINOR, "httpVersionMinor") \
-  XX(HEADERS, "headers") XX(RAW_HEADERS, "rawHeaders") XX(SOCKET, "socket")   \
-  XX(COMPLETE, "complete") XX(CONN, "_c") XX(REQ, "req")                      \
-  XX(STATUS_CODE, "statusCode") XX(STATUS_MESSAGE, "statusMessage")           \
-  XX(SEND_DATE, "sendDate") XX(OUT_HEADERS, "_headers")                       \
-  XX(OUT_NAMES, "_names") XX(WRITE_HEAD, "_wh") XX(V10, "1.0")                \
-  XX(V11, "1.1") XX(HEAD_DATA, "_hd")
+/* Strings the hot path pushes, interned once per server in a key table
+ * (lua_pushstring would look each up in the string table per use). */
+#define HTTP_KEY_MAP(XX) XX(V10, "1.0") XX(V11, "1.1")
 
 enum {
   KEY_NONE,
@@ -463,10 +454,6 @@ static void conn_callback(http_conn *c, int cb, int slot) {
   conn_get(c, slot);
   lc_pcall(L, 1, 0);
 }
-
-/* Field stores go key first, then value, then lua_rawset (t and keys are
- * absolute indexes). */
-#define KEY(L, keys, k) lua_rawgeti((L), (keys), (k))
 
 /* Pushes the server's key table; returns its (absolute) index. */
 static int push_keys(http_server *s) {

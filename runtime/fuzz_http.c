@@ -29,8 +29,6 @@
 #include <llhttp.h>
 #include "lc.h"
 
-int lc_luv_pcall(lua_State *L, int nargs, int nresults, int flags);
-
 /* Turns of the loop an input may take before its connection must have
  * closed: each turn moves up to 64 KiB, so the biggest answer takes
  * dozens, and a hang is caught long before libFuzzer's -timeout. */
@@ -362,15 +360,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 /* ---- Start-up, as runtime/main.c does it. ---- */
 
 static int pinit(lua_State *L) {
-  lua_gc(L, LUA_GCSTOP, 0);
-  luaL_openlibs(L);
-  luv_set_loop(L, uv_default_loop());
-  luv_set_callback(L, lc_luv_pcall);
-  lc_preload(L);
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "init");
-  lua_call(L, 1, 1);
-  lua_getfield(L, -1, "main");
+  lc_open(L);
   lua_createtable(L, 2, 0); /* Stack: init, init.main, argv. */
   lua_pushliteral(L, "fuzz_http");
   lua_rawseti(L, -2, 1);

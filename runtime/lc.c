@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <lualib.h>
 #include <luajit.h>
+#include <luv.h>
 #include "lc.h"
 
 static const char lc_ctx_key = 'c';
@@ -145,6 +146,23 @@ int lc_pcall(lua_State *L, int nargs, int nresults) {
       fflush(stdout);
   }
   return rc;
+}
+
+/* Opens the runtime in L: the standard libraries, luv on the runtime's loop
+ * and callback policy, the preloads; pushes the init module and init.main.
+ * Start-up allocates only what lives on (the libraries, the modules), so
+ * the collector stays stopped; lua/init.lua restarts it before the script
+ * runs. Raises on failure (call it in protected mode). Stack: +2. */
+void lc_open(lua_State *L) {
+  lua_gc(L, LUA_GCSTOP, 0);
+  luaL_openlibs(L);
+  luv_set_loop(L, uv_default_loop());
+  luv_set_callback(L, lc_luv_pcall);
+  lc_preload(L);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "init");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "main");
 }
 
 /* luv's callback hook: the same policy for callbacks of the `uv` module. */

@@ -41,6 +41,13 @@ lc_ctx *lc_get(lua_State *L);
  * nresults pushed) or the Lua error code. */
 int lc_pcall(lua_State *L, int nargs, int nresults);
 
+/* Opens the runtime in L and pushes the init module and init.main (in
+ * protected mode: raises on failure). Stack: +2. */
+void lc_open(lua_State *L);
+
+/* luv's callback hook: lc_pcall's policy for the `uv` module's callbacks. */
+int lc_luv_pcall(lua_State *L, int nargs, int nresults, int flags);
+
 /* Registers the embedded modules and the C modules in package.preload.
  * With LUACLUSTER_LUA_DIR set, Lua modules are loaded from that folder. */
 void lc_preload(lua_State *L);

@@ -11,25 +11,12 @@
 #include <luv.h>
 #include "lc.h"
 
-int lc_luv_pcall(lua_State *L, int nargs, int nresults, int flags);
-
 /* Runs in protected mode: builds the state and calls init.main(argv). */
 static int pmain(lua_State *L) {
   char **argv = (char **)lua_touserdata(L, 1);
   int argc = (int)lua_tointeger(L, 2);
   int i;
-  /* Start-up allocates only what lives on (the libraries, the modules):
-   * collecting meanwhile is wasted work. lua/init.lua restarts the
-   * collector before the script runs. */
-  lua_gc(L, LUA_GCSTOP, 0);
-  luaL_openlibs(L);
-  luv_set_loop(L, uv_default_loop());
-  luv_set_callback(L, lc_luv_pcall);
-  lc_preload(L);
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "init");
-  lua_call(L, 1, 1);
-  lua_getfield(L, -1, "main");
+  lc_open(L);
   lua_createtable(L, argc, 0); /* Stack: init, init.main, argv. */
   for (i = 0; i < argc; i++) {
     lua_pushstring(L, argv[i]);

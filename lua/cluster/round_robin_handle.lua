@@ -12,12 +12,7 @@ RoundRobinHandle.__index = RoundRobinHandle
 function RoundRobinHandle.new(key, opts)
   local self = setmetatable({key = key, list = {}, next = 1, waiting = {}},
     RoundRobinHandle)
-  local fd, port
-  if opts.fd then
-    fd, port = utils.dup(opts.fd), opts.port
-  else
-    fd, port = utils.socket(opts, false, false)
-  end
+  local fd, port = utils.listener(opts)
   if not fd then
     self.err = port
     return self

@@ -13,14 +13,7 @@ setmetatable(SharedHandle, utils.HandleBase)
 -- is kept and answered to every worker that asks.
 function SharedHandle.new(key, opts)
   local self = setmetatable({key = key, workers = {}, count = 0}, SharedHandle)
-  local fd, port
-  if opts.fd then
-    -- A socket handed to us already listening (systemd socket activation):
-    -- we use a duplicate, so the original outlives this handle.
-    fd, port = utils.dup(opts.fd), opts.port
-  else
-    fd, port = utils.socket(opts, false, false)
-  end
+  local fd, port = utils.listener(opts)
   if not fd then
     self.err = port
     return self

@@ -96,6 +96,19 @@ end
 
 utils.dup, utils.close = tcp.dup, tcp.close
 
+-- listener(opts) -> fd, port of a listening socket for opts: a duplicate of
+-- opts.fd (a socket handed over already listening, by systemd socket
+-- activation: the original outlives the handle), else a new one; or nil,
+-- {code, message}.
+function utils.listener(opts)
+  if opts.fd then
+    local fd, msg, code = tcp.dup(opts.fd)
+    if not fd then return nil, {code = code, message = msg} end
+    return fd, opts.port
+  end
+  return utils.socket(opts, false, false)
+end
+
 -- The worker bookkeeping of the shared and reuseport handles.
 local HandleBase = {}
 HandleBase.__index = HandleBase

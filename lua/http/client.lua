@@ -37,6 +37,12 @@ local function parse_error(code, reason, data)
     {bytesParsed = 0, rawPacket = data})
 end
 
+-- The error of a head (or trailers) past MAX_HEADER_SIZE.
+local function overflow(buf)
+  return nil, parse_error('HPE_HEADER_OVERFLOW', 'Header overflow',
+    buf:sub(1, 256))
+end
+
 ------------------------------------------------------------------------------
 -- Arguments.
 
@@ -325,15 +331,13 @@ local function parse(req)
       local e = buf:find('\n\r?\n')
       if not e then
         if #buf > MAX_HEADER_SIZE then
-          return nil, parse_error('HPE_HEADER_OVERFLOW', 'Header overflow',
-            buf:sub(1, 256))
+          return overflow(buf)
         end
         return true
       end
       local stop = buf:find('\n', e + 1, true)
       if e > MAX_HEADER_SIZE then
-        return nil, parse_error('HPE_HEADER_OVERFLOW', 'Header overflow',
-          buf:sub(1, 256))
+        return overflow(buf)
       end
       req._pbuf = buf:sub(stop + 1)
       local ok, err = on_head(req, buf:sub(1, e - 1))
@@ -396,8 +400,7 @@ local function parse(req)
       local e = buf:find('\n', 1, true)
       if not e then
         if #buf > MAX_HEADER_SIZE then
-          return nil, parse_error('HPE_HEADER_OVERFLOW', 'Header overflow',
-            buf:sub(1, 256))
+          return overflow(buf)
         end
         return true
       end

@@ -35,7 +35,15 @@ if(NOT EXISTS ${LLHTTP_DIR}/llhttp.c OR NOT LLHTTP_INCLUDE_DIR)
 endif()
 set(LLHTTP_SOURCES ${LLHTTP_DIR}/llhttp.c ${LLHTTP_DIR}/api.c
   ${LLHTTP_DIR}/http.c)
-add_library(llhttp STATIC ${LLHTTP_SOURCES})
+# runtime/llhttp_at.c notes where each message head and message ends:
+# llhttp.c calls it in place of its internal hooks, which it then calls.
+add_library(llhttp STATIC ${LLHTTP_SOURCES}
+  ${CMAKE_SOURCE_DIR}/runtime/llhttp_at.c)
+set(LLHTTP_HOOKS
+  llhttp__on_headers_complete=lc__llhttp_on_headers_complete
+  llhttp__on_message_complete=lc__llhttp_on_message_complete)
+set_source_files_properties(${LLHTTP_DIR}/llhttp.c PROPERTIES
+  COMPILE_DEFINITIONS "${LLHTTP_HOOKS}")
 target_include_directories(llhttp PUBLIC ${LLHTTP_INCLUDE_DIR})
 # Generated code: its warnings are not ours to fix.
 target_compile_options(llhttp PRIVATE -w -O2)

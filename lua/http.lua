@@ -58,9 +58,12 @@ end
 local function handler_error(res, err)
   lc.write(2, 'http: request handler error: ' .. tostring(err) .. '\n')
   if not res or res.finished then return end
-  if not res.headersSent then
+  -- headersSent is true from writeHead on, before anything went out (a
+  -- header refused when the head is written, say): ask the connection.
+  if not C.head_sent(res._c) then
     res._headers, res._names, res._wh = nil, nil, nil
     res.statusCode, res.statusMessage = 500, nil
+    res.headersSent = false
     local ok = pcall(function()
       res:setHeader('Content-Type', 'text/plain')
       res:finish('Internal Server Error')

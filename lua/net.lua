@@ -24,6 +24,8 @@ local type, tostring, tonumber, select, setmetatable, error = type,
 local net = {}
 
 local HWM = 16384
+-- Output queued on a socket past which it stops reading (Socket:write).
+local OUTPUT_LIMIT = 1024 * 1024
 
 local function next_tick(fn, ...)
   return process.nextTick(fn, ...)
@@ -309,7 +311,8 @@ end
 
 function Socket:_readStart()
   local h = self._handle
-  if self._reading or not h or not self._isConnected or self.destroyed then
+  if self._reading or self._outFull or not h or not self._isConnected
+      or self.destroyed then
     return
   end
   self._reading = true
@@ -508,6 +511,11 @@ function Socket:_dowrite(data, cb)
     end
     self:_touch()
     if cb then cb() end
+    if self._outFull and self.writableLength < self.writableHighWaterMark
+        and not self.destroyed then
+      self._outFull = false
+      if want_read(self) then self:_readStart() end
+    end
     if self.writableLength == 0 and not self.destroyed then
       if self._needDrain then
         self._needDrain = false
@@ -561,6 +569,15 @@ function Socket:write(data, encoding, cb)
     self:_dowrite(data, cb)
   else
     self._wq[#self._wq + 1] = {data, cb}
+  end
+  -- A peer that sends and never reads what we answer: past OUTPUT_LIMIT
+  -- queued, reading stops until the queue is under the high-water mark
+  -- again, so no client makes us hold unbounded output.
+  if self.writableLength >= OUTPUT_LIMIT
+      and self.writableLength >= self.writableHighWaterMark
+      and not self._outFull then
+    self._outFull = true
+    self:_readStop()
   end
   local ok = self.writableLength < self.writableHighWaterMark
   if not ok then self._needDrain = true end

@@ -10,6 +10,8 @@
  * llhttp as a client would parse it), and the connection must close once
  * the input has ended; either failing aborts, so libFuzzer keeps the input.
  *
+ * After a refused request (400, 413, 431) nothing more may be answered.
+ *
  * The first byte of an input says how the rest is delivered: bits 0-1 in
  * one, two or three writes with the loop turning in between (3: one write
  * and the end of input at once, before the server has answered), bits 2-4
@@ -50,6 +52,7 @@ typedef struct {
   size_t flen;
   unsigned in_conn : 1; /* The value being read is Connection's. */
   unsigned conn_close : 1;
+  unsigned refused : 1; /* The server refused a request (400, 413, 431). */
 } checker;
 
 static const uint8_t *fz_input;
@@ -128,12 +131,19 @@ static int chk_headers_complete(llhttp_t *p) {
   checker *k = checker_of(p);
   if (p->http_major != 1 || p->http_minor != 1)
     fail(k, "a response not in HTTP/1.1", NULL, 0);
-  /* The handler answers 200 or 201; the server itself 1xx, 400, 417 or
+  /* The handler answers 200 or 201; the server itself 1xx, 400, 413, 417 or
    * 431. A 500 is the handler failing on a request. */
   if (p->status_code == 500)
     fail(k, "a 500: the handler raised", NULL, 0);
   if (p->status_code == 200 || p->status_code == 201)
     k->answers++;
+  /* A refused request ends the connection: nothing after it is parsed, so
+   * no answer may follow (one would be a request smuggled past it). */
+  if (k->refused)
+    fail(k, "a response after the server refused a request", NULL, 0);
+  if (p->status_code == 400 || p->status_code == 413 ||
+      p->status_code == 431)
+    k->refused = 1;
   /* A final response with neither length nor chunks: the server frames a
    * body that way only to end it with the connection (Connection: close).
    * On a kept connection it is the answer to HEAD, which has no body. */

@@ -248,6 +248,11 @@ struct http_conn {
   uint32_t url_len;
   int hstate;               /* 0 start, 1 in a field, 2 in a value. */
   int err_status;           /* 431 when headers overflowed. */
+  const char *gap;          /* Bytes parsed since the last body span start
+                               here (in the buffer being parsed). */
+  size_t gap_bytes;         /* ... and so many before it, since the head
+                               or the last body span. */
+  char gap_last;            /* The byte before gap (0 after a body span). */
   lc_buf out;               /* Response bytes not yet handed to libuv. */
   size_t nwrites;           /* uv_write requests in flight. */
   uint64_t head_start;      /* When headers began (0: not waiting). */
@@ -260,6 +265,8 @@ struct http_conn {
   unsigned req_obj : 1;     /* The request in parse has a Lua req. */
   unsigned req_body : 1;    /* ... and a body, so 'end' is reported. */
   unsigned busy : 1;        /* A response is in flight. */
+  unsigned out_full : 1;    /* Parsing waits for the output to drain. */
+  unsigned in_trailers : 1; /* After the last chunk of the body. */
   unsigned head_sent : 1;   /* Its head is written. */
   unsigned is_head : 1;     /* The request is HEAD. */
   unsigned keep_req : 1;    /* The request allows keep-alive. */
@@ -400,9 +407,10 @@ static void conn_lua(http_conn *c) {
   c->ref_env = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-/* Pushes env[slot] (nil when the Lua side was never made). */
-static void conn_get(http_conn *c, int slot) {
-  lua_State *L = c->s->L;
+/* Pushes env[slot] on L (nil when the Lua side was never made). L is the
+ * server's state in callbacks, the caller's (maybe a coroutine) in
+ * bindings: what is pushed is read on the same state. */
+static void conn_get(lua_State *L, http_conn *c, int slot) {
   if (c->ref_env == LUA_NOREF) {
     lua_pushnil(L);
     return;
@@ -451,7 +459,7 @@ static void conn_push_socket(http_conn *c) {
 static void conn_callback(http_conn *c, int cb, int slot) {
   lua_State *L = c->s->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->s->refs[cb]);
-  conn_get(c, slot);
+  conn_get(L, c, slot);
   lc_pcall(L, 1, 0);
 }
 
@@ -551,14 +559,20 @@ static void push_headers(lua_State *L, lc_buf *sc, const char *base,
   }
 }
 
-/* Notes an Expect header of the parsed request in c->expect. */
-static void scan_expect(http_conn *c) {
+/* Notes an Expect header of the parsed request in c->expect. Returns
+ * whether it has a Host header. */
+static int scan_head(http_conn *c) {
   size_t i;
+  int host = 0;
   c->expect = 0;
   for (i = 0; i < c->nhdrs; i++) {
     const http_hdr *h = &c->hdrs[i];
     const char *value = c->head.base + h->value;
     size_t vlen = h->vlen;
+    if (h->nlen == 4 && name_is(c->head.base + h->name, 4, "host", 4)) {
+      host = 1;
+      continue;
+    }
     if (h->nlen != 6 || !name_is(c->head.base + h->name, 6, "expect", 6))
       continue;
     while (vlen > 0 && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
@@ -566,6 +580,7 @@ static void scan_expect(http_conn *c) {
     c->expect = (vlen == 12 && has_token(value, vlen, "100-continue")) ? 1
                                                                         : 2;
   }
+  return host;
 }
 
 /* Pushes the request's headers as one string, for http.c's headers() to
@@ -841,6 +856,18 @@ static void idle_cb(uv_idle_t *h);
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 
+/* Resumes the connection's paused parser on the next loop turn, outside
+ * of any user call. */
+static void conn_queue_resume(http_conn *c) {
+  http_server *s = c->s;
+  if (c->resume_queued)
+    return;
+  c->resume_queued = 1;
+  c->resume_next = s->resume;
+  s->resume = c;
+  uv_idle_start(&s->idle, idle_cb);
+}
+
 /* The response in flight is complete: decides what the connection does
  * next. */
 static void response_done(http_conn *c) {
@@ -865,12 +892,7 @@ static void response_done(http_conn *c) {
     c->stop_parse = 1;
     c->close_after = 1;
   } else if (c->paused) {
-    if (!c->resume_queued) {
-      c->resume_queued = 1;
-      c->resume_next = s->resume;
-      s->resume = c;
-      uv_idle_start(&s->idle, idle_cb);
-    }
+    conn_queue_resume(c);
   } else if (!c->in_msg) {
     c->idle_since = uv_now(s->loop);
   }
@@ -892,6 +914,10 @@ static void write_cb(uv_write_t *req, int status) {
   if (status < 0) {
     conn_close(c);
     return;
+  }
+  if (c->out_full && conn_queued(c) < c->s->hwm) {
+    c->out_full = 0;
+    conn_queue_resume(c);
   }
   if (c->nwrites > 0)
     return;
@@ -1001,8 +1027,8 @@ static void conn_close(http_conn *c) {
     lua_State *L = s->L;
     /* Stack: abort req|nil res|nil. */
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->refs[CB_ABORT]);
-    conn_get(c, ENV_REQ);
-    conn_get(c, ENV_RES);
+    conn_get(L, c, ENV_REQ);
+    conn_get(L, c, ENV_RES);
     lc_pcall(L, 2, 0);
   }
 }
@@ -1050,6 +1076,60 @@ static void conn_fail(http_conn *c, int status) {
 
 /* ---- llhttp callbacks. ---- */
 
+/* Where llhttp stood when it called on_headers_complete or
+ * on_message_complete (just past the last byte of the head or message):
+ * llhttp.c is built with its internal callbacks renamed to wrappers that
+ * note it (runtime/llhttp_at.c). */
+extern const char *lc__llhttp_at;
+
+/* Checks the bytes parsed since the last check, up to `to`, outside any
+ * body: the request line, header lines, chunk-size lines and trailers.
+ * llhttp 8 takes a bare LF as a line end and a line that begins with a
+ * space or tab as the continuation of the one before (obs-fold); a proxy in
+ * front that reads either otherwise sees other requests than we do
+ * (request smuggling), so both are refused (400), as Node does. After the
+ * head, such bytes (chunk extensions, trailers) count against
+ * maxHeaderSize between two pieces of body: 413 (431 in trailers).
+ * Returns 0 when the request must be refused (err_status set). */
+static int gap_check(http_conn *c, const char *to) {
+  const char *from = c->gap, *p = from, *nl;
+  if (to <= from)
+    return 1;
+  if ((c->gap_last == '\n' && (*from == ' ' || *from == '\t')) ||
+      (*from == '\n' && c->gap_last != '\r'))
+    goto bad;
+  while ((nl = (const char *)memchr(p, '\n', (size_t)(to - p))) != NULL) {
+    if (nl > from && nl[-1] != '\r')
+      goto bad;
+    if (nl + 1 < to && (nl[1] == ' ' || nl[1] == '\t'))
+      goto bad;
+    p = nl + 1;
+  }
+  c->gap_last = to[-1];
+  c->gap = to;
+  c->gap_bytes += (size_t)(to - from);
+  if (!c->in_head && c->gap_bytes > c->s->max_header) {
+    c->err_status = c->in_trailers ? 431 : 413;
+    return 0;
+  }
+  return 1;
+bad:
+  c->err_status = 400;
+  return 0;
+}
+
+/* Whether the request target holds only visible ASCII (Node refuses tabs,
+ * controls and bytes >= 0x80 in it; llhttp 8 lets them through). */
+static int url_ok(const char *u, size_t len) {
+  size_t i;
+  for (i = 0; i < len; i++) {
+    unsigned char ch = (unsigned char)u[i];
+    if (ch <= 0x20 || ch >= 0x7f)
+      return 0;
+  }
+  return 1;
+}
+
 static int on_message_begin(llhttp_t *p) {
   http_conn *c = (http_conn *)p->data;
   uint64_t now;
@@ -1068,6 +1148,8 @@ static int on_message_begin(llhttp_t *p) {
   c->expect = 0;
   c->req_obj = 0;
   c->req_body = 0;
+  c->in_trailers = 0;
+  c->gap_bytes = 0;
   return 0;
 }
 
@@ -1156,11 +1238,21 @@ static int on_headers_complete(llhttp_t *p) {
   int keys;
   if (STOPPED(c))
     return -1;
+  if (!gap_check(c, lc__llhttp_at))
+    return -1;
+  c->gap_bytes = 0;
   c->head_start = 0;
   c->in_head = 0;
   if (p->method == HTTP_CONNECT) {
     /* No 'connect' listener: Node drops the connection. */
     c->silent = 1;
+    return -1;
+  }
+  /* HTTP/1.1 requires Host (RFC 9112 section 3.2); the target must be
+   * visible ASCII. Both: 400, as Node. */
+  if ((!scan_head(c) && (p->http_major > 1 || p->http_minor >= 1)) ||
+      !url_ok(c->head.base, c->url_len)) {
+    c->err_status = 400;
     return -1;
   }
   s->requests++;
@@ -1173,7 +1265,6 @@ static int on_headers_complete(llhttp_t *p) {
   c->keep_req = llhttp_should_keep_alive(p) ? 1 : 0;
   c->req_body = (p->flags & F_CHUNKED) ||
                 ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
-  scan_expect(c);
   if (c->expect == 2 && c->http11) {
     /* An expectation we cannot meet: 417, without calling the handler. */
     write_head(L, c, 0, 417, 0, 1);
@@ -1208,36 +1299,42 @@ static int on_headers_complete(llhttp_t *p) {
 static int on_body(llhttp_t *p, const char *at, size_t len) {
   http_conn *c = (http_conn *)p->data;
   lua_State *L = c->s->L;
-  if (c->closing)
+  if (c->closing || !gap_check(c, at))
     return -1;
+  c->gap = at + len;
+  c->gap_last = 0;
+  c->gap_bytes = 0;
   if (!c->req_obj)
     return 0;
   /* Stack: data req chunk res|nil. */
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->s->refs[CB_DATA]);
-  conn_get(c, ENV_REQ);
+  conn_get(L, c, ENV_REQ);
   lua_pushlstring(L, at, len);
-  conn_get(c, ENV_RES);
+  conn_get(L, c, ENV_RES);
   lc_pcall(L, 3, 0);
   return c->closing ? -1 : 0;
 }
 
 static int on_message_complete(llhttp_t *p) {
   http_conn *c = (http_conn *)p->data;
-  if (c->closing)
+  http_server *s = c->s;
+  lua_State *L = s->L;
+  if (c->closing || !gap_check(c, lc__llhttp_at))
     return -1;
   c->in_msg = 0;
   c->req_start = 0;
+  c->in_trailers = 0;
   if (c->req_obj) {
     if (c->req_body) {
       /* Stack: end req res|nil. */
-      lua_rawgeti(c->s->L, LUA_REGISTRYINDEX, c->s->refs[CB_END]);
-      conn_get(c, ENV_REQ);
-      conn_get(c, ENV_RES);
-      lc_pcall(c->s->L, 2, 0);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, s->refs[CB_END]);
+      conn_get(L, c, ENV_REQ);
+      conn_get(L, c, ENV_RES);
+      lc_pcall(L, 2, 0);
     }
     c->req_obj = 0;
     if (!c->busy && c->ref_env != LUA_NOREF) {
-      lua_pushnil(c->s->L);
+      lua_pushnil(L);
       conn_set(c, ENV_REQ);
     }
   }
@@ -1245,29 +1342,41 @@ static int on_message_complete(llhttp_t *p) {
     return -1;
   if (c->busy)
     return HPE_PAUSED;
-  c->idle_since = uv_now(c->s->loop);
+  /* A client that sends requests and does not read the answers: past the
+   * high-water mark of queued output, parsing (and so reading) waits for
+   * the socket to drain (write_cb), as Node's server does. */
+  if (c->out.len >= s->hwm)
+    conn_flush(c);
+  if (c->closing)
+    return -1;
+  if (conn_queued(c) >= s->hwm) {
+    c->out_full = 1;
+    return HPE_PAUSED;
+  }
+  c->idle_since = uv_now(s->loop);
+  return 0;
+}
+
+/* Each chunk's extensions (and the CRLFs around them) are counted against
+ * maxHeaderSize (gap_check); the last chunk begins the trailers. */
+static int on_chunk_header(llhttp_t *p) {
+  http_conn *c = (http_conn *)p->data;
+  if (p->content_length == 0)
+    c->in_trailers = 1;
   return 0;
 }
 
 static const llhttp_settings_t parser_settings = {
-  on_message_begin,
-  on_url,
-  NULL, /* on_status */
-  NULL, /* on_method */
-  NULL, /* on_version */
-  on_header_field,
-  on_header_value,
-  NULL, /* on_chunk_extension_name */
-  NULL, /* on_chunk_extension_value */
-  on_headers_complete,
-  on_body,
-  on_message_complete,
-  NULL, /* on_url_complete */
-  NULL, /* on_status_complete */
-  NULL, /* on_method_complete */
-  NULL, /* on_version_complete */
-  on_header_field_complete,
-  NULL, NULL, NULL, NULL, NULL, NULL};
+  .on_message_begin = on_message_begin,
+  .on_url = on_url,
+  .on_header_field = on_header_field,
+  .on_header_value = on_header_value,
+  .on_headers_complete = on_headers_complete,
+  .on_body = on_body,
+  .on_message_complete = on_message_complete,
+  .on_header_field_complete = on_header_field_complete,
+  .on_chunk_header = on_chunk_header,
+};
 
 /* ---- Reading. ---- */
 
@@ -1293,32 +1402,31 @@ static void conn_settle(http_conn *c) {
  * stay in (or move to) c->in. */
 static void conn_feed(http_conn *c, const char *data, size_t len, int own) {
   llhttp_errno_t err;
-  const char *p = data;
-  size_t n = len;
+  const char *p = data, *end = data + len, *stop;
   c->depth++;
   for (;;) {
-    err = llhttp_execute(&c->parser, p, n);
+    c->gap = p;
+    err = llhttp_execute(&c->parser, p, (size_t)(end - p));
+    stop = err == HPE_OK ? end : llhttp_get_error_pos(&c->parser);
+    if ((err == HPE_OK || err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) &&
+        !STOPPED(c) && !gap_check(c, stop))
+      err = HPE_USER;
     if (err != HPE_PAUSED_UPGRADE || STOPPED(c))
       break;
     /* An Upgrade request was answered as a plain request (no 'upgrade'
      * listener): keep reading HTTP. */
-    {
-      const char *pos = llhttp_get_error_pos(&c->parser);
-      llhttp_resume_after_upgrade(&c->parser);
-      n -= (size_t)(pos - p);
-      p = pos;
-    }
+    llhttp_resume_after_upgrade(&c->parser);
+    p = stop;
   }
   c->depth--;
   if (err == HPE_PAUSED) {
-    const char *pos = llhttp_get_error_pos(&c->parser);
-    size_t rest = (size_t)(data + len - pos);
+    size_t rest = (size_t)(end - stop);
     c->paused = 1;
     if (own) {
-      memmove(c->in.base, pos, rest);
+      memmove(c->in.base, stop, rest);
       c->in.len = rest;
     } else {
-      buf_add(&c->in, pos, rest);
+      buf_add(&c->in, stop, rest);
     }
   } else {
     if (own)
@@ -1331,7 +1439,7 @@ static void conn_feed(http_conn *c, const char *data, size_t len, int own) {
 
 /* Resumes a parser paused behind a response that has now finished. */
 static void conn_resume(http_conn *c) {
-  if (c->closing)
+  if (c->closing || c->out_full)
     return;
   c->paused = 0;
   llhttp_resume(&c->parser);
@@ -1882,7 +1990,7 @@ static int http_send(lua_State *L) {
   /* Only the response in flight may write. Its table is pinned in env
    * while in flight, so its address identifies it (learnt here first). */
   if (c->res_ptr == NULL) {
-    conn_get(c, ENV_RES);
+    conn_get(L, c, ENV_RES);
     c->res_ptr = lua_topointer(L, -1);
     lua_pop(L, 1);
   }
@@ -1907,6 +2015,14 @@ static int http_send(lua_State *L) {
   } else {
     lua_pushboolean(L, !c->closing);
   }
+  return 1;
+}
+
+/* _http.head_sent(c) -> whether the response in flight has written its
+ * head (false once the connection is gone). */
+static int http_head_sent(lua_State *L) {
+  http_conn *c = check_conn(L, 1);
+  lua_pushboolean(L, c != NULL && c->busy && c->head_sent);
   return 1;
 }
 
@@ -2063,6 +2179,7 @@ int luaopen_lc_http(lua_State *L) {
     {"server", http_server_new},
     {"requests", http_requests},
     {"send", http_send},
+    {"head_sent", http_head_sent},
     {"write_continue", http_write_continue},
     {"destroy", http_destroy},
     {"end_connection", http_end_connection},

@@ -688,7 +688,9 @@ static int ipc_channel(lua_State *L) {
   uv_prepare_init(lc_get(L)->loop, &ch->flusher);
   ch->pipe.data = ch->flusher.data = ch;
   ch->handles = 2;
-  ch->L = L;
+  /* Events are delivered on the main state: L may be a coroutine's, which
+   * may be dead by then. */
+  ch->L = lc_get(L)->L;
   pp = (ipc_chan **)lua_newuserdata(L, sizeof(*pp));
   *pp = ch;
   ch->owner = pp;
@@ -713,6 +715,8 @@ static int chan_send(lua_State *L) {
   int ref_cb = LUA_NOREF;
   uv_tcp_t *t = NULL;
   luaL_checkany(L, 3);
+  if (!lua_isnoneornil(L, 5))
+    luaL_checktype(L, 5, LUA_TFUNCTION); /* Before anything is queued. */
   buf_u32(&ch->out, 0);
   buf_byte(&ch->out, (unsigned char)((internal ? IPC_INTERNAL : 0) |
                                      (fd >= 0 ? IPC_HANDLE : 0)));
@@ -730,7 +734,6 @@ static int chan_send(lua_State *L) {
     h[3] = (unsigned char)(len >> 24);
   }
   if (!lua_isnoneornil(L, 5)) {
-    luaL_checktype(L, 5, LUA_TFUNCTION);
     lua_pushvalue(L, 5);
     ref_cb = luaL_ref(L, LUA_REGISTRYINDEX);
   }

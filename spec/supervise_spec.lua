@@ -204,12 +204,13 @@ describe('restart policy', function()
       os.exit(3)
     ]])
     local p = h.run({'-w', '1', app}, {timeout = 10000,
-      env = {LUACLUSTER_MAX_RESTARTS = '2', LUACLUSTER_RESTART_WINDOW = '30000'}})
+      env = {LUACLUSTER_MAX_RESTARTS = '2',
+        LUACLUSTER_RESTART_WINDOW = '30000'}})
     os.remove(app)
     assert.equal(3, p.code, p.stderr)
     assert.equal(3, count(p.stderr, '%[%d%] failing on purpose\n'))
-    assert.truthy(p.stderr:find('2 restarts within 30000 ms (maxRestarts 2): ' ..
-      'no more restarts', 1, true), p.stderr)
+    assert.truthy(p.stderr:find('2 restarts within 30000 ms ' ..
+      '(maxRestarts 2): no more restarts', 1, true), p.stderr)
     assert.truthy(p.stderr:find('no worker left after the restart limit: ' ..
       'exiting with code 3', 1, true), p.stderr)
   end)

@@ -47,6 +47,10 @@ Environment:
   LUACLUSTER_SCHED      rr|none|reuseport: how workers share a port
   LUACLUSTER_STATUS_PORT  under -w: serve /stats, /metrics and /health on
                         this port of 127.0.0.1
+  LUACLUSTER_MAX_RESTARTS, LUACLUSTER_RESTART_WINDOW  under -w: at most
+                        this many restarts (10) within this many ms (60000);
+                        then a failing worker stays down, and once none is
+                        left the primary exits with its code (1 if killed)
 ]==]
 
 local function die(msg)

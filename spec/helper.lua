@@ -203,6 +203,27 @@ function h.alive(pid)
   return not st:match('^%d+ %b() Z')
 end
 
+-- cputime(pid) -> seconds of CPU (user + system) the process used so far,
+-- from /proc; nil once it is gone.
+local ticks
+function h.cputime(pid)
+  if not ticks then
+    local f = io.popen('getconf CLK_TCK')
+    ticks = tonumber(f:read('*l')) or 100
+    f:close()
+  end
+  local f = io.open('/proc/' .. pid .. '/stat')
+  if not f then return nil end
+  local st = f:read('*a')
+  f:close()
+  -- After "pid (comm) ": state is field 3, utime 14 and stime 15.
+  local fields = {}
+  for x in st:match('^%d+ %b() (.*)$'):gmatch('%S+') do
+    fields[#fields + 1] = x
+  end
+  return (tonumber(fields[12]) + tonumber(fields[13])) / ticks
+end
+
 -- tmpfile(content, suffix) -> path of a new file holding content.
 function h.tmpfile(content, suffix)
   local path = os.tmpname() .. (suffix or '.lua')

@@ -178,6 +178,58 @@ describe('restart policy', function()
     end
     assert.same({50, 100, 200}, delays)
     assert.truthy(p.stderr:find('no more restarts'))
+    -- A script's primary ends as Node's does, with process.exitCode.
+    assert.equal(0, p.code)
+  end)
+
+  it('closes the sockets no worker will serve once the limit is reached',
+      function()
+    -- Under SCHED_RR the primary holds the listening socket: after the
+    -- last restart it must close, not keep the script's primary alive.
+    local p = start({WORKERS = '1', MAX_RESTARTS = '1', RESTART_DELAY = '10',
+      LUACLUSTER_SCHED = 'rr'})
+    assert.is_true(listening(p, 1), p.stderr)
+    h.get(p.port, '/crash')
+    assert.is_true(listening(p, 2), p.stderr)
+    h.get(p.port, '/crash')
+    assert.is_true(p:wait(5000), 'the primary did not end: ' .. p.stderr)
+    assert.equal(0, p.code)
+    assert.truthy(p.stdout:find('restartLimit\t1', 1, true), p.stdout)
+  end)
+
+  it('under -w, exits with the worker\'s code once the limit is reached',
+      function()
+    local app = h.tmpfile([[
+      io.stderr:write('failing on purpose\n')
+      os.exit(3)
+    ]])
+    local p = h.run({'-w', '1', app}, {timeout = 10000,
+      env = {LUACLUSTER_MAX_RESTARTS = '2',
+        LUACLUSTER_RESTART_WINDOW = '30000'}})
+    os.remove(app)
+    assert.equal(3, p.code, p.stderr)
+    assert.equal(3, count(p.stderr, '%[%d%] failing on purpose\n'))
+    assert.truthy(p.stderr:find('2 restarts within 30000 ms ' ..
+      '(maxRestarts 2): no more restarts', 1, true), p.stderr)
+    assert.truthy(p.stderr:find('no worker left after the restart limit: ' ..
+      'exiting with code 3', 1, true), p.stderr)
+  end)
+
+  it('under -w, exits 1 when the workers were killed by a signal, and ' ..
+      'rejects a bad LUACLUSTER_MAX_RESTARTS', function()
+    local app = h.tmpfile([[
+      require('uv').kill(process.pid, 'sigkill')
+    ]])
+    local p = h.run({'-w', '1', app}, {timeout = 10000,
+      env = {LUACLUSTER_MAX_RESTARTS = '0'}})
+    assert.equal(1, p.code, p.stderr)
+    assert.truthy(p.stderr:find('exited (SIGKILL)', 1, true), p.stderr)
+    assert.truthy(p.stderr:find('exiting with code 1', 1, true), p.stderr)
+    p = h.run({'-w', '1', app}, {env = {LUACLUSTER_MAX_RESTARTS = 'ten'}})
+    os.remove(app)
+    assert.equal(9, p.code)
+    assert.truthy(p.stderr:find('LUACLUSTER_MAX_RESTARTS must be a whole ' ..
+      'number >= 0, got "ten"', 1, true), p.stderr)
   end)
 
   it('keeps the port answering while workers are killed -9', function()
@@ -332,6 +384,160 @@ describe('worker output under -w', function()
     ]])
     assert.equal(0, p.code)
     assert.equal('[1] hello from a silent worker\n', p.stdout)
+  end)
+end)
+
+-- unprefix(out, id) -> the stream a worker wrote, rebuilt from the
+-- primary's lines of it ("[id] " starts a line, "[id]+ " goes on with the
+-- line before, cut for its length), and the longest line; errors on a line
+-- of another shape.
+local function unprefix(out, id)
+  local parts, longest = {}, 0
+  local first, more = '[' .. id .. '] ', '[' .. id .. ']+ '
+  local pos = 1
+  while pos <= #out do
+    local nl = out:find('\n', pos, true)
+    assert(nl, 'output does not end with a newline')
+    longest = math.max(longest, nl - pos)
+    if out:sub(pos, pos + #more - 1) == more then
+      parts[#parts + 1] = out:sub(pos + #more, nl - 1)
+    elseif out:sub(pos, pos + #first - 1) == first then
+      if #parts > 0 then parts[#parts + 1] = '\n' end
+      parts[#parts + 1] = out:sub(pos + #first, nl - 1)
+    else
+      error('a line without its prefix: ' .. out:sub(pos, pos + 40))
+    end
+    pos = nl + 1
+  end
+  return table.concat(parts) .. '\n', longest
+end
+
+-- The 4 MB line below: 64 pieces of 64 KB, each of one letter.
+local function pieces()
+  local t = {}
+  for i = 1, 64 do t[i] = string.char(65 + i % 26):rep(65536) end
+  return table.concat(t)
+end
+
+describe('a worker\'s long lines', function()
+  it('pass on whole and in order while the primary answers /health, ' ..
+      'SIGTERM and stays cheap', function()
+    -- One 512 KB line in one write, then a 4 MB line written in 64 pieces
+    -- 10 ms apart with no newline until the end.
+    local app = h.tmpfile([[
+      io.write(('x'):rep(512 * 1024), '\n')
+      io.flush()
+      local i = 0
+      local t
+      t = setInterval(function()
+        i = i + 1
+        if i > 64 then
+          clearInterval(t)
+          io.write('\ndone\n')
+        else
+          io.write(string.char(65 + i % 26):rep(65536))
+        end
+        io.flush()
+      end, 10)
+      require('http').createServer(function(req, res)
+        res:finish('ok')
+      end):listen(tonumber(process.env.PORT))
+    ]])
+    local status_port = h.free_port()
+    local p = start({LUACLUSTER_STATUS_PORT = tostring(status_port)},
+      {'-w', '1', app})
+    assert.is_true(p:wait_stderr('worker 1 %(pid %d+%) started', 5000),
+      p.stderr)
+    local cpu0 = h.cputime(p.pid)
+    -- /health, every 50 ms until the worker's output is all in (10 s at
+    -- most): each must answer within a second.
+    local probes, unanswered, slowest = 0, 0, 0
+    local deadline = uv.now() + 10000
+    repeat
+      local t0 = uv.hrtime()
+      local data = h.raw(status_port, 'GET /health HTTP/1.1\r\nHost: x\r\n' ..
+        'Connection: close\r\n\r\n', {timeout = 1000})
+      probes = probes + 1
+      slowest = math.max(slowest, (uv.hrtime() - t0) / 1e6)
+      if not data:find('^HTTP/1%.1 %d%d%d ') then
+        unanswered = unanswered + 1
+      end
+      h.sleep(50)
+    until p.stdout:sub(-9) == '[1] done\n' or uv.now() > deadline or
+      p.exited
+    local cpu = h.cputime(p.pid) - cpu0
+    local t0 = uv.now()
+    p:kill('sigterm')
+    local ended = p:wait(3000)
+    local took = uv.now() - t0
+    os.remove(app)
+    print(('\n  512 KB + 4 MB lines: primary CPU %.2f s, %d /health ' ..
+      'probes, slowest %.0f ms, %d unanswered; SIGTERM to exit %d ms')
+      :format(cpu, probes, slowest, unanswered, took))
+    assert.is_true(cpu < 2, ('the primary used %.2f s of CPU'):format(cpu))
+    assert.equal(0, unanswered, '/health went unanswered')
+    assert.is_true(ended, 'the primary did not exit within 3 s of SIGTERM')
+    assert.equal(0, p.code, p.stderr)
+    local text, longest = unprefix(p.stdout, 1)
+    assert.is_true(text == ('x'):rep(512 * 1024) .. '\n' .. pieces() ..
+      '\ndone\n', 'output lost or reordered')
+    -- Cut at 64 KB, a read (at most 64 KB) past it at worst.
+    assert.is_true(longest <= 128 * 1024 + 8, 'a line of ' .. longest)
+  end)
+
+  it('are cut at MAX_LINE, the rest marked, each byte looked at once',
+      function()
+    local output = require('cluster.output')
+    local path = os.tmpname()
+    local fd = assert(uv.fs_open(path, 'w', 420))
+    local write, finish = output.lines(fd, 7)
+    local max = output.MAX_LINE
+    write('a\nb')
+    write('c\n\nd' .. ('e'):rep(max))   -- cut: "de..." is over MAX_LINE
+    write('\n')                          -- right after a cut: nothing
+    write(('f'):rep(max - 1))
+    write('g\nh')                        -- MAX_LINE bytes, ended: whole
+    finish()
+    -- 64 MB in 1 KB writes with no newline: linear, so well under a second.
+    local chunk = ('i'):rep(1024)
+    local c0 = os.clock()
+    for _ = 1, 64 * 1024 do write(chunk) end
+    local cpu = os.clock() - c0
+    finish()
+    uv.fs_close(fd)
+    local f = io.open(path, 'rb')
+    local out = f:read('*a')
+    f:close()
+    os.remove(path)
+    local lines = h.lines(out)
+    assert.same({'[7] a', '[7] bc', '[7] ', '[7] d' .. ('e'):rep(max),
+      '[7] ' .. ('f'):rep(max - 1) .. 'g', '[7] h'},
+      {unpack(lines, 1, 6)})
+    assert.equal(64 * 1024 * 1024, #unprefix(out:sub(#table.concat(lines,
+      '\n', 1, 6) + 2), 7) - 1)
+    assert.equal('[7]+ ', lines[8]:sub(1, 5))
+    assert.is_true(cpu < 1, ('64 MB took %.2f s'):format(cpu))
+  end)
+
+  it('of a silent worker nothing listens to pass on whole too', function()
+    local p = h.script([[
+      local cluster = require('cluster')
+      if cluster.isPrimary then
+        cluster.setupPrimary({silent = true})
+        cluster.fork()
+      else
+        io.write(('z'):rep(1024 * 1024))
+        io.flush()
+        io.write(' end\n', 'short\n', 'no newline at the end')
+      end
+    ]], {timeout = 10000})
+    assert.equal(0, p.code, p.stderr)
+    local text, longest = unprefix(p.stdout, 1)
+    assert.is_true(text == ('z'):rep(1024 * 1024) .. ' end\nshort\n' ..
+      'no newline at the end\n', 'output lost or reordered')
+    assert.is_true(longest <= 128 * 1024 + 8, 'a line of ' .. longest)
+    assert.truthy(p.stdout:find('\n[1] short\n[1] no newline at the end\n',
+      1, true))
   end)
 end)
 

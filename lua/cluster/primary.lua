@@ -245,11 +245,10 @@ end
 
 -- A child's stdout/stderr under `silent`: an emitter of 'data' chunks.
 -- With no 'data' listener the lines go to ours, prefixed with the worker's
--- id, whole (as under -w).
+-- id, whole (as under -w; cluster/output.lua).
 local function reader(pipe, fd, id)
   local s = EventEmitter:new()
-  local write, finish = require('cluster.supervisor').prefixer(fd,
-    ('[%d] '):format(id))
+  local write, finish = require('cluster.output').lines(fd, id)
   pipe:read_start(function(err, data)
     if data then
       if s:listenerCount('data') > 0 then s:emit('data', data)

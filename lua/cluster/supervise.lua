@@ -11,6 +11,8 @@ local M = {}
 local cluster          -- cluster.primary, set by M.attach
 local slots = {}       -- slot id -> {delay=, restarts=}
 local restart_log = {} -- uv.now() of each restart, for maxRestarts
+local pending = 0      -- restarts waiting out their backoff
+local down_code        -- set once the restart limit left a worker down
 local shutting = false
 local reloading = false
 local ready_sent = false
@@ -71,11 +73,42 @@ function M.forked(worker, slot)
   M.arm_watchdog()
 end
 
-local function give_up(worker, count)
+-- Whether the primary exits once the restart limit left no worker (set
+-- under -w, cluster/supervisor.lua); a script's primary carries on.
+M.exit_when_down = false
+
+-- After the restart limit: once no worker is left and none is coming back,
+-- the sockets kept for replacements close, as no one will serve them (a
+-- script's primary then ends with its loop, with process.exitCode, as
+-- Node's does). Under -w the primary exits with down_code, non-zero, so a
+-- service manager sees the failure (systemd's Restart=on-failure).
+local function check_down()
+  if not down_code or shutting or reloading or pending > 0 or
+      next(cluster.workers) then
+    return
+  end
+  cluster._closeHandles()
+  if not M.exit_when_down then return end
+  shutting = true
+  notify('STOPPING=1')
+  if package.loaded['cluster.status'] then
+    package.loaded['cluster.status'].stop()
+  end
+  log('no worker left after the restart limit: exiting with code %d',
+    down_code)
+  -- After the rest of the last worker's 'exit' listeners.
+  process.nextTick(process.exit, down_code)
+end
+
+local function give_up(worker, count, code)
   local window = setting('restartWindow')
   log('%d restarts within %d ms (maxRestarts %d): no more restarts; ' ..
     'worker %d stays down', count, window, setting('maxRestarts'), worker.id)
+  -- The worker's own exit code when it has one, so `-w` exits as the script
+  -- would alone; 1 for a worker killed by a signal.
+  down_code = (code and code ~= 0) and code or 1
   cluster:emit('restartLimit', worker, {restarts = count, window = window})
+  check_down()
 end
 
 -- Called after 'exit' was emitted: replaces the worker if the policy says
@@ -89,7 +122,7 @@ function M.exited(worker, code, signal)
     replace = policy == 'always' or (policy == 'on-failure' and
       (signal ~= nil or code ~= 0))
   end
-  if not replace then return end
+  if not replace then return check_down() end
   local now = uv.now()
   local window = setting('restartWindow')
   local kept = {}
@@ -98,7 +131,7 @@ function M.exited(worker, code, signal)
   end
   restart_log = kept
   if #restart_log >= setting('maxRestarts') and not worker._unresponsive then
-    return give_up(worker, #restart_log)
+    return give_up(worker, #restart_log, code)
   end
   restart_log[#restart_log + 1] = now
   local slot = worker._slot
@@ -112,8 +145,10 @@ function M.exited(worker, code, signal)
     tostring(worker.process.pid), signal and ('killed by ' .. signal) or
     ('exited with code ' .. tostring(code)), delay)
   local t = uv.new_timer()
+  pending = pending + 1
   t:start(delay, 0, function()
     t:close()
+    pending = pending - 1
     if shutting then return end
     slot.restarts = slot.restarts + 1
     local nw = cluster._fork(worker._env, slot)

@@ -1,37 +1,25 @@
 -- cluster.supervisor: `luacluster -w N|auto script.lua` runs an unmodified
 -- single-process server script in N workers under this built-in primary:
--- restart on failure with backoff, graceful shutdown on SIGTERM/SIGINT,
+-- restart on failure with backoff (and a non-zero exit once the restart
+-- limit left no worker), graceful shutdown on SIGTERM/SIGINT,
 -- rolling reload on SIGHUP, and each worker's output line prefixed with its
--- id (a line is written whole, never mixed with another).
-
-local lc = require('_lc')
+-- id (a line is written whole, never mixed with another: cluster/output.lua).
 
 local M = {}
 
--- Splits a stream into whole lines and writes each with the prefix, in one
--- write per chunk of complete lines; a partial line waits for its end.
-local function prefixer(fd, prefix)
-  local partial = ''
-  local function write(data)
-    data = partial .. data
-    local last = data:match('.*()\n')
-    if not last then
-      partial = data
-      return
-    end
-    partial = data:sub(last + 1)
-    local lines = data:sub(1, last)
-    lc.write(fd, (lines:gsub('([^\n]*\n)', prefix .. '%1')))
+-- env_number(log, name) -> the whole number >= 0 in that variable, or nil
+-- when it is unset; anything else is logged and ends the process as a bad
+-- option does (9).
+local function env_number(log, name)
+  local v = process.env[name]
+  if v == nil or v == '' then return nil end
+  local n = tonumber(v)
+  if not n or n < 0 or n % 1 ~= 0 then
+    log('%s must be a whole number >= 0, got "%s"', name, v)
+    require('_lc').exit(9)
   end
-  local function finish()
-    if partial ~= '' then
-      lc.write(fd, prefix .. partial .. '\n')
-      partial = ''
-    end
-  end
-  return write, finish
+  return n
 end
-M.prefixer = prefixer
 
 function M.run(o)
   local cluster = require('cluster')
@@ -40,7 +28,12 @@ function M.run(o)
     or tonumber(o.workers)
   cluster.setupPrimary({exec = o.script, args = o.args,
     restart = 'on-failure', silent = true,
+    maxRestarts = env_number(supervise.log, 'LUACLUSTER_MAX_RESTARTS'),
+    restartWindow = env_number(supervise.log, 'LUACLUSTER_RESTART_WINDOW'),
     statusPort = tonumber(process.env.LUACLUSTER_STATUS_PORT)})
+  -- Once the restart limit leaves no worker, the primary exits non-zero
+  -- (cluster/supervise.lua), so systemd's Restart=on-failure restarts it.
+  supervise.exit_when_down = true
   -- A silent worker's lines reach our output prefixed with its id
   -- (cluster/primary.lua), as nothing here listens to them.
   cluster.on('fork', function(w)

@@ -1,0 +1,77 @@
+-- cluster.output: a worker's stdout or stderr as the primary passes it on
+-- (under `luacluster -w`, and for a silent worker whose streams nothing
+-- listens to): split into lines, each written whole behind the worker's
+-- id, so lines of different workers never mix.
+--
+-- The primary's loop must stay free for signals, the IPC channels and the
+-- status port whatever a worker prints: each byte read is looked at once
+-- (no rescan of a partial line), and a line that goes on without a newline
+-- is written in pieces of about MAX_LINE bytes instead of being held, the
+-- pieces after the first marked "[id]+ ".
+
+local lc = require('_lc')
+
+local M = {}
+
+-- How much of an unfinished line may wait for its newline. Past it, what
+-- was read of the line goes out as a line of its own (cut at a byte, not a
+-- character), and the rest of that line follows as continuation lines.
+M.MAX_LINE = 64 * 1024
+
+-- lines(fd, id) -> write(chunk), finish(). write takes what the worker
+-- wrote, in pieces of any size, and writes the complete lines among them
+-- to fd with one write per call; finish() writes what is left of a last
+-- line that had no newline (with one added).
+function M.lines(fd, id)
+  local first = ('[%d] '):format(id)
+  local more = ('[%d]+ '):format(id)
+  local parts, size = {}, 0 -- the unfinished line, as read
+  local cont = false        -- whether a piece of this line went out already
+
+  -- Appends the unfinished line, closed by tail, to out, and forgets it.
+  -- A newline right after a cut adds nothing: the cut ended that line.
+  local function close_line(out, tail)
+    if cont and size == 0 and tail == '\n' then return end
+    out[#out + 1] = cont and more or first
+    for i = 1, #parts do
+      out[#out + 1] = parts[i]
+      parts[i] = nil
+    end
+    out[#out + 1] = tail
+    size = 0
+  end
+
+  local function write(data)
+    local out = {}
+    local pos = 1
+    while true do
+      local nl = data:find('\n', pos, true)
+      if not nl then break end
+      close_line(out, data:sub(pos, nl))
+      cont = false
+      pos = nl + 1
+    end
+    if pos <= #data then
+      parts[#parts + 1] = pos == 1 and data or data:sub(pos)
+      size = size + #data - pos + 1
+      if size >= M.MAX_LINE then
+        close_line(out, '\n')
+        cont = true
+      end
+    end
+    if #out > 0 then lc.write(fd, table.concat(out)) end
+  end
+
+  local function finish()
+    if size > 0 then
+      local out = {}
+      close_line(out, '\n')
+      lc.write(fd, table.concat(out))
+    end
+    cont = false
+  end
+
+  return write, finish
+end
+
+return M

@@ -41,7 +41,7 @@ test-asan: setup-test
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	$(ASAN_BUILD)/luacluster test $(SPEC_ARGS)
 
-# The libFuzzer target of the HTTP request path (runtime/fuzz_http.c),
+# The libFuzzer target of the HTTP request path (fuzz/fuzz_http.c),
 # built with clang under ASan + UBSan, run for FUZZ_SECONDS on a copy of
 # fuzz/corpus/http. A crash, a hang or a malformed answer fails, naming
 # the input kept under $(FUZZ_BUILD)/artifacts/.

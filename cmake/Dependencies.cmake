@@ -35,10 +35,10 @@ if(NOT EXISTS ${LLHTTP_DIR}/llhttp.c OR NOT LLHTTP_INCLUDE_DIR)
 endif()
 set(LLHTTP_SOURCES ${LLHTTP_DIR}/llhttp.c ${LLHTTP_DIR}/api.c
   ${LLHTTP_DIR}/http.c)
-# runtime/llhttp_at.c notes where each message head and message ends:
+# runtime/http/llhttp_at.c notes where each message head and message ends:
 # llhttp.c calls it in place of its internal hooks, which it then calls.
 add_library(llhttp STATIC ${LLHTTP_SOURCES}
-  ${CMAKE_SOURCE_DIR}/runtime/llhttp_at.c)
+  ${CMAKE_SOURCE_DIR}/runtime/http/llhttp_at.c)
 set(LLHTTP_HOOKS
   llhttp__on_headers_complete=lc__llhttp_on_headers_complete
   llhttp__on_message_complete=lc__llhttp_on_message_complete)

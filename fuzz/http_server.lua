@@ -1,4 +1,4 @@
--- The server runtime/fuzz_http.c feeds: an http.Server whose handler
+-- The server fuzz/fuzz_http.c feeds: an http.Server whose handler
 -- behaves as the words in the request's URL say, so that the fuzzer, with
 -- the words in fuzz/http.dict, reaches each way of answering:
 --   now       answer at once, without reading the body

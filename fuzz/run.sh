@@ -7,7 +7,7 @@
 # default beside the binary), and exits 1.
 #
 # Leaks are looked for once, at exit, rather than after each new input:
-# the Lua heap is malloc'd (runtime/fuzz_http.c), and scanning it after
+# the Lua heap is malloc'd (fuzz/fuzz_http.c), and scanning it after
 # every new input would cost most of the run.
 set -eu
 bin=$1

@@ -1,6 +1,6 @@
 -- http: Node's http module, server side.
 --
--- runtime/http.c reads, parses and writes; it calls one function per
+-- runtime/http/ reads, parses and writes; it calls one function per
 -- request (a server's dispatch) with a request and a response table, and a
 -- few others for bodies, drains and aborts. This file gives those tables
 -- Node's shape: IncomingMessage, ServerResponse and Server, all
@@ -146,7 +146,7 @@ IncomingMessage.aborted = false
 IncomingMessage.upgrade = false
 
 -- Fields built on first use: most handlers never read the headers, so the
--- C side leaves them packed in req._hd (runtime/http.c push_head_data).
+-- C side leaves them packed in req._hd (runtime/http/parse.c push_head_data).
 local lazy = {}
 function lazy.headers(req)
   local hd = rawget(req, '_hd')

@@ -1,7 +1,7 @@
 /* TCP socket syscalls the servers need and libuv 1.44 does not offer:
  * listening sockets with SO_REUSEPORT, and adopting descriptors that arrive
- * from elsewhere (a cluster primary, a systemd socket). http.c uses the C
- * functions; the `_tcp` module gives the same to the Lua side. */
+ * from elsewhere (a cluster primary, a systemd socket). The HTTP server uses
+ * the C functions; the `_tcp` module gives the same to the Lua side. */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>

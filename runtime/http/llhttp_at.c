@@ -4,7 +4,7 @@
  * llhttp calls on_headers_complete and on_message_complete without a
  * position, and the HTTP server needs one: the bytes up to there are
  * checked for bare LFs, folded lines and oversized chunk extensions or
- * trailers before the request is dispatched or completed (runtime/http.c,
+ * trailers before the request is dispatched or completed (parse.c,
  * gap_check). llhttp's generated parser reaches those callbacks through its
  * internal llhttp__on_headers_complete(state, p, endp) and
  * llhttp__on_message_complete; llhttp.c is compiled with those names mapped

@@ -1,5 +1,5 @@
 /* The libFuzzer target for the HTTP request path: arbitrary bytes go into a
- * connection of the real server (runtime/http.c under lua/http.lua, on the
+ * connection of the real server (runtime/http/ under lua/http.lua, on the
  * runtime's own loop), as http.inject does it: one end of a socket pair is
  * adopted by the server, the input is written at the other end, then the
  * write side is shut and the loop runs until the connection has closed.

@@ -1,0 +1,379 @@
+/* The HTTP/1.1 server's internal header: what its four files share.
+ *
+ *   server.c   the server: listening, adopting, closing, options, the
+ *              `_http` module table and the server's methods
+ *   conn.c     a connection's life: reading, writing, pausing, closing,
+ *              timeouts, its Lua side (box, env, socket)
+ *   parse.c    bytes to requests: llhttp's callbacks, the checks llhttp 8
+ *              leaves to us, the request handed to Lua
+ *   respond.c  responses: the head from the Lua response's fields, body
+ *              framing, the status table
+ *
+ * lua/http.lua holds the Node-shaped API over this module (`_http`).
+ *
+ * Ownership, in short:
+ * - http_server is malloc'd; its Lua box (userdata) points to it. While it
+ *   serves (listening or adopting connections) a registry ref pins the box.
+ *   The struct is freed once the box was collected and its libuv handles
+ *   (listener, timer, idle) are all closed, in the last close callback.
+ * - http_conn is malloc'd per connection and freed in its close callback.
+ *   Its Lua side (a box userdata and an env table {socket, req, res}) is
+ *   made on first need and pinned by refs until then.
+ * - Only one response per connection is in flight: after a request whose
+ *   response is not finished, llhttp is paused and the bytes that follow
+ *   (pipelined requests) wait in conn->in. So answers leave in order.
+ *
+ * Functions shared between the files are named lc__http_*; everything
+ * else is static to its file. */
+#ifndef LC_HTTP_H
+#define LC_HTTP_H
+
+#include "buf.h"
+#include "lc.h"
+#include <llhttp.h>
+#include <stdint.h>
+#include <time.h>
+
+#define SERVER_MT "lc.http.server"
+#define CONN_MT "lc.http.conn"
+
+#define READ_BUF_SIZE 65536
+/* Pipelined input kept while a response is in flight; past it, reading
+ * stops until the parser catches up. */
+#define INPUT_LIMIT (256 * 1024)
+
+/* ---- Tables built from X-macros. ---- */
+
+/* Node's http.STATUS_CODES. */
+#define HTTP_REASON_MAP(XX)                                                    \
+  XX(100, "Continue")                                                          \
+  XX(101, "Switching Protocols") XX(102, "Processing") XX(                     \
+      103,                                                                     \
+      "Early Hints") XX(200,                                                   \
+                        "OK") XX(201,                                          \
+                                 "Created") XX(202,                            \
+                                               "Accepted") XX(203,             \
+                                                              "Non-"           \
+                                                              "Authoritative " \
+                                                              "Information")   \
+      XX(204, "No Content") XX(205, "Reset Content") XX(206, "Partial "        \
+                                                             "Content") XX(    \
+          207,                                                                 \
+          "Multi-Status") XX(208,                                              \
+                             "Already Reported") XX(226,                       \
+                                                    "IM Used") XX(300,         \
+                                                                  "Multiple "  \
+                                                                  "Choices")   \
+          XX(301, "Moved Permanently") XX(302, "Found") XX(                    \
+              303,                                                             \
+              "See Other") XX(304,                                             \
+                              "Not Modified") XX(305,                          \
+                                                 "Use Proxy") XX(307,          \
+                                                                 "Temporary "  \
+                                                                 "Redirect")   \
+              XX(308, "Permanent Redirect") XX(400, "Bad Request") XX(         \
+                  401, "Unauthorized") XX(402,                                 \
+                                          "Payment Required") XX(403,          \
+                                                                 "Forbidden")  \
+                  XX(404, "Not Found") XX(405, "Method Not Allowed") XX(       \
+                      406,                                                     \
+                      "Not Acceptable") XX(407,                                \
+                                           "Proxy Authentication Required")    \
+                      XX(408, "Request Timeout") XX(409, "Conflict") XX(       \
+                          410,                                                 \
+                          "Gone") XX(411,                                      \
+                                     "Length Required") XX(412,                \
+                                                           "Precondition "     \
+                                                           "Failed") XX(413,   \
+                                                                        "Payl" \
+                                                                        "oad " \
+                                                                        "Too " \
+                                                                        "Larg" \
+                                                                        "e")   \
+                          XX(414, "URI Too Long") XX(415, "Unsupported Media " \
+                                                          "Type") XX(          \
+                              416, "Range Not Satisfiable") XX(417,            \
+                                                               "Expectation "  \
+                                                               "Failed")       \
+                              XX(418, "I'm a Teapot") XX(421, "Misdirected "   \
+                                                              "Request") XX(   \
+                                  422,                                         \
+                                  "Unprocessable Entity") XX(423,              \
+                                                             "Locked") XX(424, \
+                                                                          "Fa" \
+                                                                          "il" \
+                                                                          "ed" \
+                                                                          " D" \
+                                                                          "ep" \
+                                                                          "en" \
+                                                                          "de" \
+                                                                          "nc" \
+                                                                          "y") \
+                                  XX(425, "Too Early") XX(426, "Upgrade "      \
+                                                               "Required") XX( \
+                                      428,                                     \
+                                      "Precondition Required") XX(429,         \
+                                                                  "Too Many "  \
+                                                                  "Requests")  \
+                                      XX(431, "Request Header Fields Too "     \
+                                              "Large") XX(451, "Unavailable "  \
+                                                               "For Legal "    \
+                                                               "Reasons") XX(  \
+                                          500, "Internal Server Error")        \
+                                          XX(501, "Not Implemented") XX(       \
+                                              502,                             \
+                                              "Bad Gateway") XX(503,           \
+                                                                "Service "     \
+                                                                "Unavailable") \
+                                              XX(504, "Gateway Timeout") XX(   \
+                                                  505,                         \
+                                                  "HTTP Version Not "          \
+                                                  "Supported") XX(506,         \
+                                                                  "Variant "   \
+                                                                  "Also "      \
+                                                                  "Negotiate"  \
+                                                                  "s")         \
+                                                  XX(507, "Insufficient "      \
+                                                          "Storage") XX(       \
+                                                      508, "Loop Detected")    \
+                                                      XX(509, "Bandwidth "     \
+                                                              "Limit "         \
+                                                              "Exceeded") XX(  \
+                                                          510, "Not Extended") \
+                                                          XX(511,              \
+                                                             "Network "        \
+                                                             "Authentication " \
+                                                             "Required")
+
+/* The Lua functions and classes a server calls, by field of the table
+ * given to _http.server(). */
+#define HTTP_CALLBACK_MAP(XX)                                                  \
+  XX(DISPATCH, "dispatch")     /* (method, url, version, head, socket,         \
+                                  complete, conn, env): one per request. */    \
+  XX(DATA, "data")             /* (req, chunk): a piece of request body. */    \
+  XX(END, "end")               /* (req): the body is complete. */              \
+  XX(DRAIN, "drain")           /* (res): the write queue emptied. */           \
+  XX(ABORT, "abort")           /* (req|nil, res|nil): closed mid-request. */   \
+  XX(CONNECTION, "connection") /* (socket): a new connection. */               \
+  XX(CLOSE, "close")           /* (): the server is fully closed. */           \
+  XX(SOCK_MT, "Socket")
+
+enum {
+#define XX(name, field) CB_##name,
+  HTTP_CALLBACK_MAP(XX)
+#undef XX
+      CB_MAX
+};
+
+extern const char *const lc__http_cb_fields[];
+
+/* Strings the hot path pushes, interned once per server in a key table
+ * (lua_pushstring would look each up in the string table per use). */
+#define HTTP_KEY_MAP(XX) XX(V10, "1.0") XX(V11, "1.1")
+
+enum {
+  KEY_NONE,
+#define XX(name, str) KEY_##name,
+  HTTP_KEY_MAP(XX)
+#undef XX
+      KEY_MAX
+};
+
+/* keys[KEY_METHODS + m] is the name of llhttp method m. */
+#define KEY_METHODS 64
+
+/* Slots of a connection's env table. */
+enum { ENV_SOCKET = 1, ENV_REQ = 2, ENV_RES = 3 };
+
+/* How a response body is framed on the wire. */
+enum { FRAME_NONE, FRAME_LENGTH, FRAME_CHUNKED, FRAME_RAW };
+
+/* ---- Structures. ---- */
+
+typedef struct http_conn http_conn;
+
+/* One header of the request being parsed: offsets into conn->head. */
+typedef struct {
+  uint32_t name, nlen, value, vlen;
+} http_hdr;
+
+typedef struct http_server {
+  lua_State *L;
+  lc_ctx *ctx;
+  uv_loop_t *loop;
+  uv_tcp_t listener;
+  uv_timer_t timer; /* Scans connections for timeouts. */
+  uv_idle_t idle;   /* Resumes paused parsers outside of user calls. */
+  int refs[CB_MAX];
+  int ref_keys;     /* The key table (HTTP_KEY_MAP, methods). */
+  int ref_self;     /* Pins the box while serving. */
+  int open_handles; /* Initialised handles not yet closed. */
+  unsigned box_gone : 1;
+  unsigned serving : 1;   /* Pinned; listening or adopting. */
+  unsigned listening : 1; /* The listener handle is open. */
+  unsigned closing : 1;   /* close() was called. */
+  unsigned draining : 1;  /* ... as a drain: idle connections stay. */
+  unsigned unref : 1;     /* The listener does not keep the loop alive. */
+  unsigned emit_connection : 1;
+  unsigned rbuf_busy : 1;
+  /* Limits (milliseconds for times; 0 disables). */
+  size_t max_header;
+  size_t hwm;
+  uint64_t headers_timeout, request_timeout, keepalive_timeout;
+  char ka_header[96]; /* "Connection: keep-alive\r\nKeep-Alive: ...\r\n" */
+  size_t ka_len;
+  char date[48]; /* "Date: ...\r\n", refreshed each second. */
+  size_t date_len;
+  time_t date_sec;
+  char *rbuf;       /* The shared read buffer. */
+  lc_buf scratch;   /* Head data being packed. */
+  http_conn *conns; /* Every open connection. */
+  size_t nconns;
+  http_conn *resume; /* Connections whose parser waits to resume. */
+  double requests;
+} http_server;
+
+typedef struct {
+  http_server *s;
+} server_box;
+
+typedef struct {
+  http_conn *c;
+} conn_box;
+
+struct http_conn {
+  uv_tcp_t tcp;
+  uv_shutdown_t shutdown_req;
+  llhttp_t parser;
+  http_server *s;
+  http_conn *prev, *next; /* The server's list. */
+  http_conn *resume_next; /* The server's resume list. */
+  conn_box *box;
+  int ref_box, ref_env; /* LUA_NOREF until the Lua side is made. */
+  const void *res_ptr;  /* The table of the response in flight. */
+  lc_buf in;            /* Unparsed input while paused. */
+  lc_buf head;          /* URL and header bytes of the request. */
+  http_hdr *hdrs;
+  size_t nhdrs, hcap;
+  uint32_t url_len;
+  int hstate;               /* 0 start, 1 in a field, 2 in a value. */
+  int err_status;           /* 431 when headers overflowed. */
+  const char *gap;          /* Bytes parsed since the last body span start
+                               here (in the buffer being parsed). */
+  size_t gap_bytes;         /* ... and so many before it, since the head
+                               or the last body span. */
+  char gap_last;            /* The byte before gap (0 after a body span). */
+  lc_buf out;               /* Response bytes not yet handed to libuv. */
+  size_t nwrites;           /* uv_write requests in flight. */
+  uint64_t head_start;      /* When headers began (0: not waiting). */
+  uint64_t req_start;       /* When the request began (0: complete). */
+  uint64_t idle_since;      /* When keep-alive idleness began. */
+  int depth;                /* Nesting of parser runs. */
+  int framing;              /* FRAME_* of the response in flight. */
+  unsigned in_msg : 1;      /* Between message begin and complete. */
+  unsigned in_head : 1;     /* ... and before its headers completed. */
+  unsigned req_obj : 1;     /* The request in parse has a Lua req. */
+  unsigned req_body : 1;    /* ... and a body, so 'end' is reported. */
+  unsigned busy : 1;        /* A response is in flight. */
+  unsigned out_full : 1;    /* Parsing waits for the output to drain. */
+  unsigned in_trailers : 1; /* After the last chunk of the body. */
+  unsigned head_sent : 1;   /* Its head is written. */
+  unsigned is_head : 1;     /* The request is HEAD. */
+  unsigned keep_req : 1;    /* The request allows keep-alive. */
+  unsigned keep : 1;        /* The response keeps the connection. */
+  unsigned http11 : 1;      /* The request is HTTP/1.1 or later. */
+  unsigned expect : 2;      /* 1: 100-continue, 2: another expectation. */
+  unsigned paused : 1;      /* llhttp paused; input waits in `in`. */
+  unsigned resume_queued : 1;
+  unsigned read_stopped : 1;
+  unsigned stop_parse : 1;  /* No more requests on this connection. */
+  unsigned close_after : 1; /* End the connection once output is out. */
+  unsigned silent : 1;      /* Close without an error response. */
+  unsigned want_drain : 1;
+  unsigned shutting : 1; /* uv_shutdown issued. */
+  unsigned closing : 1;  /* uv_close issued. */
+};
+
+typedef struct {
+  uv_write_t req;
+  http_conn *c;
+  char *base; /* Owned; freed in the callback. */
+} http_write;
+
+#define STOPPED(c) ((c)->closing || (c)->shutting || (c)->stop_parse)
+
+/* ---- Header names and tokens (case-insensitive ASCII). ---- */
+
+static inline char lower(char ch) {
+  return (ch >= 'A' && ch <= 'Z') ? (char)(ch | 0x20) : ch;
+}
+
+/* Case-insensitive comparison of a header name with a lower-case one. */
+static inline int name_is(const char *name, size_t len, const char *lc,
+                          size_t lclen) {
+  size_t i;
+  if (len != lclen)
+    return 0;
+  for (i = 0; i < len; i++)
+    if (lower(name[i]) != lc[i])
+      return 0;
+  return 1;
+}
+
+#define NAME_IS(n, l, lit) name_is((n), (l), (lit), sizeof(lit) - 1)
+
+/* Whether s (case-insensitively) contains the lower-case token tok. */
+static inline int has_token(const char *s, size_t len, const char *tok) {
+  size_t tl = strlen(tok), i, j;
+  if (tl > len)
+    return 0;
+  for (i = 0; i + tl <= len; i++) {
+    for (j = 0; j < tl && lower(s[i + j]) == tok[j]; j++)
+      ;
+    if (j == tl)
+      return 1;
+  }
+  return 0;
+}
+
+/* ---- Shared between the files. ---- */
+
+/* conn.c */
+http_conn *lc__http_conn_new(http_server *s);
+void lc__http_conn_start(http_conn *c);
+void lc__http_conn_free_cb(uv_handle_t *h);
+void lc__http_conn_close(http_conn *c);
+void lc__http_conn_end(http_conn *c);
+void lc__http_conn_end_soon(http_conn *c);
+void lc__http_conn_fail(http_conn *c, int status);
+void lc__http_conn_flush(http_conn *c);
+void lc__http_conn_settle(http_conn *c);
+void lc__http_conn_resume(http_conn *c);
+void lc__http_conn_queue_resume(http_conn *c);
+size_t lc__http_conn_queued(http_conn *c);
+int lc__http_conn_idle(const http_conn *c);
+void lc__http_response_done(http_conn *c);
+void lc__http_conn_lua(http_conn *c);
+void lc__http_conn_get(lua_State *L, http_conn *c, int slot);
+void lc__http_conn_set(http_conn *c, int slot);
+void lc__http_conn_socket(http_conn *c, int env);
+void lc__http_conn_callback(http_conn *c, int cb, int slot);
+void lc__http_timeouts(http_server *s);
+http_conn *lc__http_check_conn(lua_State *L, int idx);
+extern const luaL_Reg lc__http_conn_fns[];
+
+/* parse.c */
+void lc__http_parser_init(http_conn *c);
+void lc__http_feed(http_conn *c, const char *data, size_t len, int own);
+extern const luaL_Reg lc__http_parse_fns[];
+
+/* respond.c */
+const char *lc__http_reason(int status);
+void lc__http_write_head(lua_State *L, http_conn *c, int res, int status,
+                         size_t body_len, int last);
+extern const luaL_Reg lc__http_respond_fns[];
+
+/* server.c */
+void lc__http_server_check_closed(http_server *s);
+
+#endif

@@ -1,0 +1,445 @@
+/* The HTTP server itself: its struct and Lua box, listening on a new or a
+ * received socket, adopting accepted connections (round robin), options,
+ * closing (at once or as a drain), and the `_http` module table. */
+#include "http.h"
+#include "tcp.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+const char *const lc__http_cb_fields[] = {
+#define XX(name, field) field,
+    HTTP_CALLBACK_MAP(XX)
+#undef XX
+};
+
+static void timer_cb(uv_timer_t *t) {
+  lc__http_timeouts((http_server *)t->data);
+}
+
+static void listener_cb(uv_stream_t *l, int status) {
+  http_server *s = (http_server *)l->data;
+  http_conn *c;
+  if (status < 0)
+    return; /* EMFILE and the like: the next connection may do better. */
+  c = lc__http_conn_new(s);
+  if (c == NULL)
+    return;
+  if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
+    uv_close((uv_handle_t *)&c->tcp, lc__http_conn_free_cb);
+    return;
+  }
+  lc__http_conn_start(c);
+}
+
+static void server_free_cb(uv_handle_t *h) {
+  http_server *s = (http_server *)h->data;
+  if (--s->open_handles > 0)
+    return;
+  buf_free(&s->scratch);
+  free(s->rbuf);
+  free(s);
+}
+
+static void listener_close_cb(uv_handle_t *h) {
+  http_server *s = (http_server *)h->data;
+  s->open_handles--;
+  lc__http_server_check_closed(s);
+}
+
+/* Once close() was called, the listener is closed and the last connection
+ * gone: stops, unpins and tells Lua. */
+void lc__http_server_check_closed(http_server *s) {
+  lua_State *L = s->L;
+  int i;
+  if (!s->serving || !s->closing || s->listening || s->nconns > 0)
+    return;
+  s->serving = 0;
+  uv_timer_stop(&s->timer);
+  /* Stack: close. */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->refs[CB_CLOSE]);
+  for (i = 0; i < CB_MAX; i++) {
+    luaL_unref(L, LUA_REGISTRYINDEX, s->refs[i]);
+    s->refs[i] = LUA_NOREF;
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, s->ref_self);
+  s->ref_self = LUA_NOREF;
+  lc_pcall(L, 0, 0);
+}
+
+static http_server *check_server(lua_State *L) {
+  server_box *b = (server_box *)luaL_checkudata(L, 1, SERVER_MT);
+  if (b->s == NULL)
+    luaL_error(L, "the server is gone");
+  return b->s;
+}
+
+/* Pins the server (the box at stack index 1) and its callbacks, and
+ * starts the timeout scan. The callbacks live in the box's environment and
+ * are in the registry only while serving, so an unused server (and the
+ * closures that name it) can be collected. */
+static void server_serve(lua_State *L, http_server *s) {
+  uint64_t every = 1000, t;
+  int i;
+  if (!s->serving) {
+    lua_pushvalue(L, 1);
+    s->ref_self = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfenv(L, 1);
+    for (i = 0; i < CB_MAX; i++) {
+      lua_getfield(L, -1, lc__http_cb_fields[i]);
+      s->refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_pop(L, 1);
+    s->serving = 1;
+  }
+  s->closing = 0;
+  /* Scan often enough to act within a quarter of the shortest timeout,
+   * and at least each second. */
+  t = s->headers_timeout;
+  if (s->request_timeout && (!t || s->request_timeout < t))
+    t = s->request_timeout;
+  if (s->keepalive_timeout && (!t || s->keepalive_timeout < t))
+    t = s->keepalive_timeout;
+  if (t && t / 4 < every)
+    every = t / 4 > 10 ? t / 4 : 10;
+  uv_timer_start(&s->timer, timer_cb, every, every);
+}
+
+/* srv:configure(maxHeaderSize, headersTimeout, requestTimeout,
+ *               keepAliveTimeout, highWaterMark) */
+static int server_configure(lua_State *L) {
+  http_server *s = check_server(L);
+  lua_Number mh = luaL_checknumber(L, 2);
+  lua_Number ht = luaL_checknumber(L, 3);
+  lua_Number rt = luaL_checknumber(L, 4);
+  lua_Number kt = luaL_checknumber(L, 5);
+  lua_Number hw = luaL_checknumber(L, 6);
+  luaL_argcheck(L, mh >= 1, 2, "maxHeaderSize must be positive");
+  luaL_argcheck(L, ht >= 0 && rt >= 0 && kt >= 0, 3,
+                "timeouts must not be negative");
+  s->max_header = (size_t)mh;
+  s->headers_timeout = (uint64_t)ht;
+  s->request_timeout = (uint64_t)rt;
+  s->keepalive_timeout = (uint64_t)kt;
+  s->hwm = hw > 0 ? (size_t)hw : 16384;
+  /* Node's header: whole seconds, even when that is 0. */
+  if (s->keepalive_timeout > 0)
+    s->ka_len = (size_t)snprintf(s->ka_header, sizeof(s->ka_header),
+                                 "Connection: keep-alive\r\n"
+                                 "Keep-Alive: timeout=%llu\r\n",
+                                 (unsigned long long)(kt / 1000));
+  else
+    s->ka_len = (size_t)snprintf(s->ka_header, sizeof(s->ka_header),
+                                 "Connection: keep-alive\r\n");
+  return 0;
+}
+
+/* Opens the listener on fd (owned from here on) and starts accepting. */
+static int server_open(lua_State *L, http_server *s, int fd, int backlog) {
+  int err;
+  if (s->listening) {
+    close(fd);
+    return luaL_error(L, "the server is already listening");
+  }
+  err = uv_tcp_init(s->loop, &s->listener);
+  if (err != 0) {
+    close(fd);
+    return lc_push_uverr(L, err);
+  }
+  s->listener.data = s;
+  s->open_handles++;
+  err = uv_tcp_open(&s->listener, fd);
+  if (err != 0)
+    close(fd); /* Not the handle's yet. */
+  else
+    err = uv_listen((uv_stream_t *)&s->listener, backlog, listener_cb);
+  if (err != 0) {
+    uv_close((uv_handle_t *)&s->listener, listener_close_cb);
+    return lc_push_uverr(L, err);
+  }
+  s->listening = 1;
+  if (s->unref)
+    uv_unref((uv_handle_t *)&s->listener);
+  server_serve(L, s);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* srv:ref(on): whether the listening socket keeps the loop alive (Node's
+ * server.ref() / server.unref()); connections always do. */
+static int server_ref(lua_State *L) {
+  http_server *s = check_server(L);
+  s->unref = !lua_toboolean(L, 2);
+  if (s->listening) {
+    if (s->unref)
+      uv_unref((uv_handle_t *)&s->listener);
+    else
+      uv_ref((uv_handle_t *)&s->listener);
+  }
+  return 0;
+}
+
+/* srv:listen(host|nil, port, backlog, reuseport) -> true
+ * or nil, message, code. */
+static int server_listen(lua_State *L) {
+  http_server *s = check_server(L);
+  const char *host = luaL_optstring(L, 2, NULL);
+  int port = (int)luaL_checkinteger(L, 3);
+  int backlog = (int)luaL_optinteger(L, 4, 511);
+  int reuseport = lua_toboolean(L, 5);
+  int fd;
+  luaL_argcheck(L, port >= 0 && port <= 65535, 3, "port out of range");
+  if (backlog < 0)
+    backlog = 511; /* lc__tcp_listen_fd would bind without listening. */
+  if (s->listening)
+    return luaL_error(L, "the server is already listening");
+  fd = lc__tcp_listen_fd(host, port, backlog, reuseport);
+  if (fd < 0)
+    return lc_push_uverr(L, fd);
+  return server_open(L, s, fd, backlog);
+}
+
+/* srv:listen_fd(fd, backlog): listens on a duplicate of a listening
+ * socket received from elsewhere; the caller may close its own. */
+static int server_listen_fd(lua_State *L) {
+  http_server *s = check_server(L);
+  int fd = (int)luaL_checkinteger(L, 2);
+  int backlog = (int)luaL_optinteger(L, 3, 511);
+  if (s->listening)
+    return luaL_error(L, "the server is already listening");
+  fd = lc__tcp_dup(fd);
+  if (fd < 0)
+    return lc_push_uverr(L, fd);
+  return server_open(L, s, fd, backlog);
+}
+
+/* srv:serve(): serves adopted connections without a listener of its own
+ * (round robin in a worker). */
+static int server_serve_lua(lua_State *L) {
+  http_server *s = check_server(L);
+  server_serve(L, s);
+  return 0;
+}
+
+/* srv:adopt(fd): serves a duplicate of an accepted connection. Returns
+ * true or nil, message, code. */
+static int server_adopt(lua_State *L) {
+  http_server *s = check_server(L);
+  int fd = (int)luaL_checkinteger(L, 2);
+  http_conn *c;
+  int err;
+  if (s->closing && s->serving)
+    return lc_push_uverr(L, UV_ECANCELED);
+  fd = lc__tcp_dup(fd);
+  if (fd < 0)
+    return lc_push_uverr(L, fd);
+  c = lc__http_conn_new(s);
+  if (c == NULL) {
+    close(fd);
+    return lc_push_uverr(L, UV_ENOMEM);
+  }
+  err = uv_tcp_open(&c->tcp, fd);
+  if (err != 0) {
+    close(fd);
+    uv_close((uv_handle_t *)&c->tcp, lc__http_conn_free_cb);
+    return lc_push_uverr(L, err);
+  }
+  if (!s->serving)
+    server_serve(L, s);
+  lc__http_conn_start(c);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* srv:address() -> {address=, port=, family=, addressType=} or nil. */
+static int server_address(lua_State *L) {
+  http_server *s = check_server(L);
+  uv_os_fd_t fd;
+  if (!s->listening || uv_fileno((uv_handle_t *)&s->listener, &fd) != 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  return lc__tcp_push_name(L, fd, 0);
+}
+
+/* srv:close([drain]): stops accepting, closes idle connections (not when
+ * draining); the others close after their response. The 'close'
+ * callback runs once all are gone. */
+static int server_close(lua_State *L) {
+  http_server *s = check_server(L);
+  int drain = lua_toboolean(L, 2);
+  http_conn *c, *next;
+  s->closing = 1;
+  s->draining = drain ? 1 : 0;
+  if (s->listening) {
+    s->listening = 0;
+    uv_close((uv_handle_t *)&s->listener, listener_close_cb);
+  }
+  /* Draining (a reload or a graceful shutdown) leaves idle keep-alive
+   * connections open: a request already on its way gets its answer, with
+   * Connection: close; the others end at keepAliveTimeout. */
+  for (c = s->conns; c && !drain; c = next) {
+    next = c->next;
+    if (lc__http_conn_idle(c))
+      lc__http_conn_close(c);
+  }
+  lc__http_server_check_closed(s);
+  return 0;
+}
+
+/* srv:close_connections(all): closes idle (or all) connections now. */
+static int server_close_connections(lua_State *L) {
+  http_server *s = check_server(L);
+  int all = lua_toboolean(L, 2);
+  http_conn *c, *next;
+  for (c = s->conns; c; c = next) {
+    next = c->next;
+    if (all || lc__http_conn_idle(c))
+      lc__http_conn_close(c);
+  }
+  return 0;
+}
+
+/* srv:emit_connection(on): whether each connection is reported. */
+static int server_emit_connection(lua_State *L) {
+  http_server *s = check_server(L);
+  s->emit_connection = lua_toboolean(L, 2);
+  return 0;
+}
+
+/* srv:stats() -> requests, connections (0, 0 once collected: a server's
+ * table may outlive its box within one collection). */
+static int server_stats(lua_State *L) {
+  server_box *b = (server_box *)luaL_checkudata(L, 1, SERVER_MT);
+  http_server *s = b->s;
+  if (s == NULL) {
+    lua_pushnumber(L, 0);
+    lua_pushinteger(L, 0);
+    return 2;
+  }
+  lua_pushnumber(L, s->requests);
+  lua_pushinteger(L, (lua_Integer)s->nconns);
+  return 2;
+}
+
+static int server_gc(lua_State *L) {
+  server_box *b = (server_box *)luaL_checkudata(L, 1, SERVER_MT);
+  http_server *s = b->s;
+  if (s == NULL)
+    return 0;
+  b->s = NULL;
+  s->box_gone = 1;
+  luaL_unref(L, LUA_REGISTRYINDEX, s->ref_keys);
+  /* Serving pins the box, so only the timer and idle handles are open and
+   * the callbacks are out of the registry. */
+  uv_close((uv_handle_t *)&s->timer, server_free_cb);
+  uv_close((uv_handle_t *)&s->idle, server_free_cb);
+  return 0;
+}
+
+/* _http.server(callbacks) -> server. callbacks holds the functions and
+ * classes named in HTTP_CALLBACK_MAP. */
+static int http_server_new(lua_State *L) {
+  lc_ctx *ctx = lc_get(L);
+  http_server *s;
+  server_box *b;
+  int i;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  for (i = 0; i < CB_MAX; i++) {
+    lua_getfield(L, 1, lc__http_cb_fields[i]);
+    if (lua_isnil(L, -1))
+      return luaL_error(L, "server callback '%s' missing",
+                        lc__http_cb_fields[i]);
+    lua_pop(L, 1);
+  }
+  b = (server_box *)lua_newuserdata(L, sizeof(*b));
+  b->s = NULL;
+  luaL_getmetatable(L, SERVER_MT);
+  lua_setmetatable(L, -2);
+  s = (http_server *)calloc(1, sizeof(*s));
+  if (s != NULL)
+    s->rbuf = (char *)malloc(READ_BUF_SIZE);
+  if (s == NULL || s->rbuf == NULL) {
+    free(s);
+    return luaL_error(L, "out of memory");
+  }
+  s->L = ctx->L;
+  s->loop = ctx->loop;
+  s->ctx = ctx;
+  s->ref_self = LUA_NOREF;
+  for (i = 0; i < CB_MAX; i++)
+    s->refs[i] = LUA_NOREF;
+  lua_pushvalue(L, 1);
+  lua_setfenv(L, -2);
+  /* The key table. Stack: callbacks box keys. */
+  lua_createtable(L, KEY_METHODS + 64, 0);
+#define XX(name, str)                                                          \
+  lua_pushliteral(L, str);                                                     \
+  lua_rawseti(L, -2, KEY_##name);
+  HTTP_KEY_MAP(XX)
+#undef XX
+#define XX(num, name, string)                                                  \
+  lua_pushliteral(L, #string);                                                 \
+  lua_rawseti(L, -2, KEY_METHODS + num);
+  HTTP_ALL_METHOD_MAP(XX)
+#undef XX
+  s->ref_keys = luaL_ref(L, LUA_REGISTRYINDEX);
+  uv_timer_init(s->loop, &s->timer);
+  uv_idle_init(s->loop, &s->idle);
+  s->timer.data = s->idle.data = s;
+  uv_unref((uv_handle_t *)&s->timer);
+  s->open_handles = 2;
+  s->max_header = 16384;
+  s->hwm = 16384;
+  s->headers_timeout = 60000;
+  s->request_timeout = 300000;
+  s->keepalive_timeout = 5000;
+  s->ka_len = (size_t)snprintf(s->ka_header, sizeof(s->ka_header),
+                               "Connection: keep-alive\r\n"
+                               "Keep-Alive: timeout=5\r\n");
+  b->s = s;
+  return 1;
+}
+
+/* _http.requests() -> requests answered by every server of this process
+ * since it started (servers since collected included). */
+static int http_requests(lua_State *L) {
+  lua_pushnumber(L, lc_get(L)->http_requests);
+  return 1;
+}
+
+int luaopen_lc_http(lua_State *L) {
+  static const luaL_Reg server_methods[] = {
+      {"configure", server_configure},
+      {"listen", server_listen},
+      {"listen_fd", server_listen_fd},
+      {"serve", server_serve_lua},
+      {"adopt", server_adopt},
+      {"address", server_address},
+      {"close", server_close},
+      {"close_connections", server_close_connections},
+      {"emit_connection", server_emit_connection},
+      {"stats", server_stats},
+      {"ref", server_ref},
+      {NULL, NULL}};
+  static const luaL_Reg fns[] = {
+      {"server", http_server_new}, {"requests", http_requests}, {NULL, NULL}};
+  luaL_newmetatable(L, SERVER_MT);
+  lua_newtable(L);
+  luaL_register(L, NULL, server_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, server_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, CONN_MT);
+  lua_pop(L, 1);
+  /* The module: the server's constructor, then the connection functions
+   * of each file. */
+  lua_newtable(L);
+  luaL_register(L, NULL, fns);
+  luaL_register(L, NULL, lc__http_conn_fns);
+  luaL_register(L, NULL, lc__http_parse_fns);
+  luaL_register(L, NULL, lc__http_respond_fns);
+  return 1;
+}

@@ -56,6 +56,21 @@ static inline void buf_u32le(lc_buf *b, uint32_t v) {
   buf_add(b, x, 4);
 }
 
+/* The 4 bytes at p as a little-endian number. */
+static inline uint32_t lc_get_u32le(const char *p) {
+  const unsigned char *u = (const unsigned char *)p;
+  return (uint32_t)u[0] | ((uint32_t)u[1] << 8) | ((uint32_t)u[2] << 16) |
+         ((uint32_t)u[3] << 24);
+}
+
+/* Writes v at p as 4 little-endian bytes. */
+static inline void lc_set_u32le(char *p, uint32_t v) {
+  p[0] = (char)v;
+  p[1] = (char)(v >> 8);
+  p[2] = (char)(v >> 16);
+  p[3] = (char)(v >> 24);
+}
+
 /* v in decimal. */
 static inline void buf_uint(lc_buf *b, uint64_t v) {
   char tmp[24];

@@ -1,12 +1,21 @@
-/* The IPC channel's binary codec (runtime/ipc.c), shared with the modules
- * that store Lua values as bytes (runtime/shared.c). The format is the
- * channel's: numbers round-trip bit for bit; the values are those lua-cjson
- * encodes (no functions, cycles, sparse or mixed tables, NaN or infinity). */
+/* luacluster: the binary codec of Lua values (runtime/codec.c): the IPC
+ * channel's message format, also how the shared dict stores tables. The
+ * values are those lua-cjson encodes (no functions, cycles, sparse or mixed
+ * tables, NaN or infinity); numbers round-trip bit for bit. */
 #ifndef LC_CODEC_H
 #define LC_CODEC_H
 
-#include <stddef.h>
+#include "buf.h"
 #include <lua.h>
+#include <stddef.h>
+
+/* Appends the value at idx to b. Returns 1, or 0 (b and the stack as they
+ * were) when the value cannot be encoded. Raises nothing. */
+int lc_codec_put(lua_State *L, lc_buf *b, int idx);
+
+/* Decodes one value from the bytes at [p, end) and pushes it. Returns how
+ * many bytes it took, or 0 (nothing pushed) when they are malformed. */
+size_t lc_codec_get(lua_State *L, const char *p, const char *end);
 
 /* Encodes the value at idx. Returns malloc'd bytes (the caller frees them)
  * and their length in *len, or NULL when the value cannot be encoded. Raises

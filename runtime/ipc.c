@@ -1,329 +1,30 @@
 /* `_ipc`: the channel between a primary and its workers (sockets
- * themselves are runtime/tcp.c's), and systemd's notification socket.
+ * themselves are runtime/tcp.c's, descriptors runtime/fd.c's).
  *
  * The channel is a Unix socket pair. Messages travel as frames:
  *   u32 length (little-endian, of what follows), u8 flags, payload
  * flags: IPC_INTERNAL (a control message, kept apart from user messages),
  * IPC_HANDLE (a socket rides along, passed with SCM_RIGHTS by uv_write2).
- * The payload is a Lua value in a compact binary form (see "Codec"), so
- * numbers round-trip bit for bit and decoding builds tables at their final
- * size. Frames written during one turn of the loop leave in one write just
- * before the loop polls again (a prepare handle), whatever their number. */
+ * The payload is a Lua value in runtime/codec.c's binary form, so numbers
+ * round-trip bit for bit and decoding builds tables at their final size. Frames
+ * written during one turn of the loop leave in one write just before the loop
+ * polls again (a prepare handle), whatever their number. */
+#include "buf.h"
+#include "codec.h"
+#include "fd.h"
+#include "lc.h"
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
-#include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <netinet/in.h>
-#include <stdint.h>
 #include <sys/select.h>
-#include <stddef.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include "lc.h"
-#include "codec.h"
+#include <unistd.h>
 
 #define IPC_INTERNAL 1
 #define IPC_HANDLE 2
 #define IPC_MAX_FRAME (1u << 30)
-#define IPC_MAX_DEPTH 1000
 #define IPC_READ_CHUNK 65536
-
-/* _ipc.cloexec(fd): keeps fd from leaking into programs this process
- * spawns (a worker's channel must close when the worker dies). */
-static int ipc_cloexec(lua_State *L) {
-  int fd = (int)luaL_checkinteger(L, 1);
-  int flags = fcntl(fd, F_GETFD);
-  if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0)
-    return lc_push_uverr(L, uv_translate_sys_error(errno));
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/* ---- Buffers ------------------------------------------------------------ */
-
-typedef struct {
-  char *data;
-  size_t len, cap;
-} ipc_buf;
-
-static void buf_grow(ipc_buf *b, size_t need) {
-  size_t cap;
-  char *p;
-  cap = b->cap ? b->cap : 4096;
-  while (cap < b->len + need)
-    cap *= 2;
-  p = realloc(b->data, cap);
-  if (p == NULL)
-    abort();
-  b->data = p;
-  b->cap = cap;
-}
-
-static inline void buf_reserve(ipc_buf *b, size_t need) {
-  if (b->len + need > b->cap)
-    buf_grow(b, need);
-}
-
-static inline void buf_add(ipc_buf *b, const void *s, size_t n) {
-  buf_reserve(b, n);
-  memcpy(b->data + b->len, s, n);
-  b->len += n;
-}
-
-static inline void buf_byte(ipc_buf *b, unsigned char c) {
-  buf_reserve(b, 1);
-  b->data[b->len++] = (char)c;
-}
-
-static inline void buf_u32(ipc_buf *b, uint32_t v) {
-  unsigned char x[4] = {(unsigned char)v, (unsigned char)(v >> 8),
-                        (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
-  buf_add(b, x, 4);
-}
-
-static inline uint32_t get_u32(const char *p) {
-  const unsigned char *u = (const unsigned char *)p;
-  return (uint32_t)u[0] | ((uint32_t)u[1] << 8) | ((uint32_t)u[2] << 16) |
-         ((uint32_t)u[3] << 24);
-}
-
-/* ---- Codec --------------------------------------------------------------
- * 'T' true, 'F' false, 'z' null (cjson.null), 'i' int32, 'd' double (8
- * bytes), 's' u32 length + bytes, 'a' u32 n + n values (a sequence 1..n),
- * 'o' u32 n + n (string key, value) pairs. The values are those lua-cjson
- * encodes; a table with both array and hash parts, a sparse array, NaN or
- * infinity, functions, threads and userdata are refused (the encoder only
- * says no; cluster/utils.lua names what and where). */
-
-static int enc_value(lua_State *L, ipc_buf *b, int idx, int depth);
-
-static void enc_str(ipc_buf *b, const char *s, size_t n) {
-  buf_byte(b, 's');
-  buf_u32(b, (uint32_t)n);
-  buf_add(b, s, n);
-}
-
-/* A table without a sequence part: one pass, string keys only. */
-static int enc_object(lua_State *L, ipc_buf *b, int idx, int depth) {
-  size_t at, count = 0;
-  buf_byte(b, 'o');
-  at = b->len;
-  buf_u32(b, 0);
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    size_t kn;
-    const char *k;
-    if (lua_type(L, -2) != LUA_TSTRING) {
-      lua_pop(L, 2);
-      return 0;
-    }
-    k = lua_tolstring(L, -2, &kn);
-    enc_str(b, k, kn);
-    if (!enc_value(L, b, lua_gettop(L), depth + 1)) {
-      lua_pop(L, 2);
-      return 0;
-    }
-    lua_pop(L, 1);
-    count++;
-  }
-  b->data[at] = (char)count;
-  b->data[at + 1] = (char)(count >> 8);
-  b->data[at + 2] = (char)(count >> 16);
-  b->data[at + 3] = (char)(count >> 24);
-  return 1;
-}
-
-static int enc_table(lua_State *L, ipc_buf *b, int idx, int depth) {
-  size_t n = lua_objlen(L, idx), count = 0, i;
-  int strings = 0, others = 0;
-  if (depth >= IPC_MAX_DEPTH || !lua_checkstack(L, 4))
-    return 0;
-  if (n == 0)
-    return enc_object(L, b, idx, depth);
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    count++;
-    if (lua_type(L, -2) == LUA_TSTRING) {
-      strings++;
-    } else if (lua_type(L, -2) == LUA_TNUMBER) {
-      double k = lua_tonumber(L, -2);
-      if (k != floor(k) || k < 1 || k > (double)n)
-        others++;
-    } else {
-      others++;
-    }
-    lua_pop(L, 1);
-  }
-  if (others || strings || count != n)
-    return 0;
-  {
-    buf_byte(b, 'a');
-    buf_u32(b, (uint32_t)n);
-    for (i = 1; i <= n; i++) {
-      int ok;
-      lua_rawgeti(L, idx, (int)i);
-      ok = enc_value(L, b, lua_gettop(L), depth + 1);
-      lua_pop(L, 1);
-      if (!ok)
-        return 0;
-    }
-    return 1;
-  }
-}
-
-/* Encodes the value at the absolute index idx; returns 0 when it cannot be
- * sent (the buffer then holds a partial frame the caller drops). */
-static int enc_value(lua_State *L, ipc_buf *b, int idx, int depth) {
-  switch (lua_type(L, idx)) {
-  case LUA_TSTRING: {
-    size_t n;
-    const char *s = lua_tolstring(L, idx, &n);
-    enc_str(b, s, n);
-    return 1;
-  }
-  case LUA_TNUMBER: {
-    double d = lua_tonumber(L, idx);
-    if (!isfinite(d))
-      return 0;
-    if (d == (double)(int32_t)d && !(d == 0 && signbit(d))) {
-      buf_byte(b, 'i');
-      buf_u32(b, (uint32_t)(int32_t)d);
-    } else {
-      buf_byte(b, 'd');
-      buf_add(b, &d, sizeof(d));
-    }
-    return 1;
-  }
-  case LUA_TBOOLEAN:
-    buf_byte(b, lua_toboolean(L, idx) ? 'T' : 'F');
-    return 1;
-  case LUA_TLIGHTUSERDATA:
-    if (lua_touserdata(L, idx) != NULL)
-      return 0;
-    buf_byte(b, 'z');
-    return 1;
-  case LUA_TTABLE:
-    return enc_table(L, b, idx, depth);
-  default:
-    return 0;
-  }
-}
-
-typedef struct {
-  const char *p, *end;
-} ipc_cursor;
-
-/* Decodes one value onto the stack; returns 0 on malformed input (the
- * stack is then left as it was). */
-static int dec_value(lua_State *L, ipc_cursor *c, int depth) {
-  char tag;
-  uint32_t n, i;
-  /* Room on the stack: a scalar takes the slot its caller made sure of; a
-   * table checks for its key and value below. */
-  if (c->p >= c->end || depth >= IPC_MAX_DEPTH)
-    return 0;
-  tag = *c->p++;
-  switch (tag) {
-  case 'T':
-  case 'F':
-    lua_pushboolean(L, tag == 'T');
-    return 1;
-  case 'z':
-    lua_pushlightuserdata(L, NULL);
-    return 1;
-  case 'i':
-    if (c->end - c->p < 4)
-      return 0;
-    lua_pushnumber(L, (lua_Number)(int32_t)get_u32(c->p));
-    c->p += 4;
-    return 1;
-  case 'd': {
-    double d;
-    if (c->end - c->p < 8)
-      return 0;
-    memcpy(&d, c->p, 8);
-    c->p += 8;
-    lua_pushnumber(L, d);
-    return 1;
-  }
-  case 's':
-    if (c->end - c->p < 4)
-      return 0;
-    n = get_u32(c->p);
-    c->p += 4;
-    if ((size_t)(c->end - c->p) < n)
-      return 0;
-    lua_pushlstring(L, c->p, n);
-    c->p += n;
-    return 1;
-  case 'a':
-  case 'o':
-    if (c->end - c->p < 4)
-      return 0;
-    n = get_u32(c->p);
-    c->p += 4;
-    /* Each element takes a byte at least: bounds n before allocating. */
-    if ((size_t)(c->end - c->p) < n || !lua_checkstack(L, 4))
-      return 0;
-    if (tag == 'a') {
-      lua_createtable(L, (int)n, 0);
-      for (i = 1; i <= n; i++) {
-        if (!dec_value(L, c, depth + 1)) {
-          lua_pop(L, 1);
-          return 0;
-        }
-        lua_rawseti(L, -2, (int)i);
-      }
-    } else {
-      lua_createtable(L, 0, (int)n);
-      for (i = 0; i < n; i++) {
-        if (c->p >= c->end || *c->p != 's' || !dec_value(L, c, depth + 1)) {
-          lua_pop(L, 1);
-          return 0;
-        }
-        if (!dec_value(L, c, depth + 1)) {
-          lua_pop(L, 2);
-          return 0;
-        }
-        lua_rawset(L, -3);
-      }
-    }
-    return 1;
-  default:
-    return 0;
-  }
-}
-
-/* The codec for other modules (codec.h). */
-char *lc_codec_encode(lua_State *L, int idx, size_t *len) {
-  ipc_buf b = {NULL, 0, 0};
-  int top = lua_gettop(L);
-  if (idx < 0)
-    idx = top + idx + 1;
-  if (!enc_value(L, &b, idx, 0)) {
-    lua_settop(L, top);
-    free(b.data);
-    return NULL;
-  }
-  *len = b.len;
-  return b.data;
-}
-
-int lc_codec_decode(lua_State *L, const char *p, size_t n) {
-  ipc_cursor c;
-  c.p = p;
-  c.end = p + n;
-  if (!lua_checkstack(L, 2) || !dec_value(L, &c, 0))
-    return 0;
-  if (c.p != c.end) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  return 1;
-}
 
 /* ---- Channel ------------------------------------------------------------ */
 
@@ -331,17 +32,17 @@ int lc_codec_decode(lua_State *L, const char *p, size_t n) {
 
 typedef struct ipc_chan {
   uv_pipe_t pipe;
-  uv_prepare_t flusher;  /* Runs the batched write before the loop polls. */
+  uv_prepare_t flusher; /* Runs the batched write before the loop polls. */
   lua_State *L;
-  int ref_self;          /* Pins the userdata while the channel is open. */
-  int ref_cb;            /* on_event(kind, value, fd) */
-  ipc_buf in;            /* Bytes read, from in_pos on not yet parsed. */
+  int ref_self; /* Pins the userdata while the channel is open. */
+  int ref_cb;   /* on_event(kind, value, fd) */
+  lc_buf in;    /* Bytes read, from in_pos on not yet parsed. */
   size_t in_pos;
-  ipc_buf out;           /* Frames waiting for the next flush. */
-  int closing;           /* close() called or EOF seen: no more events. */
-  int shutting;          /* close() waits for pending writes. */
-  int bad;               /* A malformed frame arrived: the channel ends. */
-  int handles;           /* Open uv handles of this struct (pipe, flusher). */
+  lc_buf out;              /* Frames waiting for the next flush. */
+  int closing;             /* close() called or EOF seen: no more events. */
+  int shutting;            /* close() waits for pending writes. */
+  int bad;                 /* A malformed frame arrived: the channel ends. */
+  int handles;             /* Open uv handles of this struct (pipe, flusher). */
   struct ipc_chan **owner; /* The userdata's pointer, wiped when freed. */
 } ipc_chan;
 
@@ -355,8 +56,21 @@ typedef struct {
   uv_tcp_t *send_handle;
 } ipc_write;
 
-enum { EV_MESSAGE = 0, EV_INTERNAL = 1, EV_CLOSE = 2, EV_ERROR = 3,
-       EV_BATCH = 4, EV_RESUME = 5 };
+/* What on_event(kind, ...) is told; exported as _ipc.EV_* so the Lua
+ * side (cluster/utils.lua) never keeps its own copy. */
+#define IPC_EVENT_MAP(XX)                                                      \
+  XX(MESSAGE, 0)  /* (value, fd|false): a user message. */                     \
+  XX(INTERNAL, 1) /* (value, fd|false): a control message. */                  \
+  XX(CLOSE, 2)    /* (): the channel closed. */                                \
+  XX(ERROR, 3)    /* (text): the channel failed. */                            \
+  XX(BATCH, 4)    /* (batch, n): n frames {kind, value, fd|false, ...}. */     \
+  XX(RESUME, 5)   /* (): go on with the batch a raising handler cut. */
+
+enum {
+#define XX(name, num) EV_##name = num,
+  IPC_EVENT_MAP(XX)
+#undef XX
+};
 
 /* Frames delivered to Lua per call. */
 #define IPC_BATCH 256
@@ -365,8 +79,8 @@ static void chan_handle_closed(uv_handle_t *h) {
   ipc_chan *ch = (ipc_chan *)h->data;
   if (--ch->handles > 0)
     return;
-  free(ch->in.data);
-  free(ch->out.data);
+  free(ch->in.base);
+  free(ch->out.base);
   if (ch->owner)
     *ch->owner = NULL;
   free(ch);
@@ -439,7 +153,7 @@ static int chan_write(ipc_chan *ch, int ref_cb, uv_tcp_t *send_handle) {
   int rc;
   if (send_handle == NULL && ch->out.len > 0 &&
       uv_stream_get_write_queue_size((uv_stream_t *)&ch->pipe) == 0) {
-    buf = uv_buf_init(ch->out.data, (unsigned)ch->out.len);
+    buf = uv_buf_init(ch->out.base, (unsigned)ch->out.len);
     rc = uv_try_write((uv_stream_t *)&ch->pipe, &buf, 1);
     if (rc > 0)
       off = (size_t)rc;
@@ -448,7 +162,8 @@ static int chan_write(ipc_chan *ch, int ref_cb, uv_tcp_t *send_handle) {
     ch->out.len = 0;
     if (ref_cb != LUA_NOREF) {
       /* Written already: call back on a write of nothing, in order. */
-      w = calloc(1, sizeof(*w));
+      w = lc__xmalloc(sizeof(*w));
+      memset(w, 0, sizeof(*w));
       w->ch = ch;
       w->ref_cb = ref_cb;
       buf = uv_buf_init(NULL, 0);
@@ -458,20 +173,19 @@ static int chan_write(ipc_chan *ch, int ref_cb, uv_tcp_t *send_handle) {
     }
     return 0;
   }
-  w = calloc(1, sizeof(*w));
-  if (w == NULL)
-    abort();
+  w = lc__xmalloc(sizeof(*w));
+  memset(w, 0, sizeof(*w));
   w->ch = ch;
   w->ref_cb = ref_cb;
   w->send_handle = send_handle;
   /* The write owns the bytes left; out starts afresh. */
   if (off == 0) {
-    w->data = ch->out.data;
-    ch->out.data = NULL;
+    w->data = ch->out.base;
+    ch->out.base = NULL;
     ch->out.cap = 0;
   } else {
-    w->data = malloc(ch->out.len - off);
-    memcpy(w->data, ch->out.data + off, ch->out.len - off);
+    w->data = lc__xmalloc(ch->out.len - off);
+    memcpy(w->data, ch->out.base + off, ch->out.len - off);
   }
   buf = uv_buf_init(w->data, (unsigned)(ch->out.len - off));
   ch->out.len = 0;
@@ -506,18 +220,18 @@ static void chan_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   (void)hint;
   /* Parsed bytes go; what is left moves to the front. */
   if (ch->in_pos > 0) {
-    memmove(ch->in.data, ch->in.data + ch->in_pos, ch->in.len - ch->in_pos);
+    memmove(ch->in.base, ch->in.base + ch->in_pos, ch->in.len - ch->in_pos);
     ch->in.len -= ch->in_pos;
     ch->in_pos = 0;
   }
   buf_reserve(&ch->in, IPC_READ_CHUNK);
   /* A frame known to be large: room for all of it in one read. */
   if (ch->in.len >= 4) {
-    size_t need = 4 + (size_t)get_u32(ch->in.data);
+    size_t need = 4 + (size_t)lc_get_u32le(ch->in.base);
     if (need > ch->in.len && need <= IPC_MAX_FRAME + 4)
       buf_reserve(&ch->in, need - ch->in.len);
   }
-  *buf = uv_buf_init(ch->in.data + ch->in.len,
+  *buf = uv_buf_init(ch->in.base + ch->in.len,
                      (unsigned)(ch->in.cap - ch->in.len));
 }
 
@@ -529,11 +243,11 @@ static int chan_take_handle(ipc_chan *ch) {
   if (uv_pipe_pending_count(&ch->pipe) == 0 ||
       uv_pipe_pending_type(&ch->pipe) != UV_TCP)
     return -1;
-  t = malloc(sizeof(*t));
+  t = lc__xmalloc(sizeof(*t));
   uv_tcp_init(ch->pipe.loop, t);
   if (uv_accept((uv_stream_t *)&ch->pipe, (uv_stream_t *)t) == 0 &&
       uv_fileno((uv_handle_t *)t, &fd) == 0)
-    dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    dupfd = lc__fd_dup(fd);
   uv_close((uv_handle_t *)t, tmp_closed);
   return dupfd;
 }
@@ -553,7 +267,7 @@ static int chan_deliver(lua_State *L) {
     size_t at = ch->in_pos;
     /* Complete frames waiting (up to a batch): the table's size. */
     while (ready < IPC_BATCH && ch->in.len - at >= 4) {
-      size_t flen = (size_t)get_u32(ch->in.data + at);
+      size_t flen = (size_t)lc_get_u32le(ch->in.base + at);
       if (ch->in.len - at < 4 + flen)
         break;
       at += 4 + flen;
@@ -564,10 +278,10 @@ static int chan_deliver(lua_State *L) {
     lua_createtable(L, 3 * (ready > 0 ? ready : 1), 0);
     batch = lua_gettop(L);
     while (n < IPC_BATCH && ch->in.len - ch->in_pos >= 5) {
-      const char *p = ch->in.data + ch->in_pos;
-      uint32_t len = get_u32(p);
+      const char *p = ch->in.base + ch->in_pos;
+      uint32_t len = lc_get_u32le(p);
       unsigned flags;
-      ipc_cursor c;
+      size_t used;
       int fd = -1;
       if (len == 0 || len > IPC_MAX_FRAME) {
         ch->bad = 1;
@@ -576,12 +290,13 @@ static int chan_deliver(lua_State *L) {
       if (ch->in.len - ch->in_pos < 4 + (size_t)len)
         break;
       flags = (unsigned char)p[4];
-      c.p = p + 5;
-      c.end = p + 4 + len;
       ch->in_pos += 4 + (size_t)len;
       if (flags & IPC_HANDLE)
         fd = chan_take_handle(ch);
-      if (!dec_value(L, &c, 0) || c.p != c.end) {
+      used = lc_codec_get(L, p + 5, p + 4 + len);
+      if (used != len - 1) {
+        if (used > 0)
+          lua_pop(L, 1);
         lua_settop(L, batch);
         if (fd >= 0)
           close(fd);
@@ -643,8 +358,8 @@ static void chan_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     ch->in.len = ch->in_pos = 0;
     /* Let a buffer grown for a large message go. */
     if (ch->in.cap > 4 * IPC_READ_CHUNK) {
-      free(ch->in.data);
-      ch->in.data = NULL;
+      free(ch->in.base);
+      ch->in.base = NULL;
       ch->in.cap = 0;
     }
   }
@@ -717,29 +432,22 @@ static int chan_send(lua_State *L) {
   luaL_checkany(L, 3);
   if (!lua_isnoneornil(L, 5))
     luaL_checktype(L, 5, LUA_TFUNCTION); /* Before anything is queued. */
-  buf_u32(&ch->out, 0);
+  buf_u32le(&ch->out, 0);
   buf_byte(&ch->out, (unsigned char)((internal ? IPC_INTERNAL : 0) |
                                      (fd >= 0 ? IPC_HANDLE : 0)));
-  if (!enc_value(L, &ch->out, 3, 0)) {
+  if (!lc_codec_put(L, &ch->out, 3)) {
     ch->out.len = start;
     lua_pushboolean(L, 0);
     return 1;
   }
-  {
-    uint32_t len = (uint32_t)(ch->out.len - start - 4);
-    unsigned char *h = (unsigned char *)ch->out.data + start;
-    h[0] = (unsigned char)len;
-    h[1] = (unsigned char)(len >> 8);
-    h[2] = (unsigned char)(len >> 16);
-    h[3] = (unsigned char)(len >> 24);
-  }
+  lc_set_u32le(ch->out.base + start, (uint32_t)(ch->out.len - start - 4));
   if (!lua_isnoneornil(L, 5)) {
     lua_pushvalue(L, 5);
     ref_cb = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   if (fd >= 0) {
-    int dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    t = malloc(sizeof(*t));
+    int dupfd = lc__fd_dup(fd);
+    t = lc__xmalloc(sizeof(*t));
     uv_tcp_init(ch->pipe.loop, t);
     if (dupfd < 0 || uv_tcp_open(t, dupfd) != 0) {
       if (dupfd >= 0)
@@ -752,8 +460,8 @@ static int chan_send(lua_State *L) {
     /* Frames before it first, then this one with its socket. */
     if (t != NULL && start > 0) {
       size_t total = ch->out.len;
-      char *frame = malloc(total - start);
-      memcpy(frame, ch->out.data + start, total - start);
+      char *frame = lc__xmalloc(total - start);
+      memcpy(frame, ch->out.base + start, total - start);
       ch->out.len = start;
       chan_write(ch, LUA_NOREF, NULL);
       buf_add(&ch->out, frame, total - start);
@@ -783,7 +491,7 @@ static int chan_flush(lua_State *L) {
     return 0;
   }
   while (off < ch->out.len && fd >= 0) {
-    ssize_t n = write(fd, ch->out.data + off, ch->out.len - off);
+    ssize_t n = write(fd, ch->out.base + off, ch->out.len - off);
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0 && errno == EAGAIN) {
@@ -810,7 +518,7 @@ static int chan_close(lua_State *L) {
   ch->closing = 1;
   ch->shutting = 1;
   uv_read_stop((uv_stream_t *)&ch->pipe);
-  req = malloc(sizeof(*req));
+  req = lc__xmalloc(sizeof(*req));
   req->data = ch;
   if (uv_shutdown(req, (uv_stream_t *)&ch->pipe, shutdown_done) < 0) {
     free(req);
@@ -837,72 +545,37 @@ static int chan_gc(lua_State *L) {
   return 0;
 }
 
+/* _ipc.cloexec(fd): keeps fd from leaking into programs this process
+ * spawns (a worker's channel must close when the worker dies). */
+static int ipc_cloexec(lua_State *L) {
+  int err = lc__fd_cloexec((int)luaL_checkinteger(L, 1));
+  if (err < 0)
+    return lc_push_uverr(L, err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* _ipc.socketpair() -> fd for this side (close-on-exec), fd for the child
  * (given to it as fd 3 by spawn; close it here after spawning). */
 static int ipc_socketpair(lua_State *L) {
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-    return lc_push_uverr(L, uv_translate_sys_error(errno));
+  int sv[2], err = lc__fd_socketpair(sv);
+  if (err < 0)
+    return lc_push_uverr(L, err);
   lua_pushinteger(L, sv[0]);
   lua_pushinteger(L, sv[1]);
   return 2;
 }
 
-/* _ipc.notify(path, text) -> true, or nil, message, code. Sends one
- * datagram to systemd's NOTIFY_SOCKET (a path, or "@name" in the abstract
- * namespace). */
-static int ipc_notify(lua_State *L) {
-  size_t plen, tlen;
-  const char *path = luaL_checklstring(L, 1, &plen);
-  const char *text = luaL_checklstring(L, 2, &tlen);
-  struct sockaddr_un sa;
-  socklen_t salen;
-  int fd, rc = 0;
-  luaL_argcheck(L, plen > 0 && plen < sizeof(sa.sun_path), 1,
-                "bad NOTIFY_SOCKET path");
-  memset(&sa, 0, sizeof(sa));
-  sa.sun_family = AF_UNIX;
-  memcpy(sa.sun_path, path, plen);
-  if (path[0] == '@')
-    sa.sun_path[0] = '\0';
-  salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen);
-  fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    return lc_push_uverr(L, uv_translate_sys_error(errno));
-  if (sendto(fd, text, tlen, MSG_NOSIGNAL, (struct sockaddr *)&sa, salen) < 0)
-    rc = uv_translate_sys_error(errno);
-  close(fd);
-  if (rc != 0)
-    return lc_push_uverr(L, rc);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/* _ipc.encodes(value) -> whether the channel can carry value. */
-static int ipc_encodes(lua_State *L) {
-  ipc_buf b = {NULL, 0, 0};
-  int ok;
-  lua_settop(L, 1);
-  ok = !lua_isnil(L, 1) && enc_value(L, &b, 1, 0);
-  free(b.data);
-  lua_pushboolean(L, ok);
-  return 1;
-}
-
 int luaopen_lc_ipc(lua_State *L) {
-  static const luaL_Reg fns[] = {
-    {"cloexec", ipc_cloexec},
-    {"socketpair", ipc_socketpair},
-    {"channel", ipc_channel},
-    {"encodes", ipc_encodes},
-    {"notify", ipc_notify},
-    {NULL, NULL}};
-  static const luaL_Reg methods[] = {
-    {"send", chan_send},
-    {"flush", chan_flush},
-    {"close", chan_close},
-    {"ref", chan_ref},
-    {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"cloexec", ipc_cloexec},
+                                 {"socketpair", ipc_socketpair},
+                                 {"channel", ipc_channel},
+                                 {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"send", chan_send},
+                                     {"flush", chan_flush},
+                                     {"close", chan_close},
+                                     {"ref", chan_ref},
+                                     {NULL, NULL}};
   if (luaL_newmetatable(L, IPC_CHANNEL)) {
     const luaL_Reg *m;
     lua_newtable(L);
@@ -918,5 +591,10 @@ int luaopen_lc_ipc(lua_State *L) {
   lua_pop(L, 1);
   lua_newtable(L);
   luaL_register(L, NULL, fns);
+#define XX(name, num)                                                          \
+  lua_pushinteger(L, num);                                                     \
+  lua_setfield(L, -2, "EV_" #name);
+  IPC_EVENT_MAP(XX)
+#undef XX
   return 1;
 }

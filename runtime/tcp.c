@@ -2,16 +2,17 @@
  * listening sockets with SO_REUSEPORT, and adopting descriptors that arrive
  * from elsewhere (a cluster primary, a systemd socket). The HTTP server uses
  * the C functions; the `_tcp` module gives the same to the Lua side. */
+#include "tcp.h"
+#include "fd.h"
+#include "lc.h"
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <string.h>
-#include <unistd.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
-#include "lc.h"
-#include "tcp.h"
 
 /* Parses host:port into ss. Returns the address length, or 0 when host is
  * not a numeric IPv4 or IPv6 address. */
@@ -73,13 +74,7 @@ int lc__tcp_listen_fd(const char *host, int port, int backlog, int reuseport) {
   return listen_addr(&ss, len, backlog, reuseport);
 }
 
-int lc__tcp_dup(int fd) {
-  int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  return nfd < 0 ? uv_translate_sys_error(errno) : nfd;
-}
-
-int lc__tcp_addr(const struct sockaddr *sa, char *ip, int *port,
-                 int *family) {
+int lc__tcp_addr(const struct sockaddr *sa, char *ip, int *port, int *family) {
   int err;
   if (sa->sa_family == AF_INET) {
     const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
@@ -140,7 +135,7 @@ static int tcp_listen_fd(lua_State *L) {
 
 /* _tcp.dup(fd) -> fd or nil, message, code. */
 static int tcp_dup(lua_State *L) {
-  int fd = lc__tcp_dup((int)luaL_checkinteger(L, 1));
+  int fd = lc__fd_dup((int)luaL_checkinteger(L, 1));
   if (fd < 0)
     return lc_push_uverr(L, fd);
   lua_pushinteger(L, fd);
@@ -155,23 +150,17 @@ static int tcp_close(lua_State *L) {
   return 1;
 }
 
-/* _tcp.sockname(fd), _tcp.peername(fd) -> address table. */
+/* _tcp.sockname(fd) -> address table. */
 static int tcp_sockname(lua_State *L) {
   return lc__tcp_push_name(L, (int)luaL_checkinteger(L, 1), 0);
 }
 
-static int tcp_peername(lua_State *L) {
-  return lc__tcp_push_name(L, (int)luaL_checkinteger(L, 1), 1);
-}
-
 int luaopen_lc_tcp(lua_State *L) {
-  static const luaL_Reg fns[] = {
-    {"listen_fd", tcp_listen_fd},
-    {"dup", tcp_dup},
-    {"close", tcp_close},
-    {"sockname", tcp_sockname},
-    {"peername", tcp_peername},
-    {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"listen_fd", tcp_listen_fd},
+                                 {"dup", tcp_dup},
+                                 {"close", tcp_close},
+                                 {"sockname", tcp_sockname},
+                                 {NULL, NULL}};
   lua_newtable(L);
   luaL_register(L, NULL, fns);
   return 1;

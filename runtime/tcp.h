@@ -14,10 +14,6 @@
  * code. */
 int lc__tcp_listen_fd(const char *host, int port, int backlog, int reuseport);
 
-/* Duplicates fd (close-on-exec), so the caller may close its own copy.
- * Returns the new fd or a negative libuv error code. */
-int lc__tcp_dup(int fd);
-
 /* Writes the numeric address of sa into ip (INET6_ADDRSTRLEN bytes), its
  * port and its family (4 or 6). Returns 0 or a negative libuv error. */
 int lc__tcp_addr(const struct sockaddr *sa, char *ip, int *port,

@@ -4,7 +4,7 @@
 -- Opt-in from scripts (setupPrimary), on under `luacluster -w`.
 
 local uv = require('uv')
-local ipc = require('_ipc')
+local systemd = require('_systemd')
 
 local M = {}
 
@@ -44,7 +44,7 @@ M.log = log
 
 local notify_path = process.env.NOTIFY_SOCKET
 local function notify(state)
-  if notify_path then ipc.notify(notify_path, state) end
+  if notify_path then systemd.notify(notify_path, state) end
 end
 
 function M.listening()

@@ -137,7 +137,8 @@ utils.HandleBase = HandleBase
 local Channel = {}
 Channel.__index = Channel
 
-local EV_MESSAGE, EV_CLOSE, EV_BATCH, EV_RESUME = 0, 2, 4, 5
+local EV_MESSAGE, EV_CLOSE, EV_BATCH, EV_RESUME = ipc.EV_MESSAGE,
+  ipc.EV_CLOSE, ipc.EV_BATCH, ipc.EV_RESUME
 
 local function wrap_fd(fd)
   if not fd then return nil end

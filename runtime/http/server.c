@@ -3,6 +3,7 @@
  * closing (at once or as a drain), and the `_http` module table. */
 #include "http.h"
 #include "tcp.h"
+#include "fd.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,7 +209,7 @@ static int server_listen_fd(lua_State *L) {
   int backlog = (int)luaL_optinteger(L, 3, 511);
   if (s->listening)
     return luaL_error(L, "the server is already listening");
-  fd = lc__tcp_dup(fd);
+  fd = lc__fd_dup(fd);
   if (fd < 0)
     return lc_push_uverr(L, fd);
   return server_open(L, s, fd, backlog);
@@ -231,7 +232,7 @@ static int server_adopt(lua_State *L) {
   int err;
   if (s->closing && s->serving)
     return lc_push_uverr(L, UV_ECANCELED);
-  fd = lc__tcp_dup(fd);
+  fd = lc__fd_dup(fd);
   if (fd < 0)
     return lc_push_uverr(L, fd);
   c = lc__http_conn_new(s);

@@ -218,6 +218,68 @@ describe('restart policy', function()
   end)
 end)
 
+-- What waits for a worker when it dies or is replaced: under each policy,
+-- worker 1 is stopped (SIGSTOP) before any load starts, so the connections
+-- that reach it wait (in its SO_REUSEPORT accept queue, or in its IPC
+-- channel under round robin) and are never accepted by it; then it is
+-- killed -9, or the cluster reloads (which kills it at shutdownTimeout). A
+-- replacement, or another worker, must serve every one of them: no
+-- request may fail, with a new connection per request as with keep-alive.
+describe('connections waiting for a worker that dies', function()
+  local stopped = {}
+  after_each(function()
+    -- A stopped worker cannot see its primary go: kill it by pid.
+    for pid in pairs(stopped) do
+      if h.alive(pid) then uv.kill(pid, 'sigkill') end
+    end
+    stopped = {}
+  end)
+
+  for _, sched in ipairs({'reuseport', 'none', 'rr'}) do
+    for _, how in ipairs({'reload', 'kill -9'}) do
+      it(('are served after a %s under %s'):format(how, sched), function()
+        local p = start({WORKERS = '2', LUACLUSTER_SCHED = sched,
+          SHUTDOWN_TIMEOUT = '800', RESTART_DELAY = '100'})
+        assert.is_true(listening(p, 2), p.stderr)
+        local pid = tonumber(p.stdout:match('listening\t1\t(%d+)'))
+        stopped[pid] = true
+        uv.kill(pid, 'sigstop')
+        local fresh = h.load(p.port, {connections = 8, duration = 2500,
+          requests = 20000, close = true})
+        local kept = h.load(p.port, {connections = 4, duration = 2500,
+          requests = 40000})
+        h.sleep(400)
+        assert.is_false(fresh:done() or kept:done(), 'the load ended early')
+        if how == 'reload' then
+          p:kill('sighup')
+        else
+          uv.kill(pid, 'sigkill')
+        end
+        assert.is_true(h.wait(function()
+          return fresh:done() and kept:done()
+        end, 15000), 'the load did not end')
+        if how == 'reload' then
+          assert.is_true(h.wait(function()
+            return p.stdout:find('reloaded\tnil') ~= nil
+          end, 5000), p.stdout .. p.stderr)
+        else
+          assert.is_true(h.wait(function()
+            return p.stdout:find('listening\t3\t') ~= nil
+          end, 5000), p.stdout .. p.stderr)
+        end
+        p:stop()
+        print(('\n  %s, %s: new connection per request %d/%d failed, ' ..
+          'keep-alive %d/%d failed'):format(sched, how, fresh.failed,
+          fresh:total(), kept.failed, kept:total()))
+        assert.same({}, fresh.errors)
+        assert.same({}, kept.errors)
+        assert.is_true(fresh.ok > 50, 'too few requests: ' .. fresh.ok)
+        assert.is_true(kept.ok > 50, 'too few requests: ' .. kept.ok)
+      end)
+    end
+  end
+end)
+
 describe('cluster.stats and the status endpoint', function()
   it('reports per-worker figures as JSON, Prometheus text and health',
       function()

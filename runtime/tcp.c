@@ -1,6 +1,8 @@
 /* TCP socket syscalls the servers need and libuv 1.44 does not offer:
- * listening sockets with SO_REUSEPORT, and adopting descriptors that arrive
- * from elsewhere (a cluster primary, a systemd socket). http.c uses the C
+ * listening sockets with SO_REUSEPORT, adopting descriptors that arrive
+ * from elsewhere (a cluster primary, a systemd socket), and emptying a
+ * listening socket's accept queue at once (the cluster primary, before it
+ * closes a SO_REUSEPORT socket no worker will take). http.c uses the C
  * functions; the `_tcp` module gives the same to the Lua side. */
 #include <errno.h>
 #include <fcntl.h>
@@ -155,6 +157,28 @@ static int tcp_close(lua_State *L) {
   return 1;
 }
 
+/* _tcp.accept_all(fd) -> {fd, ...}: accepts every connection waiting on
+ * the listening socket fd (non-blocking), each non-blocking and
+ * close-on-exec, until none is left or accept fails; the caller owns them.
+ * The loop runs without a return to the event loop, so a close right after
+ * it leaves the fewest connections to be reset. */
+static int tcp_accept_all(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  int n = 0, c;
+  lua_newtable(L);
+  for (;;) {
+    c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c < 0) {
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      break; /* EAGAIN: the queue is empty; EMFILE and the like: stop. */
+    }
+    lua_pushinteger(L, c);
+    lua_rawseti(L, -2, ++n);
+  }
+  return 1;
+}
+
 /* _tcp.sockname(fd), _tcp.peername(fd) -> address table. */
 static int tcp_sockname(lua_State *L) {
   return lc__tcp_push_name(L, (int)luaL_checkinteger(L, 1), 0);
@@ -168,6 +192,7 @@ int luaopen_lc_tcp(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"listen_fd", tcp_listen_fd},
     {"dup", tcp_dup},
+    {"accept_all", tcp_accept_all},
     {"close", tcp_close},
     {"sockname", tcp_sockname},
     {"peername", tcp_peername},

@@ -11,6 +11,7 @@ local M = {}
 local cluster          -- cluster.primary, set by M.attach
 local slots = {}       -- slot id -> {delay=, restarts=}
 local restart_log = {} -- uv.now() of each restart, for maxRestarts
+local pending = 0      -- restarts scheduled, not forked yet
 local shutting = false
 local reloading = false
 local ready_sent = false
@@ -112,8 +113,10 @@ function M.exited(worker, code, signal)
     tostring(worker.process.pid), signal and ('killed by ' .. signal) or
     ('exited with code ' .. tostring(code)), delay)
   local t = uv.new_timer()
+  pending = pending + 1
   t:start(delay, 0, function()
     t:close()
+    pending = pending - 1
     if shutting then return end
     slot.restarts = slot.restarts + 1
     local nw = cluster._fork(worker._env, slot)
@@ -316,6 +319,12 @@ local function force()
 end
 
 function M.shutting() return shutting end
+
+-- pending_restarts() -> how many replacements are scheduled, not yet
+-- forked (a listening socket kept for them is not closed meanwhile).
+function M.pending_restarts()
+  return pending
+end
 
 -- Whether listening sockets stay open with no worker on them: while
 -- workers get replaced (a restart policy or a reload), not when shutting

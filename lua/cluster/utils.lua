@@ -109,7 +109,8 @@ function utils.listener(opts)
   return utils.socket(opts, false, false)
 end
 
--- The worker bookkeeping of the shared and reuseport handles.
+-- The worker bookkeeping of the handles: the workers listening through
+-- one, counted (a draining worker no longer counts).
 local HandleBase = {}
 HandleBase.__index = HandleBase
 
@@ -139,6 +140,7 @@ Channel.__index = Channel
 
 local EV_MESSAGE, EV_CLOSE, EV_BATCH, EV_RESUME = 0, 2, 4, 5
 
+-- wrap_fd(fd) -> a luv tcp owning fd, or nil (fd closed) if it is not one.
 local function wrap_fd(fd)
   if not fd then return nil end
   local t = uv.new_tcp()
@@ -149,6 +151,7 @@ local function wrap_fd(fd)
   end
   return t
 end
+utils.wrap_fd = wrap_fd
 
 -- utils.Channel(fd, handlers) opens the channel on fd (owned from now on).
 -- handlers:

@@ -203,6 +203,25 @@ function h.alive(pid)
   return not st:match('^%d+ %b() Z')
 end
 
+-- listeners(port) -> how many sockets listen on TCP port (IPv4 and IPv6),
+-- whatever process holds them (from /proc/net, no tool needed).
+function h.listeners(port)
+  local n = 0
+  local want = (':%04X '):format(port)
+  for _, file in ipairs({'/proc/net/tcp', '/proc/net/tcp6'}) do
+    local f = io.open(file)
+    if f then
+      for line in f:lines() do
+        -- sl local_address rem_address st: state 0A is LISTEN.
+        local loc, st = line:match('^%s*%d+: (%S+) %S+ (%x%x) ')
+        if st == '0A' and (loc .. ' '):sub(-#want) == want then n = n + 1 end
+      end
+      f:close()
+    end
+  end
+  return n
+end
+
 -- tmpfile(content, suffix) -> path of a new file holding content.
 function h.tmpfile(content, suffix)
   local path = os.tmpname() .. (suffix or '.lua')

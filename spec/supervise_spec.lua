@@ -278,6 +278,33 @@ describe('connections waiting for a worker that dies', function()
       end)
     end
   end
+
+  it('are served by the others when the worker is not replaced, and its ' ..
+      'SO_REUSEPORT socket closes', function()
+    local p = start({WORKERS = '3', RESTART = 'never',
+      LUACLUSTER_SCHED = 'reuseport'})
+    assert.is_true(listening(p, 3), p.stderr)
+    assert.equal(3, h.listeners(p.port))
+    local pid = tonumber(p.stdout:match('listening\t1\t(%d+)'))
+    stopped[pid] = true
+    uv.kill(pid, 'sigstop')
+    local fresh = h.load(p.port, {connections = 8, duration = 1500,
+      requests = 10000, close = true})
+    h.sleep(300)
+    assert.is_false(fresh:done(), 'the load ended early')
+    uv.kill(pid, 'sigkill')
+    assert.is_true(h.wait(function() return fresh:done() end, 10000))
+    -- Its socket goes once its queue was handed to the other two.
+    assert.is_true(h.wait(function()
+      return p.stdout:find('exit\t1\tnil\tSIGKILL', 1, true) ~= nil and
+        h.listeners(p.port) == 2
+    end, 3000), p.stdout)
+    p:stop()
+    assert.equal(0, h.listeners(p.port))
+    assert.same({}, fresh.errors)
+    assert.is_true(fresh.ok > 50, 'too few requests: ' .. fresh.ok)
+    assert.truthy(fresh.ids['2'] and fresh.ids['3'])
+  end)
 end)
 
 describe('cluster.stats and the status endpoint', function()

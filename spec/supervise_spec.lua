@@ -244,11 +244,13 @@ describe('connections waiting for a worker that dies', function()
         local pid = tonumber(p.stdout:match('listening\t1\t(%d+)'))
         stopped[pid] = true
         uv.kill(pid, 'sigstop')
-        local fresh = h.load(p.port, {connections = 8, duration = 2500,
-          requests = 20000, close = true})
-        local kept = h.load(p.port, {connections = 4, duration = 2500,
-          requests = 40000})
-        h.sleep(400)
+        -- Bounded in time and count; the count is out of reach before
+        -- the kill or reload (300 ms), so the load spans it.
+        local fresh = h.load(p.port, {connections = 8, duration = 1500,
+          requests = 15000, close = true})
+        local kept = h.load(p.port, {connections = 4, duration = 1500,
+          requests = 50000})
+        h.sleep(300)
         assert.is_false(fresh:done() or kept:done(), 'the load ended early')
         if how == 'reload' then
           p:kill('sighup')

@@ -48,7 +48,8 @@ function RoundRobinHandle:add(worker, send)
   self.handoff:add(worker)
 end
 
--- remove(worker[, gone]) -> true when no worker is left.
+-- remove(worker) -> true when no worker is left. What was handed to it
+-- and not answered for goes to the others once its channel has closed.
 function RoundRobinHandle:remove(worker)
   self.handoff:remove(worker)
   return utils.HandleBase.remove(self, worker)

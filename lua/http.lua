@@ -741,10 +741,11 @@ end
 
 -- The worker path of listen: the primary decides how this worker gets its
 -- connections (cluster._getServer; the contract is in lua/cluster/child).
--- lst.handle: a listening socket shared with the other workers; we listen
--- on a duplicate and close the luv handle. lst.reuseport: a port to bind a
--- SO_REUSEPORT socket of our own to. Neither: round robin, the primary
--- hands us each accepted connection as a luv handle.
+-- lst.handle: a listening socket (shared with the other workers, or this
+-- worker's SO_REUSEPORT one); we listen on a duplicate and close the luv
+-- handle. Without one (round robin) the server only serves what the
+-- primary hands over: connections it accepted, as luv handles, which every
+-- policy may send (lst.onconnection).
 local function listen_in_worker(self, cluster, host, port, backlog, family)
   self._pending = true
   cluster._getServer({address = host, port = port, addressType = family,
@@ -771,20 +772,18 @@ local function listen_in_worker(self, cluster, host, port, backlog, family)
     if lst.handle then
       ok, msg, code = srv:listen_fd(lst.handle:fileno(), backlog)
       if not lst.handle:is_closing() then lst.handle:close() end
-    elseif lst.reuseport then
-      ok, msg, code = srv:listen(host, lst.reuseport, backlog, true)
     else
       srv:serve()
       ok = true
-      lst.onconnection = function(tcp)
-        local fd = tcp:fileno()
-        if fd then srv:adopt(fd) end
-        tcp:close()
-      end
     end
     if not ok then
       lst.close()
-      return listen_error(self, code, msg, host, lst.reuseport or port)
+      return listen_error(self, code, msg, host, port)
+    end
+    lst.onconnection = function(tcp)
+      local fd = tcp:fileno()
+      if fd then srv:adopt(fd) end
+      tcp:close()
     end
     self._lst = lst
     listening(self)

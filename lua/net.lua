@@ -14,7 +14,6 @@
 -- 'connect ECONNREFUSED 127.0.0.1:1', 'read ECONNRESET'.
 
 local uv = require('uv')
-local tcp = require('_tcp')
 local EventEmitter = require('events')
 local process = require('process')
 
@@ -793,20 +792,12 @@ local function accept_on(h, backlog, onconnection, onerror)
 end
 
 -- A listening socket of our own: host nil means '::' dual-stack, or
--- '0.0.0.0' without IPv6, as Node. reuseport sets SO_REUSEPORT (through
--- runtime/tcp.c, which luv cannot). Returns the luv handle or nil, err.
-local function bind_listen(host, port, backlog, reuseport, onconnection,
-    onerror)
+-- '0.0.0.0' without IPv6, as Node. Returns the luv handle or nil, err.
+local function bind_listen(host, port, backlog, onconnection, onerror)
   local h = uv.new_tcp()
   local addr = host
   local ok, msg
-  if reuseport then
-    local fd
-    fd, msg = tcp.listen_fd(host, port, backlog, true)
-    ok = fd and h:open(fd)
-    if fd and not ok then tcp.close(fd) end
-    addr = host or '::'
-  elseif host == nil then
+  if host == nil then
     addr = '::'
     ok, msg = h:bind(addr, port)
     if not ok then
@@ -843,9 +834,10 @@ end
 -- for opts = {address=, port=, addressType=4|6, backlog=, exclusive=}.
 -- Standalone (or exclusive) it binds one here; in a cluster worker it asks
 -- the primary (cluster._getServer; owner is the server, closed by
--- worker:disconnect()), which answers with a shared listening handle, a
--- port to bind with SO_REUSEPORT, or neither: round robin, the primary
--- hands over each connection. Every accepted connection reaches
+-- worker:disconnect()), which answers with a listening handle (shared, or
+-- this worker's SO_REUSEPORT socket) or none: round robin. Under every
+-- policy the primary may also hand over connections it accepted (all of
+-- them under round robin). Every accepted connection reaches
 -- onconnection(tcp) as a luv uv_tcp handle. cb(err, listener) runs once,
 -- synchronously when standalone; listener has address() -> {address=,
 -- port=, family=, addressType=}, close(), ref(), unref().
@@ -853,7 +845,7 @@ function net._listen(opts, onconnection, cb, owner, onerror)
   local backlog = opts.backlog or 511
   local cluster = package.loaded.cluster
   if not (cluster and cluster.isWorker) or opts.exclusive then
-    local h, err = bind_listen(opts.address, opts.port, backlog, false,
+    local h, err = bind_listen(opts.address, opts.port, backlog,
       onconnection, onerror)
     if not h then return cb(err) end
     return cb(nil, handle_listener(h))
@@ -869,7 +861,7 @@ function net._listen(opts, onconnection, cb, owner, onerror)
           or code), 'listen', opts.address or '::', opts.port))
       end
       if lst.handle then
-        -- A socket shared with the other workers: we accept from it.
+        -- A listening socket from the primary: we accept from it.
         local h = lst.handle
         local ok, msg = accept_on(h, backlog, onconnection, onerror)
         if not ok then
@@ -877,14 +869,7 @@ function net._listen(opts, onconnection, cb, owner, onerror)
           if not h:is_closing() then h:close() end
           return cb(uv_exception(msg, 'listen', opts.address, opts.port))
         end
-        return cb(nil, handle_listener(h, lst.close))
-      elseif lst.reuseport then
-        local h, e = bind_listen(opts.address, lst.reuseport, backlog, true,
-          onconnection, onerror)
-        if not h then
-          lst.close()
-          return cb(e)
-        end
+        lst.onconnection = onconnection
         return cb(nil, handle_listener(h, lst.close))
       end
       -- Round robin.

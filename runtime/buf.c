@@ -1,8 +1,8 @@
 /* luacluster: the byte buffer's growth and the answer to exhausted memory
  * (runtime/buf.h). */
-#include "buf.h"
 #include <stdio.h>
 #include <stdlib.h>
+#include "buf.h"
 
 void lc__oom(void) {
   fputs("luacluster: out of memory\n", stderr);

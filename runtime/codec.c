@@ -2,11 +2,11 @@
  * (runtime/ipc.c), also how the shared dict stores tables (runtime/shdict).
  * Numbers round-trip bit for bit (cjson could not keep 17 digits); decoding
  * builds each table at its final size. */
-#include "codec.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "codec.h"
 
 #define CODEC_MAX_DEPTH 1000
 

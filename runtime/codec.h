@@ -5,9 +5,9 @@
 #ifndef LC_CODEC_H
 #define LC_CODEC_H
 
-#include "buf.h"
-#include <lua.h>
 #include <stddef.h>
+#include <lua.h>
+#include "buf.h"
 
 /* Appends the value at idx to b. Returns 1, or 0 (b and the stack as they
  * were) when the value cannot be encoded. Raises nothing. */

@@ -1,9 +1,9 @@
 /* luacluster: descriptor helpers the C core shares (runtime/fd.h). */
-#include "fd.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <uv.h>
+#include "fd.h"
 
 int lc__fd_dup(int fd) {
   int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);

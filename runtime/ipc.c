@@ -9,10 +9,6 @@
  * round-trip bit for bit and decoding builds tables at their final size. Frames
  * written during one turn of the loop leave in one write just before the loop
  * polls again (a prepare handle), whatever their number. */
-#include "buf.h"
-#include "codec.h"
-#include "fd.h"
-#include "lc.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -20,6 +16,10 @@
 #include <string.h>
 #include <sys/select.h>
 #include <unistd.h>
+#include "lc.h"
+#include "buf.h"
+#include "codec.h"
+#include "fd.h"
 
 #define IPC_INTERNAL 1
 #define IPC_HANDLE 2

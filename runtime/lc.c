@@ -305,7 +305,5 @@ int luaopen_lc_core(lua_State *L) {
     {NULL, NULL}};
   lua_newtable(L);
   luaL_register(L, NULL, fns);
-  lua_pushstring(L, LUACLUSTER_SOURCE_DIR);
-  lua_setfield(L, -2, "source_dir");
   return 1;
 }

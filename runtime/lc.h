@@ -28,8 +28,6 @@ typedef struct lc_ctx {
   int ref_traceback; /* The error handler of every protected call. */
   int tick_pending; /* set when nextTick queued something. */
   int depth;        /* nesting of lc_pcall; ticks drain at depth 0. */
-  double http_requests; /* requests every HTTP server of this process has
-                           answered since it started (cluster.stats). */
 } lc_ctx;
 
 lc_ctx *lc_get(lua_State *L);

@@ -3,13 +3,13 @@
  * Type=notify unit knows when the workers listen. (Socket activation, the
  * other half, is descriptors handed over at start: lua/cluster/primary.lua
  * reads LISTEN_FDS.) */
-#include "lc.h"
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include "lc.h"
 
 /* _systemd.notify(path, text) -> true, or nil, message, code. Sends one
  * datagram to systemd's NOTIFY_SOCKET (a path, or "@name" in the abstract

@@ -1,18 +1,20 @@
 /* TCP socket syscalls the servers need and libuv 1.44 does not offer:
- * listening sockets with SO_REUSEPORT, and adopting descriptors that arrive
- * from elsewhere (a cluster primary, a systemd socket). The HTTP server uses
+ * listening sockets with SO_REUSEPORT, adopting descriptors that arrive
+ * from elsewhere (a cluster primary, a systemd socket), and emptying a
+ * listening socket's accept queue at once (the cluster primary, before it
+ * closes a SO_REUSEPORT socket no worker will take). The HTTP server uses
  * the C functions; the `_tcp` module gives the same to the Lua side. */
-#include "tcp.h"
-#include "fd.h"
-#include "lc.h"
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <uv.h>
+#include "lc.h"
+#include "tcp.h"
+#include "fd.h"
 
 /* Parses host:port into ss. Returns the address length, or 0 when host is
  * not a numeric IPv4 or IPv6 address. */
@@ -150,17 +152,41 @@ static int tcp_close(lua_State *L) {
   return 1;
 }
 
+/* _tcp.accept_all(fd) -> {fd, ...}: accepts every connection waiting on
+ * the listening socket fd (non-blocking), each non-blocking and
+ * close-on-exec, until none is left or accept fails; the caller owns them.
+ * The loop runs without a return to the event loop, so a close right after
+ * it leaves the fewest connections to be reset. */
+static int tcp_accept_all(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  int n = 0, c;
+  lua_newtable(L);
+  for (;;) {
+    c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c < 0) {
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      break; /* EAGAIN: the queue is empty; EMFILE and the like: stop. */
+    }
+    lua_pushinteger(L, c);
+    lua_rawseti(L, -2, ++n);
+  }
+  return 1;
+}
+
 /* _tcp.sockname(fd) -> address table. */
 static int tcp_sockname(lua_State *L) {
   return lc__tcp_push_name(L, (int)luaL_checkinteger(L, 1), 0);
 }
 
 int luaopen_lc_tcp(lua_State *L) {
-  static const luaL_Reg fns[] = {{"listen_fd", tcp_listen_fd},
-                                 {"dup", tcp_dup},
-                                 {"close", tcp_close},
-                                 {"sockname", tcp_sockname},
-                                 {NULL, NULL}};
+  static const luaL_Reg fns[] = {
+    {"listen_fd", tcp_listen_fd},
+    {"dup", tcp_dup},
+    {"accept_all", tcp_accept_all},
+    {"close", tcp_close},
+    {"sockname", tcp_sockname},
+    {NULL, NULL}};
   lua_newtable(L);
   luaL_register(L, NULL, fns);
   return 1;

@@ -596,25 +596,16 @@ describe('cluster listen plumbing', function()
           end
           cluster._getServer({port = 0, addressType = 4}, function(err, lst)
             assert(not err, err)
+            -- A listening socket (shared, or this worker's SO_REUSEPORT
+            -- one), or none: round robin hands each connection over.
             if lst.handle then
               lst.handle:listen(64, function()
                 local c = uv.new_tcp()
                 lst.handle:accept(c)
                 serve(c)
               end)
-            elseif lst.reuseport then
-              local fd = assert(require('_tcp').listen_fd(nil, lst.reuseport,
-                64, true))
-              local s = uv.new_tcp()
-              s:open(fd)
-              s:listen(64, function()
-                local c = uv.new_tcp()
-                s:accept(c)
-                serve(c)
-              end)
-            else
-              lst.onconnection = serve
             end
+            lst.onconnection = serve
           end)
         end
       ]])

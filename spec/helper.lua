@@ -224,6 +224,25 @@ function h.cputime(pid)
   return (tonumber(fields[12]) + tonumber(fields[13])) / ticks
 end
 
+-- listeners(port) -> how many sockets listen on TCP port (IPv4 and IPv6),
+-- whatever process holds them (from /proc/net, no tool needed).
+function h.listeners(port)
+  local n = 0
+  local want = (':%04X '):format(port)
+  for _, file in ipairs({'/proc/net/tcp', '/proc/net/tcp6'}) do
+    local f = io.open(file)
+    if f then
+      for line in f:lines() do
+        -- sl local_address rem_address st: state 0A is LISTEN.
+        local loc, st = line:match('^%s*%d+: (%S+) %S+ (%x%x) ')
+        if st == '0A' and (loc .. ' '):sub(-#want) == want then n = n + 1 end
+      end
+      f:close()
+    end
+  end
+  return n
+end
+
 -- tmpfile(content, suffix) -> path of a new file holding content.
 function h.tmpfile(content, suffix)
   local path = os.tmpname() .. (suffix or '.lua')
@@ -293,7 +312,9 @@ end
 -- Load: `connections` keep-alive clients, each sending GET path one after
 -- the other until `duration` ms have passed (bounded: it stops by itself).
 -- A response with Connection: close makes the client reconnect, as a real
--- one does. Returns a Load; load:done() tells when every client stopped;
+-- one does; with `close` every request asks for it, so each one opens a
+-- new connection. `requests` bounds the count too (all clients together).
+-- Returns a Load; load:done() tells when every client stopped;
 -- load.ok / load.failed count responses (200) and failures (a refused or
 -- reset connection, a connection closed before its response, a non-200),
 -- load.errors lists the failures' reasons, load.ids counts the bodies'
@@ -301,10 +322,12 @@ end
 function h.load(port, opts)
   opts = opts or {}
   local L = {ok = 0, failed = 0, errors = {}, lat = {}, ids = {},
-    running = 0}
+    running = 0, sent = 0}
+  local most = opts.requests or math.huge
   local stop_at = uv.now() + (opts.duration or 2000)
   local path = opts.path or '/'
-  local req = 'GET ' .. path .. ' HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
+  local req = 'GET ' .. path .. ' HTTP/1.1\r\nHost: 127.0.0.1\r\n' ..
+    (opts.close and 'Connection: close\r\n' or '') .. '\r\n'
 
   local function fail(why)
     L.failed = L.failed + 1
@@ -363,13 +386,14 @@ function h.load(port, opts)
       end
     end
     function send()
-      if uv.now() >= stop_at then return finish() end
+      if uv.now() >= stop_at or L.sent >= most then return finish() end
+      L.sent = L.sent + 1
       waiting = true
       t0 = uv.hrtime()
       c:write(req)
     end
     function connect()
-      if uv.now() >= stop_at then return finish() end
+      if uv.now() >= stop_at or L.sent >= most then return finish() end
       c = uv.new_tcp()
       buf = ''
       local mine = c
@@ -394,6 +418,7 @@ function h.load(port, opts)
   for _ = 1, opts.connections or 4 do client() end
 
   function L:done() return self.running == 0 end
+  function L:total() return self.ok + self.failed end
   function L:p99()
     table.sort(self.lat)
     return self.lat[math.max(1, math.ceil(#self.lat * 0.99))] or 0

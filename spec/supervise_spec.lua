@@ -270,6 +270,97 @@ describe('restart policy', function()
   end)
 end)
 
+-- What waits for a worker when it dies or is replaced: under each policy,
+-- worker 1 is stopped (SIGSTOP) before any load starts, so the connections
+-- that reach it wait (in its SO_REUSEPORT accept queue, or in its IPC
+-- channel under round robin) and are never accepted by it; then it is
+-- killed -9, or the cluster reloads (which kills it at shutdownTimeout). A
+-- replacement, or another worker, must serve every one of them: no
+-- request may fail, with a new connection per request as with keep-alive.
+describe('connections waiting for a worker that dies', function()
+  local stopped = {}
+  after_each(function()
+    -- A stopped worker cannot see its primary go: kill it by pid.
+    for pid in pairs(stopped) do
+      if h.alive(pid) then uv.kill(pid, 'sigkill') end
+    end
+    stopped = {}
+  end)
+
+  for _, sched in ipairs({'reuseport', 'none', 'rr'}) do
+    for _, how in ipairs({'reload', 'kill -9'}) do
+      it(('are served after a %s under %s'):format(how, sched), function()
+        local p = start({WORKERS = '2', LUACLUSTER_SCHED = sched,
+          SHUTDOWN_TIMEOUT = '800', RESTART_DELAY = '100'})
+        assert.is_true(listening(p, 2), p.stderr)
+        local pid = tonumber(p.stdout:match('listening\t1\t(%d+)'))
+        stopped[pid] = true
+        uv.kill(pid, 'sigstop')
+        -- Bounded in time and count; the count is out of reach before
+        -- the kill or reload (300 ms), so the load spans it.
+        local fresh = h.load(p.port, {connections = 8, duration = 1500,
+          requests = 15000, close = true})
+        local kept = h.load(p.port, {connections = 4, duration = 1500,
+          requests = 50000})
+        h.sleep(300)
+        assert.is_false(fresh:done() or kept:done(), 'the load ended early')
+        if how == 'reload' then
+          p:kill('sighup')
+        else
+          uv.kill(pid, 'sigkill')
+        end
+        assert.is_true(h.wait(function()
+          return fresh:done() and kept:done()
+        end, 15000), 'the load did not end')
+        if how == 'reload' then
+          assert.is_true(h.wait(function()
+            return p.stdout:find('reloaded\tnil') ~= nil
+          end, 5000), p.stdout .. p.stderr)
+        else
+          assert.is_true(h.wait(function()
+            return p.stdout:find('listening\t3\t') ~= nil
+          end, 5000), p.stdout .. p.stderr)
+        end
+        p:stop()
+        print(('\n  %s, %s: new connection per request %d/%d failed, ' ..
+          'keep-alive %d/%d failed'):format(sched, how, fresh.failed,
+          fresh:total(), kept.failed, kept:total()))
+        assert.same({}, fresh.errors)
+        assert.same({}, kept.errors)
+        assert.is_true(fresh.ok > 50, 'too few requests: ' .. fresh.ok)
+        assert.is_true(kept.ok > 50, 'too few requests: ' .. kept.ok)
+      end)
+    end
+  end
+
+  it('are served by the others when the worker is not replaced, and its ' ..
+      'SO_REUSEPORT socket closes', function()
+    local p = start({WORKERS = '3', RESTART = 'never',
+      LUACLUSTER_SCHED = 'reuseport'})
+    assert.is_true(listening(p, 3), p.stderr)
+    assert.equal(3, h.listeners(p.port))
+    local pid = tonumber(p.stdout:match('listening\t1\t(%d+)'))
+    stopped[pid] = true
+    uv.kill(pid, 'sigstop')
+    local fresh = h.load(p.port, {connections = 8, duration = 1500,
+      requests = 10000, close = true})
+    h.sleep(300)
+    assert.is_false(fresh:done(), 'the load ended early')
+    uv.kill(pid, 'sigkill')
+    assert.is_true(h.wait(function() return fresh:done() end, 10000))
+    -- Its socket goes once its queue was handed to the other two.
+    assert.is_true(h.wait(function()
+      return p.stdout:find('exit\t1\tnil\tSIGKILL', 1, true) ~= nil and
+        h.listeners(p.port) == 2
+    end, 3000), p.stdout)
+    p:stop()
+    assert.equal(0, h.listeners(p.port))
+    assert.same({}, fresh.errors)
+    assert.is_true(fresh.ok > 50, 'too few requests: ' .. fresh.ok)
+    assert.truthy(fresh.ids['2'] and fresh.ids['3'])
+  end)
+end)
+
 describe('cluster.stats and the status endpoint', function()
   it('reports per-worker figures as JSON, Prometheus text and health',
       function()

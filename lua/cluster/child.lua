@@ -60,10 +60,15 @@ end
 
 -- _getServer(opts, cb[, owner]): asks the primary for a listening socket.
 -- opts = {address=, port=, addressType=, backlog=}. cb(err, lst) where lst
--- is {handle = luv tcp listening socket | nil, reuseport = port | nil,
--- address = {address=, port=, addressType=}, close = function()}; under
--- round robin the caller sets lst.onconnection(tcp) to receive connections.
--- owner (the server) is closed by worker:disconnect() through owner:close.
+-- is {handle = luv tcp listening socket | nil, address = {address=, port=,
+-- addressType=}, close = function()}. handle is the socket to accept from:
+-- shared by every worker (SCHED_NONE), or this worker's own SO_REUSEPORT
+-- socket, which the primary keeps for its replacement (SCHED_REUSEPORT);
+-- none under round robin. The caller sets lst.onconnection(tcp) to receive
+-- the connections the primary accepted (every one under round robin, those
+-- a gone worker's SO_REUSEPORT socket queued otherwise); a server without
+-- it receives none. owner (the server) is closed by worker:disconnect()
+-- through owner:close.
 function cluster._getServer(opts, cb, owner)
   local ikey = ('%s:%s:%s'):format(tostring(opts.address), opts.port,
     opts.addressType or 4)
@@ -85,11 +90,10 @@ function cluster._getServer(opts, cb, owner)
     local key = reply.key
     local lst = {
       handle = handle,
-      reuseport = reply.reuseport,
       address = {address = opts.address or '::', port = reply.port,
         addressType = opts.addressType or 4},
     }
-    local rr = not handle and not reply.reuseport
+    local rr = not handle
     local entry = {lst = lst, owner = owner}
     servers[key] = entry
     if rr then
@@ -114,18 +118,20 @@ function cluster._getServer(opts, cb, owner)
   end)
 end
 
--- A connection handed over by the primary (round robin). One that arrives
--- after its server closed here (a reload or shutdown in progress) goes back
--- to the primary for another worker, as Node does, so none is dropped.
+-- A connection handed over by the primary. The answer says whether this
+-- worker took it: the primary keeps its own copy until then, and gives one
+-- that arrives after its server closed here (a reload or shutdown in
+-- progress) to another worker, so none is dropped. The answer goes out
+-- before the connection is read from (writes leave before the loop polls),
+-- so one the primary hands on was never touched here.
 local function onconnection(msg, handle)
   local entry = servers[msg.key]
-  if not handle then return end
-  if entry and entry.lst.onconnection then
+  local taken = handle ~= nil and entry ~= nil and
+    entry.lst.onconnection ~= nil
+  if msg.seq then send({ack = msg.seq, accepted = taken}) end
+  if taken then
     entry.lst.onconnection(handle)
-  else
-    if channel and not channel.closing then
-      channel:internal({act = 'requeue', key = msg.key}, handle)
-    end
+  elseif handle then
     handle:close()
   end
 end

@@ -1,6 +1,9 @@
 -- cluster.primary: the primary's side of cluster. Forks workers (the same
 -- binary re-running the script with an IPC channel on fd 3), answers their
 -- listen requests per the scheduling policy, and reports their exits.
+-- Listening sockets are the primary's under every policy, so a worker that
+-- dies or is replaced leaves its queued connections to the next worker
+-- instead of having them reset (cluster/*_handle.lua).
 
 local uv = require('uv')
 local EventEmitter = require('events')
@@ -103,14 +106,39 @@ end
 -- A handle no worker uses any more closes, as in Node; but while the
 -- primary restarts workers (a restart policy, a reload) it stays open, so
 -- connections wait in its backlog for the replacement instead of being
--- refused.
+-- refused. A worker whose channel is still open (told to drain or
+-- disconnect) stops counting now but may still accept; once the channel
+-- has closed it is gone.
 local function removeHandlesForWorker(worker)
   local keep = supervise.keeps_sockets()
+  local gone = not worker._channel.connected
   for key, handle in pairs(handles) do
-    if handle:remove(worker) and not keep then
+    if handle:remove(worker, gone) and not keep then
       handles[key] = nil
       handle:close()
     end
+  end
+end
+
+-- newcomers(handle) -> how many workers may still ask handle for a socket:
+-- those forked, connected, not leaving and not listening through it yet,
+-- and the restarts the supervisor has scheduled.
+local function newcomers(handle)
+  local n = supervise.pending_restarts()
+  for _, w in pairs(cluster.workers) do
+    if w._channel.connected and not w.exitedAfterDisconnect and
+        not handle:knows(w) then
+      n = n + 1
+    end
+  end
+  return n
+end
+
+-- Closes the SO_REUSEPORT sockets no worker will take (reuseport_handle's
+-- trim); called once the supervisor has decided about a worker that left.
+local function trimHandles()
+  for _, handle in pairs(handles) do
+    if handle.trim then handle:trim(newcomers(handle)) end
   end
 end
 
@@ -171,7 +199,9 @@ function onmessage.queryServer(worker, msg)
     handles[key] = handle
   end
   handle:add(worker, function(err, reply, h)
-    if err then handles[key] = nil end
+    if err and handle.err and handles[key] == handle then
+      handles[key] = nil
+    end
     local answer = reply or {}
     answer.ack, answer.key = msg.seq, key
     if err then
@@ -194,21 +224,15 @@ function onmessage.beat(worker, msg)
   supervise.beat(worker, msg)
 end
 
--- A connection a worker got after its server closed: to another worker.
-function onmessage.requeue(worker, msg, h)
-  local handle = handles[msg.key]
-  if h and handle and handle.requeue then
-    handle:requeue(h)
-  elseif h then
-    h:close()
-  end
-end
-
+-- The worker closed a server: it no longer holds that socket.
 function onmessage.close(worker, msg)
   local handle = handles[msg.key]
-  if handle and handle:remove(worker) and not supervise.keeps_sockets() then
+  if not handle then return end
+  if handle:remove(worker, true) and not supervise.keeps_sockets() then
     handles[msg.key] = nil
     handle:close()
+  elseif handle.trim then
+    handle:trim(newcomers(handle))
   end
 end
 
@@ -282,6 +306,7 @@ local function finish_exit(worker)
   worker:emit('exit', info.code, info.signal)
   cluster:emit('exit', worker, info.code, info.signal)
   supervise.exited(worker, info.code, info.signal)
+  trimHandles()
 end
 
 local function on_disconnect(worker)

@@ -1,17 +1,21 @@
 -- cluster.round_robin_handle: SCHED_RR. The primary accepts every
--- connection and hands it to the next worker in turn over its IPC channel,
--- which spreads load evenly whatever the kernel does, at the cost of the
--- primary touching every new connection.
+-- connection and hands it to the next worker in turn over its IPC channel
+-- (cluster/handoff.lua), which spreads load evenly whatever the kernel
+-- does, at the cost of the primary touching every new connection. A
+-- connection stays the primary's until the worker says it took it, so one
+-- handed to a worker that dies or closes its server first goes to another.
 
 local uv = require('uv')
 local utils = require('cluster.utils')
+local Handoff = require('cluster.handoff')
 
 local RoundRobinHandle = {}
 RoundRobinHandle.__index = RoundRobinHandle
+setmetatable(RoundRobinHandle, utils.HandleBase)
 
 function RoundRobinHandle.new(key, opts)
-  local self = setmetatable({key = key, list = {}, next = 1, waiting = {}},
-    RoundRobinHandle)
+  local self = setmetatable({key = key, workers = {}, count = 0,
+    handoff = Handoff.new(key)}, RoundRobinHandle)
   local fd, port = utils.listener(opts)
   if not fd then
     self.err = port
@@ -33,63 +37,29 @@ function RoundRobinHandle:_accept()
     c:close()
     return
   end
-  if #self.list == 0 then
-    -- No worker yet (or all gone): hold it until one is added.
-    self.waiting[#self.waiting + 1] = c
-    return
-  end
-  self:_handoff(c)
-end
-
-function RoundRobinHandle:_handoff(c)
-  local n = #self.list
-  local i = self.next
-  if i > n then i = 1 end
-  self.next = i + 1
-  local worker = self.list[i]
-  local ch = worker._channel
-  -- The channel passes a duplicate of the socket: ours closes at once.
-  if ch then ch:internal({act = 'newconn', key = self.key}, c:fileno()) end
-  c:close()
-end
-
--- requeue(c): a connection a worker could not take goes to another.
-function RoundRobinHandle:requeue(c)
-  if #self.list == 0 then
-    self.waiting[#self.waiting + 1] = c
-  else
-    self:_handoff(c)
-  end
+  -- With no worker yet (or all gone), it waits in the handoff.
+  self.handoff:give(c)
 end
 
 function RoundRobinHandle:add(worker, send)
   if self.err then return send(self.err) end
-  for _, w in ipairs(self.list) do
-    if w == worker then return send(nil, {port = self.port}) end
-  end
-  self.list[#self.list + 1] = worker
+  self:track(worker)
   send(nil, {port = self.port})
-  local waiting = self.waiting
-  self.waiting = {}
-  for _, c in ipairs(waiting) do self:_handoff(c) end
+  self.handoff:add(worker)
 end
 
+-- remove(worker) -> true when no worker is left. What was handed to it
+-- and not answered for goes to the others once its channel has closed.
 function RoundRobinHandle:remove(worker)
-  for i, w in ipairs(self.list) do
-    if w == worker then
-      table.remove(self.list, i)
-      break
-    end
-  end
-  return #self.list == 0
+  self.handoff:remove(worker)
+  return utils.HandleBase.remove(self, worker)
 end
 
 function RoundRobinHandle:close()
   if self.server and not self.server:is_closing() then
     self.server:close()
   end
-  for _, c in ipairs(self.waiting) do c:close() end
-  self.waiting = {}
+  self.handoff:close()
 end
 
 return RoundRobinHandle

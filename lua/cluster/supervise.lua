@@ -11,7 +11,7 @@ local M = {}
 local cluster          -- cluster.primary, set by M.attach
 local slots = {}       -- slot id -> {delay=, restarts=}
 local restart_log = {} -- uv.now() of each restart, for maxRestarts
-local pending = 0      -- restarts waiting out their backoff
+local pending = 0      -- restarts scheduled, not forked yet
 local down_code        -- set once the restart limit left a worker down
 local shutting = false
 local reloading = false
@@ -351,6 +351,12 @@ local function force()
 end
 
 function M.shutting() return shutting end
+
+-- pending_restarts() -> how many replacements are scheduled, not yet
+-- forked (a listening socket kept for them is not closed meanwhile).
+function M.pending_restarts()
+  return pending
+end
 
 -- Whether listening sockets stay open with no worker on them: while
 -- workers get replaced (a restart policy or a reload), not when shutting

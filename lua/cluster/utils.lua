@@ -109,7 +109,8 @@ function utils.listener(opts)
   return utils.socket(opts, false, false)
 end
 
--- The worker bookkeeping of the shared and reuseport handles.
+-- The worker bookkeeping of the handles: the workers listening through
+-- one, counted (a draining worker no longer counts).
 local HandleBase = {}
 HandleBase.__index = HandleBase
 
@@ -140,6 +141,7 @@ Channel.__index = Channel
 local EV_MESSAGE, EV_CLOSE, EV_BATCH, EV_RESUME = ipc.EV_MESSAGE,
   ipc.EV_CLOSE, ipc.EV_BATCH, ipc.EV_RESUME
 
+-- wrap_fd(fd) -> a luv tcp owning fd, or nil (fd closed) if it is not one.
 local function wrap_fd(fd)
   if not fd then return nil end
   local t = uv.new_tcp()
@@ -150,6 +152,7 @@ local function wrap_fd(fd)
   end
   return t
 end
+utils.wrap_fd = wrap_fd
 
 -- utils.Channel(fd, handlers) opens the channel on fd (owned from now on).
 -- handlers:

@@ -4,12 +4,12 @@
  * is in flight or the output is above the high-water mark, closing
  * (graceful or at once), timeouts, and the Lua side of a connection (its
  * box, its env table {socket, req, res}). */
-#include "http.h"
-#include "tcp.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "http.h"
+#include "tcp.h"
 
 static void idle_cb(uv_idle_t *h);
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);

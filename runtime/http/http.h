@@ -28,11 +28,11 @@
 #ifndef LC_HTTP_H
 #define LC_HTTP_H
 
-#include "buf.h"
-#include "lc.h"
-#include <llhttp.h>
 #include <stdint.h>
 #include <time.h>
+#include <llhttp.h>
+#include "lc.h"
+#include "buf.h"
 
 #define SERVER_MT "lc.http.server"
 #define CONN_MT "lc.http.conn"
@@ -199,7 +199,7 @@ typedef struct {
 
 typedef struct http_server {
   lua_State *L;
-  lc_ctx *ctx;
+  double *total;      /* Requests of every server of this state. */
   uv_loop_t *loop;
   uv_tcp_t listener;
   uv_timer_t timer; /* Scans connections for timeouts. */

@@ -4,10 +4,10 @@
  * Host), then hand the request to Lua in one call (the server's dispatch)
  * and its body piece by piece. The headers reach Lua packed in one string,
  * expanded only if the handler looks at them (_http.headers). */
-#include "http.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "http.h"
 
 /* Where llhttp stood when it called on_headers_complete or
  * on_message_complete (just past the last byte of the head or message):
@@ -355,7 +355,7 @@ static int on_headers_complete(llhttp_t *p) {
     return -1;
   }
   s->requests++;
-  s->ctx->http_requests++;
+  (*s->total)++;
   c->busy = 1;
   c->head_sent = 0;
   c->want_drain = 0;

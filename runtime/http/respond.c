@@ -2,11 +2,11 @@
  * from the Lua response's fields (validated as Node validates them), the
  * body framed by Content-Length or chunks, queued in conn->out and flushed
  * by conn.c. */
-#include "http.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include "http.h"
 
 const char *lc__http_reason(int status) {
   switch (status) {

@@ -1,13 +1,13 @@
 /* The HTTP server itself: its struct and Lua box, listening on a new or a
  * received socket, adopting accepted connections (round robin), options,
  * closing (at once or as a drain), and the `_http` module table. */
-#include "http.h"
-#include "tcp.h"
-#include "fd.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "http.h"
+#include "tcp.h"
+#include "fd.h"
 
 const char *const lc__http_cb_fields[] = {
 #define XX(name, field) field,
@@ -339,6 +339,26 @@ static int server_gc(lua_State *L) {
   return 0;
 }
 
+/* The requests answered by every server of this Lua state since it
+ * started, servers since collected included (cluster.stats): a userdata in
+ * the registry, made once; each server points at it. */
+static const char total_key = 't';
+
+static double *requests_total(lua_State *L) {
+  double *total;
+  lua_pushlightuserdata(L, (void *)&total_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  total = (double *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (total == NULL) {
+    lua_pushlightuserdata(L, (void *)&total_key);
+    total = (double *)lua_newuserdata(L, sizeof(*total));
+    *total = 0;
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
+  return total;
+}
+
 /* _http.server(callbacks) -> server. callbacks holds the functions and
  * classes named in HTTP_CALLBACK_MAP. */
 static int http_server_new(lua_State *L) {
@@ -367,7 +387,7 @@ static int http_server_new(lua_State *L) {
   }
   s->L = ctx->L;
   s->loop = ctx->loop;
-  s->ctx = ctx;
+  s->total = requests_total(L);
   s->ref_self = LUA_NOREF;
   for (i = 0; i < CB_MAX; i++)
     s->refs[i] = LUA_NOREF;
@@ -406,7 +426,7 @@ static int http_server_new(lua_State *L) {
 /* _http.requests() -> requests answered by every server of this process
  * since it started (servers since collected included). */
 static int http_requests(lua_State *L) {
-  lua_pushnumber(L, lc_get(L)->http_requests);
+  lua_pushnumber(L, *requests_total(L));
   return 1;
 }
 

@@ -13,6 +13,7 @@
 
 static const char lc_ctx_key = 'c';
 static const char lc_tb_key = 't';
+static const char lc_reraise_key = 'r';
 
 lc_ctx *lc_get(lua_State *L) {
   lc_ctx *ctx;
@@ -42,7 +43,21 @@ static int lc_traceback(lua_State *L) {
   /* lua_tostring would turn a number into a string in place. */
   const char *msg = lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1)
                                                    : NULL;
+  int again;
   lua_settop(L, 1);
+  /* An error raised again by lc_reraise keeps the traceback of its first
+   * raise (the one that says where it came from). */
+  lua_pushlightuserdata(L, (void *)&lc_reraise_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  again = !lua_isnil(L, 2) && lua_rawequal(L, 1, 2);
+  lua_pop(L, 1);
+  if (!lua_isnil(L, 1)) {
+    lua_pushlightuserdata(L, (void *)&lc_reraise_key);
+    lua_pushnil(L);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
+  if (again)
+    return 1;
   lua_pushlightuserdata(L, (void *)&lc_tb_key);
   luaL_traceback(L, L, msg, 1);
   lua_rawset(L, LUA_REGISTRYINDEX);
@@ -120,17 +135,22 @@ static void lc_drain_ticks(lua_State *L, lc_ctx *ctx) {
   }
 }
 
+/* The traceback handler of every protected call, on the stack. */
+static void push_traceback(lua_State *L, lc_ctx *ctx) {
+  if (ctx->ref_traceback == LUA_NOREF) {
+    lua_pushcfunction(L, lc_traceback);
+    ctx->ref_traceback = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->ref_traceback);
+}
+
 int lc_pcall(lua_State *L, int nargs, int nresults) {
   lc_ctx *ctx = lc_get(L);
   int base = lua_gettop(L) - nargs;
   int rc;
   /* The handler from the registry: lua_pushcfunction would allocate a new
    * function object on every call. */
-  if (ctx->ref_traceback == LUA_NOREF) {
-    lua_pushcfunction(L, lc_traceback);
-    ctx->ref_traceback = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->ref_traceback);
+  push_traceback(L, ctx);
   lua_insert(L, base);
   ctx->depth++;
   rc = lua_pcall(L, nargs, nresults, base);
@@ -146,6 +166,23 @@ int lc_pcall(lua_State *L, int nargs, int nresults) {
       fflush(stdout);
   }
   return rc;
+}
+
+int lc_pcall_catch(lua_State *L, int nargs, int nresults) {
+  int base = lua_gettop(L) - nargs;
+  int rc;
+  push_traceback(L, lc_get(L));
+  lua_insert(L, base);
+  rc = lua_pcall(L, nargs, nresults, base);
+  lua_remove(L, base);
+  return rc;
+}
+
+int lc_reraise(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&lc_reraise_key);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  return lua_error(L);
 }
 
 /* Opens the runtime in L: the standard libraries, luv on the runtime's loop

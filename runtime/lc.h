@@ -39,6 +39,17 @@ lc_ctx *lc_get(lua_State *L);
  * nresults pushed) or the Lua error code. */
 int lc_pcall(lua_State *L, int nargs, int nresults);
 
+/* For C that calls Lua from inside a library that must not be unwound (a
+ * parser's callback): calls the function below nargs arguments protected,
+ * with the traceback handler, and reports nothing. Returns 0 (nresults
+ * pushed) or the Lua error code (the error pushed). */
+int lc_pcall_catch(lua_State *L, int nargs, int nresults);
+
+/* Raises the value on the stack top again, once the library has returned:
+ * the traceback of its first raise (lc_pcall_catch) is the one reported.
+ * Does not return. */
+int lc_reraise(lua_State *L);
+
 /* Opens the runtime in L and pushes the init module and init.main (in
  * protected mode: raises on failure). Stack: +2. */
 void lc_open(lua_State *L);

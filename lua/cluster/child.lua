@@ -208,6 +208,8 @@ function cluster._setupWorker(id, fd)
   ipc.cloexec(fd)
   local worker = Worker.new({id = id, process = process, state = 'online'})
   cluster.worker = worker
+  -- From now on net and http servers listen through the primary.
+  require('internal.listen').broker = cluster._getServer
 
   channel = utils.Channel(fd, {
     message = function(msg)

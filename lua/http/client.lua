@@ -2,23 +2,26 @@
 --
 -- A ClientRequest opens its own connection with net (no agent, so no
 -- keep-alive: it asks for Connection: close), writes the request head with
--- its first body bytes, and parses the response with a small parser below
--- (this is not the hot path): status line and headers, then a body framed
--- by Content-Length, chunked, or the end of the connection, none for HEAD,
--- 1xx, 204 and 304. The response is an IncomingMessage whose body flows as
--- 'data' then 'end'.
+-- its first body bytes, and reads the response with llhttp (the C response
+-- parser, runtime/http/response.c): 1xx answers as 'information', then the
+-- response, an IncomingMessage whose body flows as 'data' then 'end' (the
+-- shared Readable side, lua/internal/stream.lua). Headers are checked by
+-- the rule the server's are (lua/http/common.lua).
 
+local C = require('_http')
 local net = require('net')
 local EventEmitter = require('events')
 local process = require('process')
+local errors = require('internal.errors')
+local Readable = require('internal.stream')
+local url = require('internal.url')
+local common = require('http.common')
 
-local type, tostring, tonumber, pairs, ipairs, error, select = type,
-  tostring, tonumber, pairs, ipairs, error, select
+local type, tostring, tonumber, pairs, ipairs, error = type, tostring,
+  tonumber, pairs, ipairs, error
 local lower, upper, concat, format = string.lower, string.upper,
   table.concat, string.format
-
-local Readable = net._Readable
-local new_error = net._error
+local conn_reset = errors.conn_reset
 
 local client = {}
 
@@ -26,21 +29,6 @@ local MAX_HEADER_SIZE = 16384
 
 local function next_tick(fn, ...)
   return process.nextTick(fn, ...)
-end
-
-local function conn_reset(message)
-  return new_error('ECONNRESET', message)
-end
-
-local function parse_error(code, reason, data)
-  return new_error(code, 'Parse Error: ' .. reason,
-    {bytesParsed = 0, rawPacket = data})
-end
-
--- The error of a head (or trailers) past MAX_HEADER_SIZE.
-local function overflow(buf)
-  return nil, parse_error('HPE_HEADER_OVERFLOW', 'Header overflow',
-    buf:sub(1, 256))
 end
 
 ------------------------------------------------------------------------------
@@ -66,86 +54,27 @@ local function base64(s)
   return concat(out)
 end
 
-local function unescape(s)
-  return (s:gsub('%%(%x%x)', function(x) return string.char(tonumber(x, 16)) end))
-end
-
--- parse_url('http://user:pw@host:port/path?q#frag') -> options.
-local function parse_url(url)
-  local scheme, rest = url:match('^(%a[%w+.-]*):(.*)$')
-  if not scheme or rest:sub(1, 2) ~= '//' then
-    error(new_error('ERR_INVALID_URL', 'Invalid URL', {input = url,
-      name = 'TypeError'}), 3)
-  end
-  rest = rest:sub(3)
-  local authority, path = rest:match('^([^/?#]*)(.*)$')
-  path = path:gsub('#.*$', '')
-  if path == '' or path:sub(1, 1) == '?' then path = '/' .. path end
-  local o = {protocol = lower(scheme) .. ':', path = path}
-  local userinfo, hostport = authority:match('^(.*)@(.*)$')
-  if userinfo then
-    o.auth = unescape(userinfo)
-  else
-    hostport = authority
-  end
-  local host, port = hostport:match('^%[([^%]]+)%]:?(%d*)$')
-  if not host then host, port = hostport:match('^([^:]*):?(%d*)$') end
-  if not host or host == '' then
-    error(new_error('ERR_INVALID_URL', 'Invalid URL', {input = url,
-      name = 'TypeError'}), 3)
-  end
-  o.hostname = lower(host)
-  o.port = tonumber(port)
-  return o
-end
-client.parseUrl = parse_url
-
-local function is_token(s)
-  return type(s) == 'string' and s:find("^[!#$%%&'*+%-.^_`|~%w]+$") ~= nil
-end
-
-local function check_header(name, value)
-  if not is_token(name) then
-    error(new_error('ERR_INVALID_HTTP_TOKEN', 'Header name must be a valid '
-      .. 'HTTP token ["' .. tostring(name) .. '"]', {name = 'TypeError'}), 4)
-  end
-  if value == nil then
-    error(new_error('ERR_HTTP_INVALID_HEADER_VALUE', 'Invalid value "nil" '
-      .. 'for header "' .. name .. '"', {name = 'TypeError'}), 4)
-  end
-  local vs = type(value) == 'table' and value or {value}
-  for _, v in ipairs(vs) do
-    if tostring(v):find('[\r\n%z]') then
-      error(new_error('ERR_INVALID_CHAR', 'Invalid character in header '
-        .. 'content ["' .. name .. '"]', {name = 'TypeError'}), 4)
-    end
-  end
-end
+-- parseUrl(url) -> options (lua/internal/url.lua).
+client.parseUrl = url.parse
 
 ------------------------------------------------------------------------------
 -- IncomingMessage: the response.
 
 local IncomingMessage = EventEmitter:extend()
 client.IncomingMessage = IncomingMessage
+-- As the server's request does, the body also flows once an 'end'
+-- listener is added; 'end' comes even if nobody reads.
+IncomingMessage._endFlows = true
+IncomingMessage._endUnread = true
 Readable.install(IncomingMessage)
 
--- As the server's request does, the body also flows once an 'end'
--- listener is added.
-for _, m in ipairs({'on', 'addListener', 'once', 'prependListener',
-    'prependOnceListener'}) do
-  local add = IncomingMessage[m]
-  IncomingMessage[m] = function(self, name, fn)
-    add(self, name, fn)
-    if name == 'end' and self._flowing == nil then self:resume() end
-    return self
-  end
-end
-
-local function new_response(req, socket)
+local function new_response(req, status, reason, major, minor, headers, raw)
   local res = EventEmitter.new(IncomingMessage, {})
-  Readable.init(res)
-  res.req, res.socket = req, socket
-  res.headers, res.rawHeaders = {}, {}
+  res.req, res.socket = req, req.socket
+  res.statusCode, res.statusMessage = status, reason
+  res.httpVersionMajor, res.httpVersionMinor = major, minor
+  res.httpVersion = major .. '.' .. minor
+  res.headers, res.rawHeaders = headers, raw
   res.trailers, res.rawTrailers = {}, {}
   res.complete, res.aborted = false, false
   res.readable = true
@@ -170,94 +99,12 @@ function IncomingMessage:destroy(err)
   return self
 end
 
--- Headers whose repeats Node drops (the first wins); set-cookie is a list;
--- cookie joins with '; ', every other with ', '.
-local single = {}
-for _, n in ipairs({'age', 'authorization', 'content-length',
-    'content-type', 'etag', 'expires', 'from', 'host', 'if-modified-since',
-    'if-unmodified-since', 'last-modified', 'location', 'max-forwards',
-    'proxy-authorization', 'referer', 'retry-after', 'server',
-    'user-agent'}) do
-  single[n] = true
-end
-
-local function add_header(t, name, value)
-  local k = lower(name)
-  local old = t[k]
-  if k == 'set-cookie' then
-    if old then old[#old + 1] = value else t[k] = {value} end
-  elseif old == nil then
-    t[k] = value
-  elseif not single[k] then
-    t[k] = old .. (k == 'cookie' and '; ' or ', ') .. value
-  end
-end
-
 ------------------------------------------------------------------------------
--- The response parser: feed(req, data) consumes what arrived; the state
--- lives in the request (_pstate, _pbuf, _plen).
-
--- Parses header lines (an array) into headers/raw; returns nil, err.
-local function parse_fields(lines, first, headers, raw)
-  for i = first, #lines do
-    local line = lines[i]
-    if line:find('^[ \t]') and #raw > 0 then
-      -- An obsolete folded line continues the previous value.
-      raw[#raw] = raw[#raw] .. ' ' .. line:match('^[ \t]*(.-)[ \t]*$')
-    else
-      local name, value = line:match('^([^:]+):[ \t]*(.-)[ \t]*$')
-      if not name or not is_token(name) then
-        return nil, parse_error('HPE_INVALID_HEADER_TOKEN',
-          'Invalid header token', line)
-      end
-      raw[#raw + 1] = name
-      raw[#raw + 1] = value
-    end
-  end
-  for i = 1, #raw, 2 do add_header(headers, raw[i], raw[i + 1]) end
-  return true
-end
-
-local function split_lines(head)
-  local lines = {}
-  for line in (head .. '\n'):gmatch('([^\n]*)\n') do
-    lines[#lines + 1] = line:gsub('\r$', '')
-  end
-  return lines
-end
-
--- How the body of res is framed: 'none', 'chunked', 'length' (with the
--- length) or 'close'. nil, err on a bad Content-Length.
-local function framing(req, res)
-  local s = res.statusCode
-  if req.method == 'HEAD' or s == 204 or s == 304 or (s >= 100 and s < 200)
-      then
-    return 'none'
-  end
-  local te = res.headers['transfer-encoding']
-  if te and lower(te):find('chunked%s*$') then return 'chunked' end
-  local cl
-  for i = 1, #res.rawHeaders, 2 do
-    if lower(res.rawHeaders[i]) == 'content-length' then
-      local v = res.rawHeaders[i + 1]
-      if not v:find('^%d+$') then
-        return nil, parse_error('HPE_INVALID_CONTENT_LENGTH',
-          'Invalid character in Content-Length', v)
-      end
-      if cl and cl ~= tonumber(v) then
-        return nil, parse_error('HPE_UNEXPECTED_CONTENT_LENGTH',
-          'Duplicate Content-Length', v)
-      end
-      cl = tonumber(v)
-    end
-  end
-  if cl then return 'length', cl end
-  return 'close'
-end
+-- Reading the response.
 
 local function response_complete(req)
   local res = req.res
-  req._pstate = 'done'
+  req._done = true
   res.complete = true
   Readable.push(res, nil)
   -- No keep-alive: the connection ends here.
@@ -265,162 +112,41 @@ local function response_complete(req)
   if not socket.destroyed then socket:destroySoon() end
 end
 
--- Handles one complete head (status line and headers). Returns true to go
--- on, or nil, err.
-local function on_head(req, head)
-  local lines = split_lines(head)
-  local major, minor, status, reason = lines[1]:match(
-    '^HTTP/(%d)%.(%d) (%d%d%d)(.*)$')
-  if not major then
-    return nil, parse_error('HPE_INVALID_CONSTANT', 'Expected HTTP/',
-      lines[1])
-  end
-  local res = new_response(req, req.socket)
-  res.httpVersionMajor, res.httpVersionMinor = tonumber(major),
-    tonumber(minor)
-  res.httpVersion = major .. '.' .. minor
-  res.statusCode = tonumber(status)
-  res.statusMessage = reason:match('^ ?(.-)%s*$')
-  local ok, err = parse_fields(lines, 2, res.headers, res.rawHeaders)
-  if not ok then return nil, err end
-  if res.statusCode >= 100 and res.statusCode < 200
-      and res.statusCode ~= 101 then
-    -- An interim answer: report it and wait for the real one.
-    local info = {statusCode = res.statusCode,
-      statusMessage = res.statusMessage, httpVersion = res.httpVersion,
-      httpVersionMajor = res.httpVersionMajor,
-      httpVersionMinor = res.httpVersionMinor, headers = res.headers,
-      rawHeaders = res.rawHeaders}
-    if res.statusCode == 100 then req:emit('continue') end
-    req:emit('information', info)
-    return true
-  end
-  if res.statusCode == 101 then
-    req._pstate = 'upgraded'
-    req.res = res
-    if req:listenerCount('upgrade') > 0 then
-      local rest = req._pbuf
-      req._pbuf = ''
-      req.socket:removeListener('data', req._ondata)
-      req:emit('upgrade', res, req.socket, rest)
-    else
-      req.socket:destroy()
-    end
-    return true
-  end
-  local mode, len = framing(req, res)
-  if not mode then return nil, len end
-  req.res = res
-  req._pstate, req._plen = mode, len
-  if mode == 'chunked' then req._pstate = 'size' end
-  if not req:emit('response', res) then
-    -- Nobody wants it: read and drop the body, as Node's _dump.
-    res:resume()
-  end
-  if mode == 'none' or (mode == 'length' and len == 0) then
-    response_complete(req)
-  end
-  return true
-end
-
--- Runs the parser on what is buffered. Returns true, or nil, err.
-local function parse(req)
-  while true do
-    local st, buf = req._pstate, req._pbuf
-    if st == 'head' then
-      local e = buf:find('\n\r?\n')
-      if not e then
-        if #buf > MAX_HEADER_SIZE then
-          return overflow(buf)
-        end
-        return true
+-- The parser of req's response: what llhttp reads becomes events.
+local function parser_for(req)
+  return C.response_parser({
+    head = function(status, reason, major, minor, headers, raw)
+      if status >= 100 and status < 200 and status ~= 101 then
+        -- An interim answer: report it and wait for the real one.
+        if status == 100 then req:emit('continue') end
+        req:emit('information', {statusCode = status, statusMessage = reason,
+          httpVersion = major .. '.' .. minor, httpVersionMajor = major,
+          httpVersionMinor = minor, headers = headers, rawHeaders = raw})
+        return
       end
-      local stop = buf:find('\n', e + 1, true)
-      if e > MAX_HEADER_SIZE then
-        return overflow(buf)
+      local res = new_response(req, status, reason, major, minor, headers,
+        raw)
+      req.res = res
+      if status == 101 then
+        -- What follows is another protocol (see on_data).
+        req._upgraded = true
+        return C.UPGRADE
       end
-      req._pbuf = buf:sub(stop + 1)
-      local ok, err = on_head(req, buf:sub(1, e - 1))
-      if not ok then return nil, err end
-    elseif st == 'length' then
-      if #buf == 0 then return true end
-      local n = req._plen
-      local chunk = #buf <= n and buf or buf:sub(1, n)
-      req._pbuf = #buf <= n and '' or buf:sub(n + 1)
-      req._plen = n - #chunk
-      Readable.push(req.res, chunk)
-      if req._plen == 0 then response_complete(req) end
-    elseif st == 'close' then
-      if #buf == 0 then return true end
-      req._pbuf = ''
-      Readable.push(req.res, buf)
-    elseif st == 'size' then
-      local e = buf:find('\n', 1, true)
-      if not e then
-        if #buf > 1024 then
-          return nil, parse_error('HPE_INVALID_CHUNK_SIZE',
-            'Invalid character in chunk size', buf:sub(1, 64))
-        end
-        return true
+      if not req:emit('response', res) then
+        -- Nobody wants it: read and drop the body, as Node's _dump.
+        res:resume()
       end
-      local line = buf:sub(1, e - 1):gsub('\r$', '')
-      local hex = line:match('^(%x+)[ \t]*;?') or line:match('^(%x+)$')
-      if not hex or #hex > 15 then
-        return nil, parse_error('HPE_INVALID_CHUNK_SIZE',
-          'Invalid character in chunk size', line)
-      end
-      req._pbuf = buf:sub(e + 1)
-      local size = tonumber(hex, 16)
-      if size == 0 then
-        req._pstate, req._ptrailer = 'trailers', {}
-      else
-        req._pstate, req._plen = 'data', size
-      end
-    elseif st == 'data' then
-      if #buf == 0 then return true end
-      local n = req._plen
-      local chunk = #buf <= n and buf or buf:sub(1, n)
-      req._pbuf = #buf <= n and '' or buf:sub(n + 1)
-      req._plen = n - #chunk
-      Readable.push(req.res, chunk)
-      if req._plen == 0 then req._pstate = 'crlf' end
-    elseif st == 'crlf' then
-      if buf:sub(1, 1) == '\n' then
-        req._pbuf = buf:sub(2)
-      elseif #buf < 2 then
-        return true
-      elseif buf:sub(1, 2) == '\r\n' then
-        req._pbuf = buf:sub(3)
-      else
-        return nil, parse_error('HPE_STRICT', 'Expected LF after chunk data',
-          buf:sub(1, 64))
-      end
-      req._pstate = 'size'
-    elseif st == 'trailers' then
-      local e = buf:find('\n', 1, true)
-      if not e then
-        if #buf > MAX_HEADER_SIZE then
-          return overflow(buf)
-        end
-        return true
-      end
-      local line = buf:sub(1, e - 1):gsub('\r$', '')
-      req._pbuf = buf:sub(e + 1)
-      if line == '' then
-        local ok, err = parse_fields(req._ptrailer, 1, req.res.trailers,
-          req.res.rawTrailers)
-        if not ok then return nil, err end
-        response_complete(req)
-      else
-        local t = req._ptrailer
-        t[#t + 1] = line
-      end
-    else
-      -- done, upgraded: what follows is not ours.
-      req._pbuf = ''
-      return true
-    end
-  end
+      if req.method == 'HEAD' then return C.SKIP_BODY end
+    end,
+    body = function(chunk) Readable.push(req.res, chunk) end,
+    complete = function(trailers, rawTrailers)
+      local res = req.res
+      -- The end of an interim answer, or of what was done already.
+      if not res or req._done or req._upgraded then return end
+      if trailers then res.trailers, res.rawTrailers = trailers, rawTrailers end
+      response_complete(req)
+    end,
+  }, MAX_HEADER_SIZE)
 end
 
 ------------------------------------------------------------------------------
@@ -435,7 +161,7 @@ local function fail(req, err)
   if req._failed then return end
   req._failed = true
   local res = req.res
-  if res == nil or req._pstate == 'upgraded' then
+  if res == nil or req._upgraded then
     if err then req:emit('error', err) end
   elseif not res.complete then
     res.aborted = true
@@ -462,37 +188,46 @@ local function on_socket_close(req)
   end
 end
 
+-- A broken response: before its head the request fails; after, the
+-- response is aborted and the request reports it too, as Node.
+local function parse_failed(req, err)
+  req._sockerr = err
+  if req.res and not req.res.complete then
+    req._failed = true
+    req.res.aborted = true
+    req.res:emit('aborted')
+    req:emit('error', err)
+  else
+    fail(req, err)
+  end
+  req.socket:destroy()
+end
+
 -- request(options) wiring: the connection and its events.
 local function attach(req, opts)
   local socket = net.connect({host = req.host, port = req.port,
     localAddress = opts.localAddress, family = opts.family})
   req.socket, req.connection = socket, socket
-  req._pstate, req._pbuf = 'head', ''
-  req._ondata = function(data)
-    if req._pstate == 'done' then return end
-    req._pbuf = req._pbuf .. data
-    local ok, err = parse(req)
-    if not ok then
-      req._sockerr = err
-      if req.res and not req.res.complete then
-        -- A broken body: the request reports it too, as Node.
-        req._failed = true
-        req.res.aborted = true
-        req.res:emit('aborted')
-        req:emit('error', err)
+  local parser = parser_for(req)
+  local function ondata(data)
+    if req._done or req._upgraded then return end
+    -- n, upgraded | nil, code, reason, bytes parsed.
+    local n, a, b, c = parser:execute(data)
+    if not n then return parse_failed(req, errors.http_parse(a, b, c, data)) end
+    if a then
+      -- Upgraded: the rest is the new protocol's.
+      if req:listenerCount('upgrade') > 0 then
+        socket:removeListener('data', ondata)
+        req:emit('upgrade', req.res, socket, data:sub(n + 1))
       else
-        fail(req, err)
+        socket:destroy()
       end
-      socket:destroy()
     end
   end
-  socket:on('data', req._ondata)
+  socket:on('data', ondata)
   socket:on('end', function()
-    if req._pstate == 'close' then
-      req._pstate = 'done'
-      req.res.complete = true
-      Readable.push(req.res, nil)
-    end
+    -- A body framed by the connection's end is complete now.
+    if not req._done and not req._upgraded then parser:finish() end
   end)
   socket:on('error', function(err)
     req._sockerr = err
@@ -509,23 +244,22 @@ function ClientRequest:new(opts, cb)
   local req = EventEmitter.new(self, {})
   local protocol = opts.protocol or 'http:'
   if protocol ~= 'http:' then
-    error(new_error('ERR_INVALID_PROTOCOL', 'Protocol "' .. protocol
-      .. '" not supported. Expected "http:"', {name = 'TypeError'}), 3)
+    error(errors.type_error('ERR_INVALID_PROTOCOL', 'Protocol "' .. protocol
+      .. '" not supported. Expected "http:"'), 3)
   end
   local host = opts.hostname or opts.host or 'localhost'
   host = host:match('^%[(.*)%]$') or host
   local default_port = opts.defaultPort or 80
   local port = tonumber(opts.port) or default_port
   local method = upper(opts.method or 'GET')
-  if not is_token(method) then
-    error(new_error('ERR_INVALID_HTTP_TOKEN', 'Method must be a valid HTTP '
-      .. 'token ["' .. tostring(opts.method) .. '"]', {name = 'TypeError'}),
-      3)
+  if not common.is_token(method) then
+    error(errors.type_error('ERR_INVALID_HTTP_TOKEN', 'Method must be a '
+      .. 'valid HTTP token ["' .. tostring(opts.method) .. '"]'), 3)
   end
   local path = opts.path or '/'
   if path:find('[%z\1-\32]') then
-    error(new_error('ERR_UNESCAPED_CHARACTERS',
-      'Request path contains unescaped characters', {name = 'TypeError'}), 3)
+    error(errors.type_error('ERR_UNESCAPED_CHARACTERS',
+      'Request path contains unescaped characters'), 3)
   end
   req.method, req.path, req.host, req.port = method, path, host, port
   req.protocol = protocol
@@ -558,11 +292,8 @@ function ClientRequest:new(opts, cb)
 end
 
 function ClientRequest:setHeader(name, value)
-  if self.headersSent then
-    error(new_error('ERR_HTTP_HEADERS_SENT',
-      'Cannot set headers after they are sent to the client'), 2)
-  end
-  check_header(name, value)
+  if self.headersSent then error(common.headers_sent('set'), 2) end
+  common.check_header(name, value, 2)
   local k = lower(name)
   if self._headers[k] == nil then self._order[#self._order + 1] = k end
   self._headers[k], self._names[k] = value, name
@@ -578,10 +309,7 @@ function ClientRequest:hasHeader(name)
 end
 
 function ClientRequest:removeHeader(name)
-  if self.headersSent then
-    error(new_error('ERR_HTTP_HEADERS_SENT',
-      'Cannot remove headers after they are sent to the client'), 2)
-  end
+  if self.headersSent then error(common.headers_sent('remove'), 2) end
   local k = lower(name)
   self._headers[k], self._names[k] = nil, nil
 end
@@ -608,14 +336,7 @@ function ClientRequest:_head(body)
   local hs = self._headers
   for _, k in ipairs(self._order) do
     local v = hs[k]
-    if v ~= nil then
-      local name = self._names[k]
-      if type(v) == 'table' then
-        for _, x in ipairs(v) do lines[#lines + 1] = name .. ': ' .. tostring(x) end
-      else
-        lines[#lines + 1] = name .. ': ' .. tostring(v)
-      end
-    end
+    if v ~= nil then common.add_lines(lines, self._names[k], v) end
   end
   if hs['connection'] == nil then lines[#lines + 1] = 'Connection: close' end
   local te = hs['transfer-encoding']
@@ -638,7 +359,7 @@ function ClientRequest:_head(body)
 end
 
 local function write_after_end(self, cb)
-  local err = new_error('ERR_STREAM_WRITE_AFTER_END', 'write after end')
+  local err = errors.write_after_end()
   next_tick(function()
     if cb then cb(err) end
     self:emit('error', err)
@@ -651,14 +372,12 @@ end
 function ClientRequest:write(chunk, encoding, cb)
   if type(encoding) == 'function' then cb = encoding end
   if type(chunk) ~= 'string' then
-    error(new_error('ERR_INVALID_ARG_TYPE', 'The "chunk" argument must be '
-      .. 'a string. Received ' .. type(chunk), {name = 'TypeError'}), 2)
+    error(errors.bad_chunk(chunk), 2)
   end
   if self.finished then return write_after_end(self, cb) end
   if self.destroyed then
     if cb then
-      next_tick(cb, new_error('ERR_STREAM_DESTROYED',
-        'Cannot call write after a stream was destroyed'))
+      next_tick(cb, errors.destroyed('write'))
     end
     return false
   end
@@ -695,8 +414,7 @@ function ClientRequest:finish(data, encoding, cb)
     return self
   end
   if data ~= nil and type(data) ~= 'string' then
-    error(new_error('ERR_INVALID_ARG_TYPE', 'The "chunk" argument must be '
-      .. 'a string. Received ' .. type(data), {name = 'TypeError'}), 2)
+    error(errors.bad_chunk(data), 2)
   end
   local out
   if not self.headersSent then
@@ -779,7 +497,7 @@ end
 function client.request(a, b, c)
   local opts, cb = {}, nil
   if type(a) == 'string' then
-    for k, v in pairs(parse_url(a)) do opts[k] = v end
+    for k, v in pairs(url.parse(a)) do opts[k] = v end
     if type(b) == 'table' then
       for k, v in pairs(b) do opts[k] = v end
       cb = c
@@ -789,7 +507,7 @@ function client.request(a, b, c)
   elseif type(a) == 'table' then
     if a.href and type(a.href) == 'string' and not a.host
         and not a.hostname then
-      for k, v in pairs(parse_url(a.href)) do opts[k] = v end
+      for k, v in pairs(url.parse(a.href)) do opts[k] = v end
     end
     for k, v in pairs(a) do opts[k] = v end
     if type(b) == 'table' then
@@ -799,8 +517,8 @@ function client.request(a, b, c)
       cb = b
     end
   else
-    error(new_error('ERR_INVALID_ARG_TYPE', 'The "url" argument must be a '
-      .. 'string or a table. Received ' .. type(a), {name = 'TypeError'}), 2)
+    error(errors.type_error('ERR_INVALID_ARG_TYPE', 'The "url" argument '
+      .. 'must be a string or a table. Received ' .. type(a)), 2)
   end
   if type(cb) ~= 'function' then cb = nil end
   return ClientRequest:new(opts, cb)

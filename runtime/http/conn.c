@@ -12,6 +12,7 @@
 #include "tcp.h"
 
 static void idle_cb(uv_idle_t *h);
+static inline void touch(http_conn *c);
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 
@@ -170,6 +171,7 @@ void lc__http_conn_flush(http_conn *c) {
   int n;
   if (c->out.len == 0 || c->closing)
     return;
+  touch(c);
   b = uv_buf_init(c->out.base, (unsigned int)c->out.len);
   if (c->nwrites == 0) {
     n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -367,10 +369,19 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   }
 }
 
+/* Notes activity for socket:setTimeout (when one is set). */
+static inline void touch(http_conn *c) {
+  if (c->idle_timeout) {
+    c->last_active = uv_now(c->s->loop);
+    c->idle_fired = 0;
+  }
+}
+
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   http_conn *c = (http_conn *)st->data;
   http_server *s = c->s;
   if (nread > 0 && !c->closing && !c->shutting) {
+    touch(c);
     if (c->paused || c->in.len > 0) {
       buf_add(&c->in, buf->base, (size_t)nread);
       if (c->in.len > INPUT_LIMIT) {
@@ -451,6 +462,14 @@ void lc__http_timeouts(http_server *s) {
              s->keepalive_timeout &&
              now - c->idle_since >= s->keepalive_timeout)
       lc__http_conn_close(c);
+    if (c->idle_timeout && !c->idle_fired && !c->closing && !c->shutting &&
+        now - c->last_active >= c->idle_timeout) {
+      /* Reported once per idle spell, as Node's socket timeout. */
+      c->idle_fired = 1;
+      lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->refs[CB_TIMEOUT]);
+      conn_push_socket(c);
+      lc_pcall(s->L, 1, 0);
+    }
   }
 }
 
@@ -516,6 +535,37 @@ static int http_reading(lua_State *L) {
   return 0;
 }
 
+/* _http.set_timeout(c, ms): the socket's 'timeout' comes after ms without
+ * reads or writes (0: never). */
+static int http_set_timeout(lua_State *L) {
+  http_conn *c = lc__http_check_conn(L, 1);
+  lua_Number ms = luaL_checknumber(L, 2);
+  luaL_argcheck(L, ms >= 0, 2, "timeout must not be negative");
+  if (c == NULL || c->closing)
+    return 0;
+  c->idle_timeout = (uint64_t)ms;
+  c->idle_fired = 0;
+  c->last_active = uv_now(c->s->loop);
+  if (c->idle_timeout && (!c->s->min_idle || c->idle_timeout < c->s->min_idle)) {
+    c->s->min_idle = c->idle_timeout;
+    lc__http_server_scan(c->s);
+  }
+  return 0;
+}
+
+/* _http.ref(c, on): whether the connection keeps the loop alive (Node's
+ * socket.ref() / socket.unref()). */
+static int http_ref(lua_State *L) {
+  http_conn *c = lc__http_check_conn(L, 1);
+  if (c == NULL || c->closing)
+    return 0;
+  if (lua_toboolean(L, 2))
+    uv_ref((uv_handle_t *)&c->tcp);
+  else
+    uv_unref((uv_handle_t *)&c->tcp);
+  return 0;
+}
+
 /* _http.writable_length(c) -> bytes queued and not yet written. */
 static int http_writable_length(lua_State *L) {
   http_conn *c = lc__http_check_conn(L, 1);
@@ -529,4 +579,6 @@ const luaL_Reg lc__http_conn_fns[] = {{"destroy", http_destroy},
                                       {"nodelay", http_nodelay},
                                       {"reading", http_reading},
                                       {"writable_length", http_writable_length},
+                                      {"set_timeout", http_set_timeout},
+                                      {"ref", http_ref},
                                       {NULL, NULL}};

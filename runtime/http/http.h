@@ -1,15 +1,19 @@
-/* The HTTP/1.1 server's internal header: what its four files share.
+/* The HTTP/1.1 module's internal header: what its files share.
  *
  *   server.c   the server: listening, adopting, closing, options, the
  *              `_http` module table and the server's methods
  *   conn.c     a connection's life: reading, writing, pausing, closing,
  *              timeouts, its Lua side (box, env, socket)
  *   parse.c    bytes to requests: llhttp's callbacks, the checks llhttp 8
- *              leaves to us, the request handed to Lua
+ *              leaves to us, the request handed to Lua; headers as Lua
+ *              tables (Node's rules for repeated ones)
  *   respond.c  responses: the head from the Lua response's fields, body
- *              framing, the status table
+ *              framing, the status table, the header rule
+ *   response.c bytes to responses, for the client and http.inject: a
+ *              parser object over llhttp that calls Lua back
  *
- * lua/http.lua holds the Node-shaped API over this module (`_http`).
+ * lua/http.lua and lua/http/ hold the Node-shaped API over this module
+ * (`_http`).
  *
  * Ownership, in short:
  * - http_server is malloc'd; its Lua box (userdata) points to it. While it
@@ -156,6 +160,7 @@
   XX(ABORT, "abort")           /* (req|nil, res|nil): closed mid-request. */   \
   XX(CONNECTION, "connection") /* (socket): a new connection. */               \
   XX(CLOSE, "close")           /* (): the server is fully closed. */           \
+  XX(TIMEOUT, "timeout")       /* (socket): idle past its setTimeout. */      \
   XX(SOCK_MT, "Socket")
 
 enum {
@@ -182,8 +187,32 @@ enum {
 /* keys[KEY_METHODS + m] is the name of llhttp method m. */
 #define KEY_METHODS 64
 
-/* Slots of a connection's env table. */
-enum { ENV_SOCKET = 1, ENV_REQ = 2, ENV_RES = 3 };
+/* Slots of a connection's env table, exported as _http.ENV_<name>. */
+#define HTTP_ENV_MAP(XX) XX(SOCKET, 1) XX(REQ, 2) XX(RES, 3)
+
+enum {
+#define XX(name, slot) ENV_##name = slot,
+  HTTP_ENV_MAP(XX)
+#undef XX
+};
+
+/* The fields of a Lua response the head is written from, in the order
+ * _http.send and lc__http_write_head take them (exported to Lua as
+ * _http.RES_FIELDS, from which lua/http/response.lua makes the call). */
+#define HTTP_RES_FIELD_MAP(XX)                                                 \
+  XX(STATUS_CODE, "statusCode")                                                \
+  XX(STATUS_MESSAGE, "statusMessage")                                          \
+  XX(SEND_DATE, "sendDate")                                                    \
+  XX(HEADERS, "_headers")                                                      \
+  XX(NAMES, "_names")                                                          \
+  XX(WH, "_wh")
+
+enum {
+#define XX(name, field) RES_##name,
+  HTTP_RES_FIELD_MAP(XX)
+#undef XX
+      RES_MAX
+};
 
 /* How a response body is framed on the wire. */
 enum { FRAME_NONE, FRAME_LENGTH, FRAME_CHUNKED, FRAME_RAW };
@@ -220,6 +249,8 @@ typedef struct http_server {
   size_t max_header;
   size_t hwm;
   uint64_t headers_timeout, request_timeout, keepalive_timeout;
+  uint64_t scan_every; /* The timeout scan's period (ms). */
+  uint64_t min_idle;   /* The shortest socket:setTimeout so far (ms). */
   char ka_header[96]; /* "Connection: keep-alive\r\nKeep-Alive: ...\r\n" */
   size_t ka_len;
   char date[48]; /* "Date: ...\r\n", refreshed each second. */
@@ -268,6 +299,8 @@ struct http_conn {
   uint64_t head_start;      /* When headers began (0: not waiting). */
   uint64_t req_start;       /* When the request began (0: complete). */
   uint64_t idle_since;      /* When keep-alive idleness began. */
+  uint64_t idle_timeout;    /* socket:setTimeout(ms); 0: none. */
+  uint64_t last_active;     /* The last read or write, with idle_timeout. */
   int depth;                /* Nesting of parser runs. */
   int framing;              /* FRAME_* of the response in flight. */
   unsigned in_msg : 1;      /* Between message begin and complete. */
@@ -292,6 +325,7 @@ struct http_conn {
   unsigned want_drain : 1;
   unsigned shutting : 1; /* uv_shutdown issued. */
   unsigned closing : 1;  /* uv_close issued. */
+  unsigned idle_fired : 1; /* 'timeout' was reported since last_active. */
 };
 
 typedef struct {
@@ -363,6 +397,8 @@ http_conn *lc__http_check_conn(lua_State *L, int idx);
 extern const luaL_Reg lc__http_conn_fns[];
 
 /* parse.c */
+void lc__http_push_headers(lua_State *L, lc_buf *sc, const char *base,
+                           const http_hdr *hdrs, size_t n);
 void lc__http_parser_init(http_conn *c);
 void lc__http_feed(http_conn *c, const char *data, size_t len, int own);
 extern const luaL_Reg lc__http_parse_fns[];
@@ -372,8 +408,14 @@ const char *lc__http_reason(int status);
 void lc__http_write_head(lua_State *L, http_conn *c, int res, int status,
                          size_t body_len, int last);
 extern const luaL_Reg lc__http_respond_fns[];
+void lc__http_respond_open(lua_State *L);
+
+/* response.c */
+extern const luaL_Reg lc__http_response_fns[];
+void lc__http_response_open(lua_State *L);
 
 /* server.c */
 void lc__http_server_check_closed(http_server *s);
+void lc__http_server_scan(http_server *s);
 
 #endif

@@ -3,7 +3,8 @@
  * check what llhttp 8 lets through and Node refuses (gap_check, url_ok,
  * Host), then hand the request to Lua in one call (the server's dispatch)
  * and its body piece by piece. The headers reach Lua packed in one string,
- * expanded only if the handler looks at them (_http.headers). */
+ * expanded only if the handler looks at them (_http.headers), by the rules
+ * for repeated headers that responses share (lc__http_push_headers). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,7 @@ static int push_keys(http_server *s) {
   return lua_gettop(s->L);
 }
 
-/* How Node merges a repeated request header. */
+/* How Node merges a repeated header (of a request or a response). */
 enum { DUP_JOIN, DUP_DROP, DUP_COOKIE, DUP_ARRAY };
 
 static int dup_policy(const char *n, size_t len) {
@@ -56,10 +57,13 @@ static int dup_policy(const char *n, size_t len) {
 }
 
 /* Pushes headers and rawHeaders for n headers whose names and values are
- * at offsets (hdrs) into base. scratch is a buffer for lower-casing.
+ * at offsets (hdrs) into base: names lower-cased in headers, repeats
+ * merged by Node's rules (dup_policy), values without trailing blanks.
+ * scratch is a buffer for lower-casing. The one place these rules live:
+ * requests (_http.headers) and responses (response.c) both come here.
  * Stack: +2. */
-static void push_headers(lua_State *L, lc_buf *sc, const char *base,
-                         const http_hdr *hdrs, size_t n) {
+void lc__http_push_headers(lua_State *L, lc_buf *sc, const char *base,
+                           const http_hdr *hdrs, size_t n) {
   size_t i, j;
   int hi, ri;
   lua_createtable(L, 0, (int)n);
@@ -550,7 +554,7 @@ static int http_headers(lua_State *L) {
   sc.base = (char *)lua_newuserdata(L, maxn + 1);
   sc.len = 0;
   sc.cap = maxn + 1;
-  push_headers(L, &sc, hd + off, hdrs, n);
+  lc__http_push_headers(L, &sc, hd + off, hdrs, n);
   return 2;
 }
 

@@ -20,8 +20,27 @@ const char *lc__http_reason(int status) {
   }
 }
 
-/* RFC 7230 token characters (header names). */
-static int is_token(const char *s, size_t len) {
+/* ---- The header rule: Node's, for every header this module writes or
+ * the Lua side checks (_http.header_error). ---- */
+
+/* What a header name or value breaks of the rule: Node's code and
+ * message. */
+#define HTTP_HEADER_ERR_MAP(XX)                                                \
+  XX(TOKEN, "ERR_INVALID_HTTP_TOKEN",                                          \
+     "Header name must be a valid HTTP token [\"%s\"]")                         \
+  XX(VALUE, "ERR_HTTP_INVALID_HEADER_VALUE",                                   \
+     "Invalid value \"%s\" for header \"%s\"")                                 \
+  XX(CHAR, "ERR_INVALID_CHAR", "Invalid character in header content [\"%s\"]")
+
+enum {
+  HDR_OK,
+#define XX(name, code, msg) HDR_##name,
+  HTTP_HEADER_ERR_MAP(XX)
+#undef XX
+};
+
+/* Whether s is an RFC 9110 token (header names, methods). */
+static inline int is_token(const char *s, size_t len) {
   size_t i;
   if (len == 0)
     return 0;
@@ -51,6 +70,101 @@ static int is_field_value(const char *s, size_t len) {
   return 1;
 }
 
+/* The header value at vidx as text: a string or a number as Lua gives it,
+ * a boolean as "true"/"false"; NULL for anything else. */
+static const char *value_text(lua_State *L, int vidx, size_t *len) {
+  if (lua_type(L, vidx) == LUA_TBOOLEAN) {
+    const char *v = lua_toboolean(L, vidx) ? "true" : "false";
+    *len = strlen(v);
+    return v;
+  }
+  return lua_tolstring(L, vidx, len); /* NULL but for strings, numbers. */
+}
+
+/* What is wrong with a value's text v (NULL: not a string, number or
+ * boolean): HDR_OK, HDR_VALUE or HDR_CHAR. */
+static inline int value_error(const char *v, size_t vlen) {
+  if (v == NULL)
+    return HDR_VALUE;
+  return is_field_value(v, vlen) ? HDR_OK : HDR_CHAR;
+}
+
+/* Checks one value (not an array). */
+static int check_value(lua_State *L, int vidx) {
+  size_t vlen = 0;
+  const char *v = value_text(L, vidx, &vlen);
+  return value_error(v, vlen);
+}
+
+/* Checks a header name with the value at vidx (a string, a number, a
+ * boolean or an array of those) by Node's rule: the name a token, every
+ * value made of field-value bytes. Returns HDR_OK or what is wrong. */
+static int header_check(lua_State *L, const char *name, size_t nlen,
+                        int vidx) {
+  int i, n, err;
+  if (name == NULL || !is_token(name, nlen))
+    return HDR_TOKEN;
+  if (lua_type(L, vidx) != LUA_TTABLE)
+    return check_value(L, vidx);
+  n = (int)lua_objlen(L, vidx);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, vidx, i);
+    err = check_value(L, lua_gettop(L));
+    lua_pop(L, 1);
+    if (err != HDR_OK)
+      return err;
+  }
+  return HDR_OK;
+}
+
+/* Pushes (and returns) Node's message for header error err about name
+ * and the value at vidx. Stack: +1. */
+static const char *header_message(lua_State *L, int err, const char *name,
+                                  int vidx) {
+  switch (err) {
+#define XX(e, code, msg)                                                       \
+  case HDR_##e:                                                                \
+    return HDR_##e == HDR_VALUE                                                \
+               ? lua_pushfstring(L, msg, luaL_typename(L, vidx), name)         \
+               : lua_pushfstring(L, msg, name);
+    HTTP_HEADER_ERR_MAP(XX)
+#undef XX
+  default:
+    return lua_pushfstring(L, "invalid header [\"%s\"]", name);
+  }
+}
+
+/* _http.header_error(name, value) -> nil when the header may be sent,
+ * else Node's code and message. */
+static int http_header_error(lua_State *L) {
+  size_t nlen = 0;
+  const char *name = lua_type(L, 1) == LUA_TSTRING
+                         ? lua_tolstring(L, 1, &nlen)
+                         : NULL;
+  int err = header_check(L, name, nlen, 2);
+  static const char *const codes[] = {NULL,
+#define XX(e, code, msg) code,
+                                      HTTP_HEADER_ERR_MAP(XX)
+#undef XX
+  };
+  if (err == HDR_OK)
+    return 0;
+  if (name == NULL)
+    name = lua_isnil(L, 1) ? "nil" : luaL_typename(L, 1);
+  lua_pushstring(L, codes[err]);
+  header_message(L, err, name, 2);
+  return 2;
+}
+
+/* _http.is_token(s) -> whether s is a token (a method, a header name). */
+static int http_is_token(lua_State *L) {
+  size_t len;
+  const char *s = lua_tolstring(L, 1, &len);
+  lua_pushboolean(L, lua_type(L, 1) == LUA_TSTRING &&
+                         is_token(s, len));
+  return 1;
+}
+
 static void update_date(http_server *s) {
   static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed",
                                   "Thu", "Fri", "Sat"};
@@ -77,26 +191,13 @@ typedef struct {
  * mark and raises. Notes the headers the server must know about in f. */
 static void add_header(lua_State *L, http_conn *c, size_t mark,
                        const char *name, size_t nlen, int vidx, head_flags *f) {
-  size_t vlen;
-  const char *v;
-  if (!is_token(name, nlen)) {
+  size_t vlen = 0;
+  const char *v = value_text(L, vidx, &vlen);
+  int err = is_token(name, nlen) ? value_error(v, vlen) : HDR_TOKEN;
+  if (err != HDR_OK) {
     c->out.len = mark;
-    luaL_error(L, "Header name must be a valid HTTP token [\"%s\"]", name);
-  }
-  if (lua_type(L, vidx) == LUA_TBOOLEAN) {
-    v = lua_toboolean(L, vidx) ? "true" : "false";
-    vlen = strlen(v);
-  } else {
-    v = lua_tolstring(L, vidx, &vlen);
-  }
-  if (v == NULL) {
-    c->out.len = mark;
-    luaL_error(L, "Invalid value \"%s\" for header \"%s\"",
-               luaL_typename(L, vidx), name);
-  }
-  if (!is_field_value(v, vlen)) {
-    c->out.len = mark;
-    luaL_error(L, "Invalid character in header content [\"%s\"]", name);
+    header_message(L, err, name, vidx);
+    lua_error(L);
   }
   switch (nlen) {
   case 4:
@@ -192,17 +293,17 @@ void lc__http_write_head(lua_State *L, http_conn *c, int res, int status,
   int top = lua_gettop(L), send_date = 1, has_body;
   memset(&f, 0, sizeof(f));
   /* res: the stack index of the response's statusCode, then statusMessage,
-   * sendDate, _headers, _names and _wh (the Lua side passes them along). */
+   * sendDate, _headers, _names and _wh (HTTP_RES_FIELD_MAP). */
   if (res) {
-    status = lua_isnil(L, res) ? 200 : (int)lua_tointeger(L, res);
+    int sc = res + RES_STATUS_CODE, sd = res + RES_SEND_DATE;
+    status = lua_isnil(L, sc) ? 200 : (int)lua_tointeger(L, sc);
     if (status < 100 || status > 999)
       luaL_error(L, "Invalid status code: %s",
-                 lua_tostring(L, res) ? lua_tostring(L, res)
-                                      : "(not a number)");
-    msg = lua_tolstring(L, res + 1, &mlen);
+                 lua_tostring(L, sc) ? lua_tostring(L, sc) : "(not a number)");
+    msg = lua_tolstring(L, res + RES_STATUS_MESSAGE, &mlen);
     if (msg != NULL && !is_field_value(msg, mlen))
       luaL_error(L, "Invalid character in statusMessage");
-    send_date = lua_isnil(L, res + 2) || lua_toboolean(L, res + 2);
+    send_date = lua_isnil(L, sd) || lua_toboolean(L, sd);
   }
   if (msg == NULL) {
     msg = lc__http_reason(status);
@@ -217,11 +318,11 @@ void lc__http_write_head(lua_State *L, http_conn *c, int res, int status,
   buf_add(&c->out, msg, mlen);
   buf_lit(&c->out, "\r\n");
   if (res) {
-    if (lua_istable(L, res + 3))
-      add_headers(L, c, mark, res + 3, lua_istable(L, res + 4) ? res + 4 : 0,
-                  &f);
-    if (lua_istable(L, res + 5))
-      add_headers(L, c, mark, res + 5, 0, &f);
+    if (lua_istable(L, res + RES_HEADERS))
+      add_headers(L, c, mark, res + RES_HEADERS,
+                  lua_istable(L, res + RES_NAMES) ? res + RES_NAMES : 0, &f);
+    if (lua_istable(L, res + RES_WH))
+      add_headers(L, c, mark, res + RES_WH, 0, &f);
   }
   lua_settop(L, top);
 
@@ -289,10 +390,11 @@ static void write_body(http_conn *c, const char *p, size_t len, int last) {
   }
 }
 
-/* _http.send(c, res, chunk|nil, last, statusCode, statusMessage, sendDate,
- * _headers, _names, _wh) -> ok: writes the head (first time, from res's
- * fields passed along) and a piece of body; last finishes the response. ok
- * is false when the caller should wait for 'drain' (or the connection is
+/* _http.send(c, res, chunk|nil, last, ...) -> ok: writes the head (first
+ * time, from res's fields that follow: HTTP_RES_FIELD_MAP's, in its order,
+ * as _http.RES_FIELDS lists them for the Lua side, which makes the call
+ * from that list) and a piece of body; last finishes the response. ok is
+ * false when the caller should wait for 'drain' (or the connection is
  * gone). */
 static int http_send(lua_State *L) {
   http_conn *c = lc__http_check_conn(L, 1);
@@ -365,8 +467,23 @@ static int http_status_codes(lua_State *L) {
   return 1;
 }
 
+/* Sets _http.RES_FIELDS, the names of the fields _http.send takes after
+ * its fourth argument, in the module table on the stack top. */
+void lc__http_respond_open(lua_State *L) {
+  int i = 0;
+  lua_newtable(L);
+#define XX(name, field)                                                        \
+  lua_pushliteral(L, field);                                                   \
+  lua_rawseti(L, -2, ++i);
+  HTTP_RES_FIELD_MAP(XX)
+#undef XX
+  lua_setfield(L, -2, "RES_FIELDS");
+}
+
 const luaL_Reg lc__http_respond_fns[] = {
     {"send", http_send},
+    {"header_error", http_header_error},
+    {"is_token", http_is_token},
     {"head_sent", http_head_sent},
     {"write_continue", http_write_continue},
     {"status_codes", http_status_codes},

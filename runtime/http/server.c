@@ -76,12 +76,30 @@ static http_server *check_server(lua_State *L) {
   return b->s;
 }
 
+/* (Re)starts the timeout scan, often enough to act within a quarter of
+ * the shortest timeout (the server's, or the shortest socket:setTimeout
+ * of its connections so far), and at least each second. */
+void lc__http_server_scan(http_server *s) {
+  uint64_t every = 1000, t = s->min_idle;
+  if (s->headers_timeout && (!t || s->headers_timeout < t))
+    t = s->headers_timeout;
+  if (s->request_timeout && (!t || s->request_timeout < t))
+    t = s->request_timeout;
+  if (s->keepalive_timeout && (!t || s->keepalive_timeout < t))
+    t = s->keepalive_timeout;
+  if (t && t / 4 < every)
+    every = t / 4 > 10 ? t / 4 : 10;
+  if (every == s->scan_every && uv_is_active((uv_handle_t *)&s->timer))
+    return;
+  s->scan_every = every;
+  uv_timer_start(&s->timer, timer_cb, every, every);
+}
+
 /* Pins the server (the box at stack index 1) and its callbacks, and
  * starts the timeout scan. The callbacks live in the box's environment and
  * are in the registry only while serving, so an unused server (and the
  * closures that name it) can be collected. */
 static void server_serve(lua_State *L, http_server *s) {
-  uint64_t every = 1000, t;
   int i;
   if (!s->serving) {
     lua_pushvalue(L, 1);
@@ -95,16 +113,7 @@ static void server_serve(lua_State *L, http_server *s) {
     s->serving = 1;
   }
   s->closing = 0;
-  /* Scan often enough to act within a quarter of the shortest timeout,
-   * and at least each second. */
-  t = s->headers_timeout;
-  if (s->request_timeout && (!t || s->request_timeout < t))
-    t = s->request_timeout;
-  if (s->keepalive_timeout && (!t || s->keepalive_timeout < t))
-    t = s->keepalive_timeout;
-  if (t && t / 4 < every)
-    every = t / 4 > 10 ? t / 4 : 10;
-  uv_timer_start(&s->timer, timer_cb, every, every);
+  lc__http_server_scan(s);
 }
 
 /* srv:configure(maxHeaderSize, headersTimeout, requestTimeout,
@@ -456,11 +465,19 @@ int luaopen_lc_http(lua_State *L) {
   luaL_newmetatable(L, CONN_MT);
   lua_pop(L, 1);
   /* The module: the server's constructor, then the connection functions
-   * of each file. */
+   * of each file, the response parser, and the constants the Lua side
+   * shares (the env table's slots). */
   lua_newtable(L);
   luaL_register(L, NULL, fns);
   luaL_register(L, NULL, lc__http_conn_fns);
   luaL_register(L, NULL, lc__http_parse_fns);
   luaL_register(L, NULL, lc__http_respond_fns);
+  lc__http_respond_open(L);
+  lc__http_response_open(L);
+#define XX(name, slot)                                                         \
+  lua_pushinteger(L, slot);                                                    \
+  lua_setfield(L, -2, "ENV_" #name);
+  HTTP_ENV_MAP(XX)
+#undef XX
   return 1;
 }

@@ -1,0 +1,120 @@
+-- http.incoming: IncomingMessage, the request an http server's handler
+-- gets. The dispatch (lua/http/server.lua) makes each one from a constant
+-- table constructor with the fields C hands over (method, url,
+-- httpVersion, the packed head, socket, complete); what a handler rarely
+-- reads is built on first use. Its body is the shared Readable side
+-- (lua/internal/stream.lua) over the connection: C pushes pieces of it
+-- (on_data, on_end), pausing stops the connection's reading.
+
+local C = require('_http')
+local EventEmitter = require('events')
+local Readable = require('internal.stream')
+local response = require('http.response')
+
+local tonumber, rawget, rawset = tonumber, rawget, rawset
+local safe_emit = response.safe_emit
+
+local IncomingMessage = EventEmitter:extend()
+IncomingMessage.aborted = false
+IncomingMessage.upgrade = false
+-- Body bytes kept for a reader that has not come yet; past this, the
+-- connection stops reading until they flow (Node's highWaterMark).
+IncomingMessage._rhwm = 65536
+IncomingMessage._endFlows = true
+IncomingMessage._endSync = true
+Readable.install(IncomingMessage)
+
+-- A listener that raises answers 500 (or cuts the connection), as the
+-- handler itself would: the response is the one C last named (_res).
+function IncomingMessage:_emitRead(name, chunk)
+  safe_emit(self, rawget(self, '_res'), name, chunk)
+end
+
+-- Fields built on first use: most handlers never read the headers, so the
+-- C side leaves them packed in req._hd (runtime/http/parse.c push_head_data).
+local lazy = {}
+function lazy.headers(req)
+  local hd = rawget(req, '_hd')
+  if not hd then return nil end
+  local headers, raw = C.headers(hd)
+  rawset(req, 'headers', headers)
+  rawset(req, 'rawHeaders', raw)
+  req._hd = nil
+  return headers
+end
+function lazy.rawHeaders(req)
+  lazy.headers(req)
+  return rawget(req, 'rawHeaders')
+end
+local function version_part(req, which)
+  local major, minor = (rawget(req, 'httpVersion') or '1.1'):match(
+    '^(%d+)%.(%d+)$')
+  rawset(req, 'httpVersionMajor', tonumber(major))
+  rawset(req, 'httpVersionMinor', tonumber(minor))
+  return rawget(req, which)
+end
+function lazy.httpVersionMajor(req)
+  return version_part(req, 'httpVersionMajor')
+end
+function lazy.httpVersionMinor(req)
+  return version_part(req, 'httpVersionMinor')
+end
+IncomingMessage.__index = function(req, k)
+  local v = IncomingMessage[k]
+  if v ~= nil then return v end
+  local f = lazy[k]
+  if f then return f(req) end
+  return nil
+end
+
+-- A request without a body is complete from the start (C calls no on_end
+-- for it): its end is there for the flow to find.
+function IncomingMessage:resume()
+  if rawget(self, 'complete') and rawget(self, '_eof') == nil then
+    self._eof = true
+  end
+  return Readable.resume(self)
+end
+
+-- The connection reads on while the body is wanted (Readable's hooks).
+function IncomingMessage:_readStop()
+  if not rawget(self, '_stopped') then
+    self._stopped = true
+    C.reading(self.socket._c, false)
+  end
+end
+
+function IncomingMessage:_readStart()
+  if rawget(self, '_stopped') then
+    self._stopped = nil
+    C.reading(self.socket._c, true)
+  end
+end
+
+-- Once the body was read, the connection reads the next request.
+IncomingMessage._onEnd = IncomingMessage._readStart
+
+function IncomingMessage:setTimeout(ms, cb)
+  self.socket:setTimeout(ms, cb)
+  return self
+end
+
+function IncomingMessage:destroy()
+  C.destroy(self.socket._c)
+  return self
+end
+
+-- From C: a piece of body (res is nil once the response finished).
+function IncomingMessage._data(req, chunk, res)
+  if res then req._res = res end
+  Readable.push(req, chunk)
+end
+
+-- From C: the body is complete.
+function IncomingMessage._end(req, res)
+  if res then req._res = res end
+  req.complete = true
+  Readable.push(req, nil)
+end
+
+return IncomingMessage

@@ -1,0 +1,291 @@
+-- http.server: Node's http.Server over the C server (runtime/http/):
+-- createServer and its options, the table of callbacks C calls (one
+-- dispatch per request, which makes req and res, then bodies, drains,
+-- aborts, connections, timeouts, close), and listening and closing, which
+-- go through the one listening path (lua/internal/listen.lua).
+
+local C = require('_http')
+local EventEmitter = require('events')
+local process = require('process')
+local errors = require('internal.errors')
+local listen = require('internal.listen')
+local IncomingMessage = require('http.incoming')
+local response = require('http.response')
+local Socket = require('http.socket')
+
+local type, ipairs, pairs, rawget, setmetatable, xpcall, error = type,
+  ipairs, pairs, rawget, setmetatable, xpcall, error
+local ServerResponse = response.ServerResponse
+local traceback, handler_error, safe_emit = response.traceback,
+  response.handler_error, response.safe_emit
+-- The slots of a connection's env table (runtime/http/http.h).
+local ENV_REQ, ENV_RES = C.ENV_REQ, C.ENV_RES
+
+local server = {}
+
+local function next_tick(fn, ...)
+  return process.nextTick(fn, ...)
+end
+
+local Server = EventEmitter:extend()
+server.Server = Server
+
+-- Every server of this process, for _stats.
+local live = setmetatable({}, {__mode = 'k'})
+
+-- Picks what the dispatch calls: the one 'request' listener itself when
+-- there is exactly one plain listener (the createServer handler), else an
+-- emit.
+local function sync_handler(self)
+  local events = rawget(self, '_events')
+  local list = events and events.request
+  if list and #list == 1 and type(list[1]) == 'function' then
+    self._handler = list[1]
+  else
+    self._handler = self._emit_request
+  end
+  if self._srv then
+    self._srv:emit_connection(self:listenerCount('connection') > 0)
+  end
+end
+
+for _, m in ipairs({'on', 'addListener', 'once', 'prependListener',
+    'prependOnceListener', 'off', 'removeListener', 'removeAllListeners'}) do
+  local super = EventEmitter[m]
+  Server[m] = function(self, name, ...)
+    super(self, name, ...)
+    if name == nil or name == 'request' or name == 'connection' then
+      sync_handler(self)
+    end
+    return self
+  end
+end
+
+------------------------------------------------------------------------------
+-- What C calls.
+
+local function emit_abort(req, res)
+  if req and not req.complete then
+    req.aborted = true
+    safe_emit(req, nil, 'aborted')
+  end
+  if req then safe_emit(req, nil, 'close') end
+  if res then safe_emit(res, nil, 'close') end
+end
+
+-- The connection closed before the request or response was done (maybe
+-- inside a write of the handler's: the events wait a tick).
+local function on_abort(req, res)
+  if (req and rawget(req, '_events')) or (res and rawget(res, '_events')) then
+    next_tick(emit_abort, req, res)
+  end
+end
+
+-- A connection was idle past its socket:setTimeout.
+local function on_timeout(socket)
+  socket:emit('timeout')
+end
+
+-- The callbacks table given to C (HTTP_CALLBACK_MAP in runtime/http/http.h).
+local function make_callbacks(self)
+  return {
+    -- One call per request: builds req and res (the constructors copy a
+    -- template, the cheapest way to make them) and runs the handler.
+    dispatch = function(method, url, version, hd, socket, complete, box, env)
+      -- Constant constructors are copies of a template whose keys are in
+      -- place: filling them in adds no key, and the response's later
+      -- fields are there already, so neither table ever grows.
+      local req = {method = false, url = false, httpVersion = false,
+        _hd = false, socket = false, complete = false}
+      req.method, req.url, req.httpVersion, req._hd = method, url, version,
+        hd
+      req.socket, req.complete = socket, complete
+      setmetatable(req, IncomingMessage)
+      local res = {_c = false, req = false, socket = false,
+        statusCode = 200, headersSent = false, finished = false,
+        _wh = false}
+      res._c, res.req, res.socket = box, req, socket
+      setmetatable(res, ServerResponse)
+      env[ENV_REQ], env[ENV_RES] = req, res
+      local ok, err = xpcall(self._handler, traceback, req, res)
+      if not ok then handler_error(res, err) end
+    end,
+    data = IncomingMessage._data,
+    ['end'] = IncomingMessage._end,
+    drain = ServerResponse._drain,
+    abort = on_abort,
+    connection = function(socket)
+      safe_emit(self, nil, 'connection', socket)
+    end,
+    timeout = on_timeout,
+    close = function()
+      self._serving = false
+      if self._quiet then
+        -- The end of an inject on a server that was not serving.
+        self._quiet = nil
+        return
+      end
+      next_tick(self.emit, self, 'close')
+    end,
+    Socket = Socket,
+  }
+end
+
+------------------------------------------------------------------------------
+-- Creating.
+
+local function check_timeout(v, name)
+  if v == nil then return end
+  if type(v) ~= 'number' or v < 0 or v ~= v then
+    error(errors.new('ERR_INVALID_ARG_VALUE',
+      'The "' .. name .. '" option must be a number >= 0'), 4)
+  end
+  return v
+end
+
+-- createServer([options,] [handler], maxHeaderSize) -> Server;
+-- maxHeaderSize is the default (http.maxHeaderSize). Raises at the
+-- caller's caller.
+function server.createServer(options, handler, maxHeaderSize)
+  if type(options) == 'function' then
+    options, handler = nil, options
+  end
+  options = options or {}
+  if type(options) ~= 'table' then
+    error(errors.type_error('ERR_INVALID_ARG_TYPE',
+      'The "options" argument must be of type table'), 3)
+  end
+  local self = Server:new()
+  self.maxHeaderSize = options.maxHeaderSize or maxHeaderSize
+  self.headersTimeout = check_timeout(options.headersTimeout,
+    'headersTimeout') or 60000
+  self.requestTimeout = check_timeout(options.requestTimeout,
+    'requestTimeout') or 300000
+  self.keepAliveTimeout = check_timeout(options.keepAliveTimeout,
+    'keepAliveTimeout') or 5000
+  self.highWaterMark = options.highWaterMark or 16384
+  if self.requestTimeout > 0 and self.headersTimeout > self.requestTimeout
+  then
+    error(errors.range_error('ERR_OUT_OF_RANGE',
+      'The value of "headersTimeout" is out of range. It must be <= '
+      .. 'requestTimeout (' .. self.requestTimeout .. ')'), 3)
+  end
+  self.listening = false
+  self._emit_request = function(req, res)
+    self:emit('request', req, res)
+  end
+  self._srv = C.server(make_callbacks(self))
+  if handler ~= nil then
+    if type(handler) ~= 'function' then
+      error(errors.type_error('ERR_INVALID_ARG_TYPE',
+        'The "requestListener" argument must be of type function'), 3)
+    end
+    self:on('request', handler)
+  end
+  sync_handler(self)
+  live[self] = true
+  return self
+end
+
+-- Gives C the server's options (at listen, and before an inject).
+function Server:_configure()
+  self._srv:configure(self.maxHeaderSize, self.headersTimeout,
+    self.requestTimeout, self.keepAliveTimeout, self.highWaterMark)
+end
+
+------------------------------------------------------------------------------
+-- Listening and closing.
+
+-- What the listening path hands the C server: a listening socket (it
+-- listens on a duplicate), none (round robin: it serves what comes), or
+-- connections the primary accepted (it serves a duplicate).
+local function sink(self)
+  local srv = self._srv
+  return {
+    accept = function(h, backlog)
+      local ok, msg = srv:listen_fd(h:fileno(), backlog)
+      if not h:is_closing() then h:close() end
+      if not ok then return nil, msg end
+      return {address = function() return srv:address() end}
+    end,
+    serve = function() srv:serve() end,
+    connection = function(tcp)
+      local fd = tcp:fileno()
+      if fd then srv:adopt(fd) end
+      tcp:close()
+    end,
+    listening = function() self._serving = true end,
+  }
+end
+
+-- listen(port[, host][, backlog][, cb]) and Node's other forms.
+function Server:listen(...)
+  self:_configure()
+  return listen.start(self, sink(self), ...)
+end
+
+-- address() -> {address=, port=, family=, addressType=} or nil.
+Server.address = listen.address
+
+-- close([cb]): stops accepting; 'close' comes once every connection is
+-- gone (idle keep-alive connections are closed now). cb(err) as Node.
+function Server:close(cb)
+  listen.close(self, cb)
+  if self._serving then
+    self._srv:close(self._draining)
+  else
+    next_tick(self.emit, self, 'close')
+  end
+  return self
+end
+
+-- _drain(cb): close() for a reload or a graceful shutdown (cluster calls
+-- it): stops accepting, but idle keep-alive connections stay until their
+-- next request is answered (with Connection: close) or keepAliveTimeout,
+-- so no request already sent on one is lost. cb once every one is gone.
+function Server:_drain(cb)
+  self._draining = true
+  return self:close(cb)
+end
+
+function Server:closeIdleConnections()
+  self._srv:close_connections(false)
+end
+
+function Server:closeAllConnections()
+  self._srv:close_connections(true)
+end
+
+-- setTimeout(): Node's default socket timeout for new connections; not
+-- applied here (a handler may call req.socket:setTimeout).
+function Server:setTimeout() return self end
+
+function Server:ref()
+  self._srv:ref(true)
+  return self
+end
+
+function Server:unref()
+  self._srv:ref(false)
+  return self
+end
+
+-- getConnections(cb): cb(nil, count).
+function Server:getConnections(cb)
+  local _, n = self._srv:stats()
+  next_tick(cb, nil, n)
+  return self
+end
+
+-- stats() -> {requests=, connections=} over every server of this process
+-- (for cluster.stats()).
+function server.stats()
+  local connections = 0
+  for s in pairs(live) do
+    local _, n = s._srv:stats()
+    connections = connections + n
+  end
+  return {requests = C.requests(), connections = connections}
+end
+
+return server

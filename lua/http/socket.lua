@@ -1,0 +1,83 @@
+-- http.socket: the connection of an http server's request, req.socket and
+-- res.socket (one per connection, made by the C side on first need). It is
+-- not a net.Socket (the C server owns the connection) but answers as one:
+-- addresses, destroy, end, setNoDelay, ref/unref, and setTimeout, which is
+-- net.Socket's own over the C server's idle clock (a 'timeout' event after
+-- ms without reads or writes, as Node's).
+
+local C = require('_http')
+local EventEmitter = require('events')
+local NetSocket = require('net.socket')
+
+local rawget, rawset = rawget, rawset
+
+local Socket = EventEmitter:extend()
+
+local remote_keys = {remoteAddress = 'address', remotePort = 'port',
+  remoteFamily = 'family'}
+local local_keys = {localAddress = 'address', localPort = 'port'}
+
+-- Addresses are looked up on first use (a syscall each) and kept.
+Socket.__index = function(self, k)
+  local field = remote_keys[k]
+  if field or local_keys[k] then
+    local peer = field ~= nil
+    local a = C.name(rawget(self, '_c'), peer)
+    if not a then return nil end
+    if peer then
+      rawset(self, 'remoteAddress', a.address)
+      rawset(self, 'remotePort', a.port)
+      rawset(self, 'remoteFamily', a.family)
+    else
+      rawset(self, 'localAddress', a.address)
+      rawset(self, 'localPort', a.port)
+    end
+    return a[field or local_keys[k]]
+  end
+  return Socket[k]
+end
+
+function Socket:address()
+  return C.name(rawget(self, '_c'), false)
+end
+
+function Socket:destroy()
+  C.destroy(rawget(self, '_c'))
+  return self
+end
+
+-- end(): ends the connection once what is written has left.
+function Socket:finish()
+  C.end_connection(rawget(self, '_c'))
+  return self
+end
+Socket['end'] = Socket.finish
+
+function Socket:setNoDelay(on)
+  C.nodelay(rawget(self, '_c'), on ~= false)
+  return self
+end
+
+-- setKeepAlive(): TCP keep-alive is not set on the server's connections;
+-- accepted for Node's sake, it does nothing.
+function Socket:setKeepAlive() return self end
+
+-- setTimeout(ms[, cb]): net.Socket's; the clock is the C server's.
+Socket.setTimeout = NetSocket.setTimeout
+
+function Socket:_idle(ms)
+  C.set_timeout(rawget(self, '_c'), ms)
+end
+
+-- ref(), unref(): whether the connection keeps the process alive.
+function Socket:ref()
+  C.ref(rawget(self, '_c'), true)
+  return self
+end
+
+function Socket:unref()
+  C.ref(rawget(self, '_c'), false)
+  return self
+end
+
+return Socket

@@ -495,30 +495,23 @@ end
 -- setHost, timeout, localAddress, family; agent is accepted and ignored
 -- (every request has its own connection).
 function client.request(a, b, c)
-  local opts, cb = {}, nil
-  if type(a) == 'string' then
-    for k, v in pairs(url.parse(a)) do opts[k] = v end
-    if type(b) == 'table' then
-      for k, v in pairs(b) do opts[k] = v end
-      cb = c
-    else
-      cb = b
-    end
-  elseif type(a) == 'table' then
-    if a.href and type(a.href) == 'string' and not a.host
-        and not a.hostname then
-      for k, v in pairs(url.parse(a.href)) do opts[k] = v end
-    end
-    for k, v in pairs(a) do opts[k] = v end
-    if type(b) == 'table' then
-      for k, v in pairs(b) do opts[k] = v end
-      cb = c
-    else
-      cb = b
-    end
-  else
+  local t = type(a)
+  if t ~= 'string' and t ~= 'table' then
     error(errors.type_error('ERR_INVALID_ARG_TYPE', 'The "url" argument '
-      .. 'must be a string or a table. Received ' .. type(a)), 2)
+      .. 'must be a string or a table. Received ' .. t), 2)
+  end
+  local opts, cb = {}, b
+  local href = t == 'string' and a or (type(a.href) == 'string'
+    and not a.host and not a.hostname and a.href)
+  if href then
+    for k, v in pairs(url.parse(href)) do opts[k] = v end
+  end
+  if t == 'table' then
+    for k, v in pairs(a) do opts[k] = v end
+  end
+  if type(b) == 'table' then
+    for k, v in pairs(b) do opts[k] = v end
+    cb = c
   end
   if type(cb) ~= 'function' then cb = nil end
   return ClientRequest:new(opts, cb)

@@ -11,8 +11,9 @@
  *   head(statusCode, statusMessage, httpVersionMajor, httpVersionMinor,
  *        headers, rawHeaders, shouldKeepAlive, upgrade)
  *        -> nil, or _http.SKIP_BODY (the answer to HEAD: no body follows),
- *           or _http.UPGRADE (what follows is another protocol: execute
- *           stops there and returns upgraded = true)
+ *           or _http.UPGRADE (what follows is another protocol: the
+ *           answer's complete comes, then execute stops and returns
+ *           upgraded = true); 1xx, 204 and 304 answers never have a body
  *   body(chunk)                       a piece of body
  *   chunk()                           a chunk of a chunked body ended
  *                                     (optional)

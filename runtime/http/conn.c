@@ -218,9 +218,8 @@ static void conn_close_cb(uv_handle_t *h) {
     luaL_unref(L, LUA_REGISTRYINDEX, c->ref_env);
   }
   buf_free(&c->in);
-  buf_free(&c->head);
+  head_free(&c->head);
   buf_free(&c->out);
-  free(c->hdrs);
   free(c);
   lc__http_server_check_closed(s);
 }

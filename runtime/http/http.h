@@ -221,10 +221,21 @@ enum { FRAME_NONE, FRAME_LENGTH, FRAME_CHUNKED, FRAME_RAW };
 
 typedef struct http_conn http_conn;
 
-/* One header of the request being parsed: offsets into conn->head. */
+/* One header of a message being parsed: offsets into its head's bytes. */
 typedef struct {
   uint32_t name, nlen, value, vlen;
 } http_hdr;
+
+/* The head of a message being parsed, a request's (parse.c) or a
+ * response's (response.c): its bytes (the URL or the reason, then header
+ * names and values, as llhttp hands them over in pieces) and where each
+ * header sits in them. head_* below collect it. */
+typedef struct {
+  lc_buf bytes;
+  http_hdr *hdrs;
+  size_t n, cap;
+  int state; /* 0 start, 1 in a name, 2 in a value. */
+} http_head;
 
 typedef struct http_server {
   lua_State *L;
@@ -283,11 +294,8 @@ struct http_conn {
   int ref_box, ref_env; /* LUA_NOREF until the Lua side is made. */
   const void *res_ptr;  /* The table of the response in flight. */
   lc_buf in;            /* Unparsed input while paused. */
-  lc_buf head;          /* URL and header bytes of the request. */
-  http_hdr *hdrs;
-  size_t nhdrs, hcap;
+  http_head head;        /* The request's URL and headers. */
   uint32_t url_len;
-  int hstate;               /* 0 start, 1 in a field, 2 in a value. */
   int err_status;           /* 431 when headers overflowed. */
   const char *gap;          /* Bytes parsed since the last body span start
                                here (in the buffer being parsed). */
@@ -367,6 +375,69 @@ static inline int has_token(const char *s, size_t len, const char *tok) {
     if (j == tl)
       return 1;
   }
+  return 0;
+}
+
+/* ---- Collecting a head (llhttp's pieces) within max bytes; each adder
+ * returns 0, or -1 once the head would pass max. ---- */
+
+static inline void head_reset(http_head *h) {
+  h->bytes.len = 0;
+  h->n = 0;
+  h->state = 0;
+}
+
+static inline void head_free(http_head *h) {
+  buf_free(&h->bytes);
+  free(h->hdrs);
+  h->hdrs = NULL;
+  h->n = h->cap = 0;
+}
+
+/* Bytes that are not a header's (the URL, the reason). */
+static inline int head_bytes(http_head *h, const char *at, size_t len,
+                             size_t max) {
+  if (h->bytes.len + len > max)
+    return -1;
+  buf_add(&h->bytes, at, len);
+  return 0;
+}
+
+/* A piece of a header's name: a new header after a value. */
+static inline int head_name(http_head *h, const char *at, size_t len,
+                            size_t max) {
+  if (h->state != 1) {
+    http_hdr *x;
+    if (h->n == h->cap) {
+      size_t cap = h->cap ? h->cap * 2 : 16;
+      h->hdrs = (http_hdr *)lc__xrealloc(h->hdrs, cap * sizeof(http_hdr));
+      h->cap = cap;
+    }
+    x = &h->hdrs[h->n++];
+    x->name = x->value = (uint32_t)h->bytes.len;
+    x->nlen = x->vlen = 0;
+    h->state = 1;
+  }
+  if (head_bytes(h, at, len, max) != 0)
+    return -1;
+  h->hdrs[h->n - 1].nlen += (uint32_t)len;
+  return 0;
+}
+
+/* A piece of the last header's value (none before a name). */
+static inline int head_value(http_head *h, const char *at, size_t len,
+                             size_t max) {
+  http_hdr *x;
+  if (h->n == 0)
+    return 0;
+  x = &h->hdrs[h->n - 1];
+  if (h->state != 2) {
+    x->value = (uint32_t)h->bytes.len;
+    h->state = 2;
+  }
+  if (head_bytes(h, at, len, max) != 0)
+    return -1;
+  x->vlen += (uint32_t)len;
   return 0;
 }
 

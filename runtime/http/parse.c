@@ -133,15 +133,15 @@ static int scan_head(http_conn *c) {
   size_t i;
   int host = 0;
   c->expect = 0;
-  for (i = 0; i < c->nhdrs; i++) {
-    const http_hdr *h = &c->hdrs[i];
-    const char *value = c->head.base + h->value;
+  for (i = 0; i < c->head.n; i++) {
+    const http_hdr *h = &c->head.hdrs[i];
+    const char *value = c->head.bytes.base + h->value;
     size_t vlen = h->vlen;
-    if (h->nlen == 4 && name_is(c->head.base + h->name, 4, "host", 4)) {
+    if (h->nlen == 4 && name_is(c->head.bytes.base + h->name, 4, "host", 4)) {
       host = 1;
       continue;
     }
-    if (h->nlen != 6 || !name_is(c->head.base + h->name, 6, "expect", 6))
+    if (h->nlen != 6 || !name_is(c->head.bytes.base + h->name, 6, "expect", 6))
       continue;
     while (vlen > 0 && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
       vlen--;
@@ -155,16 +155,16 @@ static int scan_head(http_conn *c) {
  * offsets, then the head's bytes. Stack: +1. */
 static void push_head_data(http_conn *c) {
   lc_buf *sc = &c->s->scratch;
-  uint32_t n = (uint32_t)c->nhdrs;
+  uint32_t n = (uint32_t)c->head.n;
   size_t off = sizeof(n) + n * sizeof(http_hdr);
   sc->len = 0;
-  buf_reserve(sc, off + c->head.len);
+  buf_reserve(sc, off + c->head.bytes.len);
   memcpy(sc->base, &n, sizeof(n));
   if (n > 0)
-    memcpy(sc->base + sizeof(n), c->hdrs, n * sizeof(http_hdr));
-  if (c->head.len > 0)
-    memcpy(sc->base + off, c->head.base, c->head.len);
-  lua_pushlstring(c->s->L, sc->base, off + c->head.len);
+    memcpy(sc->base + sizeof(n), c->head.hdrs, n * sizeof(http_hdr));
+  if (c->head.bytes.len > 0)
+    memcpy(sc->base + off, c->head.bytes.base, c->head.bytes.len);
+  lua_pushlstring(c->s->L, sc->base, off + c->head.bytes.len);
 }
 
 /* Pushes method, url, httpVersion and the packed headers of the parsed
@@ -177,7 +177,7 @@ static void push_request_fields(http_conn *c, int keys) {
     lua_pop(L, 1);
     lua_pushstring(L, llhttp_method_name((llhttp_method_t)p->method));
   }
-  lua_pushlstring(L, c->head.base, c->url_len);
+  lua_pushlstring(L, c->head.bytes.base, c->url_len);
   if (p->http_major == 1 && p->http_minor <= 1) {
     lua_rawgeti(L, keys, p->http_minor ? KEY_V11 : KEY_V10);
   } else {
@@ -249,10 +249,8 @@ static int on_message_begin(llhttp_t *p) {
   c->head_start = now;
   c->req_start = now;
   c->idle_since = 0;
-  c->head.len = 0;
-  c->nhdrs = 0;
+  head_reset(&c->head);
   c->url_len = 0;
-  c->hstate = 0;
   c->expect = 0;
   c->req_obj = 0;
   c->req_body = 0;
@@ -261,20 +259,16 @@ static int on_message_begin(llhttp_t *p) {
   return 0;
 }
 
-/* Adds a span of the head, enforcing maxHeaderSize. */
-static int head_add(http_conn *c, const char *at, size_t len) {
-  if (c->head.len + len > c->s->max_header) {
-    c->err_status = 431;
-    return -1;
-  }
-  buf_add(&c->head, at, len);
-  return 0;
+/* Past maxHeaderSize, the head is refused: 431. */
+static int too_large(http_conn *c) {
+  c->err_status = 431;
+  return -1;
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t len) {
   http_conn *c = (http_conn *)p->data;
-  if (head_add(c, at, len) != 0)
-    return -1;
+  if (head_bytes(&c->head, at, len, c->s->max_header) != 0)
+    return too_large(c);
   c->url_len += (uint32_t)len;
   return 0;
 }
@@ -288,23 +282,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
     return -1;
   if (!c->in_head)
     return 0; /* A trailer: not kept. */
-  if (c->hstate != 1) {
-    http_hdr *h;
-    if (c->nhdrs == c->hcap) {
-      size_t cap = c->hcap ? c->hcap * 2 : 16;
-      c->hdrs = (http_hdr *)lc__xrealloc(c->hdrs, cap * sizeof(http_hdr));
-      c->hcap = cap;
-    }
-    h = &c->hdrs[c->nhdrs++];
-    h->name = (uint32_t)c->head.len;
-    h->nlen = 0;
-    h->value = (uint32_t)c->head.len;
-    h->vlen = 0;
-    c->hstate = 1;
-  }
-  if (head_add(c, at, len) != 0)
-    return -1;
-  c->hdrs[c->nhdrs - 1].nlen += (uint32_t)len;
+  if (head_name(&c->head, at, len, c->s->max_header) != 0)
+    return too_large(c);
   return 0;
 }
 
@@ -313,24 +292,18 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
  * 5.1): 400. (Trailers are not kept, nor checked for this.) */
 static int on_header_field_complete(llhttp_t *p) {
   http_conn *c = (http_conn *)p->data;
-  if (c->in_head && (c->hstate != 1 || c->hdrs[c->nhdrs - 1].nlen == 0))
+  if (c->in_head &&
+      (c->head.state != 1 || c->head.hdrs[c->head.n - 1].nlen == 0))
     return -1;
   return 0;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   http_conn *c = (http_conn *)p->data;
-  http_hdr *h;
-  if (!c->in_head || c->nhdrs == 0)
+  if (!c->in_head)
     return 0;
-  h = &c->hdrs[c->nhdrs - 1];
-  if (c->hstate != 2) {
-    h->value = (uint32_t)c->head.len;
-    c->hstate = 2;
-  }
-  if (head_add(c, at, len) != 0)
-    return -1;
-  h->vlen += (uint32_t)len;
+  if (head_value(&c->head, at, len, c->s->max_header) != 0)
+    return too_large(c);
   return 0;
 }
 
@@ -354,7 +327,7 @@ static int on_headers_complete(llhttp_t *p) {
   /* HTTP/1.1 requires Host (RFC 9112 section 3.2); the target must be
    * visible ASCII. Both: 400, as Node. */
   if ((!scan_head(c) && (p->http_major > 1 || p->http_minor >= 1)) ||
-      !url_ok(c->head.base, c->url_len)) {
+      !url_ok(c->head.bytes.base, c->url_len)) {
     c->err_status = 400;
     return -1;
   }

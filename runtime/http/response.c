@@ -43,27 +43,23 @@ typedef struct {
   unsigned raised : 1;    /* A callback raised (its error is at err). */
   unsigned overflow : 1;  /* The head passed max_header. */
   unsigned trailers : 1;  /* After the head: header lines are trailers. */
-  int hstate;             /* 0 start, 1 in a field, 2 in a value. */
   size_t max_header;
-  lc_buf head;            /* Reason, header names and values. */
-  size_t reason_len;      /* The reason is head[0, reason_len). */
+  http_head head;         /* The reason, header names and values. */
+  size_t reason_len;      /* The reason is head.bytes[0, reason_len). */
   lc_buf scratch;         /* For lower-casing names. */
-  http_hdr *hdrs;
-  size_t nhdrs, hcap;
+  unsigned gone : 1;      /* Collected. */
 } rparser;
 
 static rparser *check_rparser(lua_State *L, int idx) {
   rparser *p = (rparser *)luaL_checkudata(L, idx, RPARSER_MT);
-  if (p->hdrs == NULL && p->hcap != 0)
+  if (p->gone)
     luaL_error(L, "the response parser is gone");
   return p;
 }
 
 static void reset(rparser *p) {
-  p->head.len = 0;
+  head_reset(&p->head);
   p->reason_len = 0;
-  p->nhdrs = 0;
-  p->hstate = 0;
   p->trailers = 0;
 }
 
@@ -95,63 +91,34 @@ static int on_message_begin(llhttp_t *lp) {
   return 0;
 }
 
-/* Adds a span of the head, as long as it stays within max_header. */
-static int head_add(rparser *p, const char *at, size_t len) {
-  if (p->head.len + len > p->max_header) {
-    p->overflow = 1;
-    return -1;
-  }
-  buf_add(&p->head, at, len);
-  return 0;
+/* Past max_header, the head is refused: HPE_HEADER_OVERFLOW. */
+static int overflow(rparser *p) {
+  p->overflow = 1;
+  return -1;
 }
 
 static int on_status(llhttp_t *lp, const char *at, size_t len) {
   rparser *p = (rparser *)lp->data;
-  if (head_add(p, at, len) != 0)
-    return -1;
+  if (head_bytes(&p->head, at, len, p->max_header) != 0)
+    return overflow(p);
   p->reason_len += len;
   return 0;
 }
 
 static int on_header_field(llhttp_t *lp, const char *at, size_t len) {
   rparser *p = (rparser *)lp->data;
-  if (p->hstate != 1) {
-    http_hdr *h;
-    if (p->nhdrs == p->hcap) {
-      size_t cap = p->hcap * 2;
-      p->hdrs = (http_hdr *)lc__xrealloc(p->hdrs, cap * sizeof(http_hdr));
-      p->hcap = cap;
-    }
-    h = &p->hdrs[p->nhdrs++];
-    h->name = h->value = (uint32_t)p->head.len;
-    h->nlen = h->vlen = 0;
-    p->hstate = 1;
-  }
-  if (head_add(p, at, len) != 0)
-    return -1;
-  p->hdrs[p->nhdrs - 1].nlen += (uint32_t)len;
-  return 0;
+  return head_name(&p->head, at, len, p->max_header) ? overflow(p) : 0;
 }
 
 static int on_header_value(llhttp_t *lp, const char *at, size_t len) {
   rparser *p = (rparser *)lp->data;
-  http_hdr *h;
-  if (p->nhdrs == 0)
-    return 0;
-  h = &p->hdrs[p->nhdrs - 1];
-  if (p->hstate != 2) {
-    h->value = (uint32_t)p->head.len;
-    p->hstate = 2;
-  }
-  if (head_add(p, at, len) != 0)
-    return -1;
-  h->vlen += (uint32_t)len;
-  return 0;
+  return head_value(&p->head, at, len, p->max_header) ? overflow(p) : 0;
 }
 
 /* Pushes headers and rawHeaders of what was collected. Stack: +2. */
 static void push_collected(rparser *p) {
-  lc__http_push_headers(p->L, &p->scratch, p->head.base, p->hdrs, p->nhdrs);
+  lc__http_push_headers(p->L, &p->scratch, p->head.bytes.base, p->head.hdrs,
+                        p->head.n);
 }
 
 static int on_headers_complete(llhttp_t *lp) {
@@ -160,7 +127,7 @@ static int on_headers_complete(llhttp_t *lp) {
   int ask;
   /* Stack: status reason major minor headers raw keepAlive upgrade. */
   lua_pushinteger(L, lp->status_code);
-  lua_pushlstring(L, p->head.base, p->reason_len);
+  lua_pushlstring(L, p->reason_len ? p->head.bytes.base : "", p->reason_len);
   lua_pushinteger(L, lp->http_major);
   lua_pushinteger(L, lp->http_minor);
   push_collected(p);
@@ -176,10 +143,8 @@ static int on_headers_complete(llhttp_t *lp) {
                    lp->status_code == 304))
     ask = 1;
   /* What follows the head until the message ends is trailers. */
-  p->head.len = 0;
+  head_reset(&p->head);
   p->reason_len = 0;
-  p->nhdrs = 0;
-  p->hstate = 0;
   p->trailers = 1;
 #define XX(name, n)                                                            \
   if (ask == n)                                                                \
@@ -210,7 +175,7 @@ static int on_message_complete(llhttp_t *lp) {
   rparser *p = (rparser *)lp->data;
   lua_State *L = p->L;
   /* Stack: trailers rawTrailers (nil, nil without). */
-  if (p->trailers && p->nhdrs > 0) {
+  if (p->trailers && p->head.n > 0) {
     push_collected(p);
   } else {
     lua_pushnil(L);
@@ -311,10 +276,9 @@ static int rparser_finish(lua_State *L) {
 
 static int rparser_gc(lua_State *L) {
   rparser *p = (rparser *)luaL_checkudata(L, 1, RPARSER_MT);
-  buf_free(&p->head);
+  head_free(&p->head);
   buf_free(&p->scratch);
-  free(p->hdrs);
-  p->hdrs = NULL;
+  p->gone = 1;
   return 0;
 }
 
@@ -331,8 +295,6 @@ static int http_response_parser(lua_State *L) {
   lua_pushvalue(L, 1);
   lua_setfenv(L, -2);
   p->max_header = (size_t)max;
-  p->hcap = 16;
-  p->hdrs = (http_hdr *)lc__xmalloc(p->hcap * sizeof(http_hdr));
   llhttp_init(&p->parser, HTTP_RESPONSE, &settings);
   p->parser.data = p;
   return 1;

@@ -67,9 +67,12 @@ IncomingMessage.__index = function(req, k)
   return nil
 end
 
--- A request without a body is complete from the start (C calls no on_end
--- for it): its end is there for the flow to find.
+-- The body is being read from now on (_consuming, as Node's: a response
+-- finished before that drops the rest, Readable.dump). A request without
+-- a body is complete from the start (C calls no on_end for it): its end is
+-- there for the flow to find.
 function IncomingMessage:resume()
+  self._consuming = true
   if rawget(self, 'complete') and rawget(self, '_eof') == nil then
     self._eof = true
   end

@@ -237,7 +237,7 @@ function ServerResponse:finish(chunk, encoding, cb)
   self.headersSent = true
   self.finished = true
   local req = self.req
-  if not req.complete and not rawget(req, '_flowing') then
+  if not req.complete and not rawget(req, '_consuming') then
     -- Nobody reads the rest of the body: drop it as it comes.
     Readable.dump(req)
   end

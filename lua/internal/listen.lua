@@ -149,7 +149,12 @@ local function open(server, o, sink, live, done)
       return done(errors.uv(msg, 'listen', o.address or '::', o.port))
     end
     local h = uv.new_tcp()
-    h:open(fd)
+    local opened, oerr = h:open(fd)
+    if not opened then
+      h:close()
+      tcp.close(fd)
+      return done(errors.uv(oerr, 'listen', o.address or '::', o.port))
+    end
     local own, err = sink.accept(h, o.backlog)
     if not own then return done(errors.uv(err, 'listen', o.address, o.port)) end
     return done(nil, listener(o, own))

@@ -444,6 +444,9 @@ http_conn *lc__http_conn_new(http_server *s) {
 /* A handle closed before conn_start: frees without the list. */
 void lc__http_conn_free_cb(uv_handle_t *h) { free(h->data); }
 
+/* The server's timer: fails requests past headersTimeout or
+ * requestTimeout (408), closes connections idle past keepAliveTimeout, and
+ * reports those quiet past their socket:setTimeout ('timeout'). */
 void lc__http_timeouts(http_server *s) {
   uint64_t now = uv_now(s->loop);
   http_conn *c, *next;

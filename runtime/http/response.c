@@ -69,8 +69,10 @@ static void reset(rparser *p) {
  * stops: a callback's non-zero answer is an error to it). */
 static int call(rparser *p, const char *name, int nargs) {
   lua_State *L = p->L;
-  /* Stack: ... args -> ... fn args. */
-  lua_getfield(L, p->cbs, name);
+  /* Stack: ... args -> ... fn args. (rawget: no metamethod may raise
+   * here, inside llhttp.) */
+  lua_pushstring(L, name);
+  lua_rawget(L, p->cbs);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1 + nargs);
     lua_pushnil(L);

@@ -253,13 +253,13 @@ function h.raw(port, raw, opts)
   return data, err
 end
 
--- get(port, path, headers) -> status, body, headers, raw; one HTTP/1.1
--- request with Connection: close.
-function h.get(port, path, headers)
+-- get(port, path, headers[, ip]) -> status, body, headers, raw; one
+-- HTTP/1.1 request with Connection: close, to ip (default 127.0.0.1).
+function h.get(port, path, headers, ip)
   local req = 'GET ' .. (path or '/') .. ' HTTP/1.1\r\nHost: 127.0.0.1\r\n'
   for k, v in pairs(headers or {}) do req = req .. k .. ': ' .. v .. '\r\n' end
   req = req .. 'Connection: close\r\n\r\n'
-  local data, err = h.raw(port, req)
+  local data, err = h.raw(port, req, {host = ip})
   local status = tonumber(data:match('^HTTP/1%.%d (%d%d%d)'))
   local head, body = data:match('^(.-)\r\n\r\n(.*)$')
   local hdrs = {}

@@ -110,9 +110,14 @@ describe('net', function()
       assert.is_true(h.wait(function() return done end), 'form ' .. i)
       local ad = s:address()
       assert.is_true(ad.port > 0, 'form ' .. i)
-      if i <= 5 then
+      if i <= 4 then
         assert.same({address = '127.0.0.1', port = ad.port, family = 'IPv4',
           addressType = 4}, ad)
+      elseif i == 5 then
+        -- A name: its first address, as Node (17+); ::1 where /etc/hosts
+        -- lists it (Debian's does), else 127.0.0.1.
+        assert.equal(uv.getaddrinfo('localhost', nil,
+          {socktype = 'stream'})[1].addr, ad.address, 'form 5')
       end
       close_server(s)
     end
@@ -536,4 +541,88 @@ end
       assert.is_true(h.wait(function() return closed end))
     end)
   end
+end)
+
+-- 'localhost' where /etc/hosts lists ::1 too, as Debian's does (glibc then
+-- sorts ::1 first), whatever this machine's says: the script runs in a
+-- mount namespace of its own, with that file mounted over /etc/hosts
+-- (needs root). A server listens on the name's first address, ::1, as
+-- Node's does; a client of the name tries its addresses in turn, so it
+-- reaches a server on 'localhost' and one on 127.0.0.1 alike.
+describe('localhost listed as ::1 and 127.0.0.1', function()
+  local script = [[
+    local net, http = require('net'), require('http')
+    local uv, T = require('uv'), require('test')
+    print('first', uv.getaddrinfo('localhost', nil,
+      {socktype = 'stream'})[1].addr)
+    -- reach(port[, host]) -> what the server wrote, or the error's code;
+    -- the address the client connected to.
+    local function reach(port, host)
+      local got, err, done = '', nil, false
+      local c = net.connect({port = port, host = host})
+      c:on('data', function(d) got = got .. d end)
+      c:on('error', function(e) err = e.code .. ' ' .. e.address end)
+      c:on('close', function() done = true end)
+      assert(T.wait(function() return done end, 5000), 'no close')
+      return err or got, c.remoteAddress
+    end
+    local function serve(server, host)
+      server:listen(0, host)
+      assert(T.wait(function() return server.listening end, 2000))
+      return server:address().port
+    end
+    local names = net.createServer(function(c) c:finish('names') end)
+    local port = serve(names, 'localhost')
+    print('net server', names:address().address)
+    print('net client', reach(port, 'localhost'))
+    print('default host', reach(port))
+    local v4 = net.createServer(function(c) c:finish('v4') end)
+    local port4 = serve(v4, '127.0.0.1')
+    print('to 127.0.0.1', reach(port4, 'localhost'))
+    local web = http.createServer(function(req, res) res:finish('web') end)
+    local hport = serve(web, 'localhost')
+    print('http server', web:address().address)
+    local body
+    http.get({host = 'localhost', port = hport, agent = false}, function(res)
+      local b = ''
+      res:on('data', function(d) b = b .. d end)
+      res:on('end', function() body = res.statusCode .. ' ' .. b end)
+    end):on('error', function(e) body = e.code end)
+    assert(T.wait(function() return body ~= nil end, 5000))
+    print('http client', body)
+    for _, s in ipairs({names, v4, web}) do s:close() end
+    assert(T.wait(function()
+      return not (names.listening or v4.listening or web.listening)
+    end, 2000))
+    print('refused', (reach(port, 'localhost')))
+  ]]
+
+  it('listens on ::1 and is reached through the name', function()
+    if uv.getuid() ~= 0 or h.run({'--mount', 'true'},
+        {cmd = 'unshare'}).code ~= 0 then
+      return pending('needs root and unshare --mount')
+    end
+    local hosts = h.tmpfile('127.0.0.1\tlocalhost\n'
+      .. '::1\t\tlocalhost ip6-localhost ip6-loopback\n', '.hosts')
+    local path = h.tmpfile(script)
+    local p = h.run({'--mount', '/bin/sh', '-c',
+      'mount --bind "$0" /etc/hosts && exec "$@"', hosts, h.bin, path},
+      {cmd = 'unshare', timeout = 20000})
+    os.remove(hosts)
+    os.remove(path)
+    assert.equal('', p.stderr)
+    local out = h.lines(p.stdout)
+    if out[1] ~= 'first\t::1' then
+      return pending('getaddrinfo does not put ::1 first here: ' .. out[1])
+    end
+    assert.same({'first\t::1',
+      'net server\t::1',
+      'net client\tnames\t::1',
+      'default host\tnames\t::1',
+      'to 127.0.0.1\tv4\t127.0.0.1',
+      'http server\t::1',
+      'http client\t200 web',
+      'refused\tECONNREFUSED 127.0.0.1'}, out)
+    assert.equal(0, p.code)
+  end)
 end)

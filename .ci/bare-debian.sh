@@ -92,8 +92,10 @@ mkdir -p "$CACHE"
       rm -rf --one-file-system "$fresh" "$fresh.log"
       exit 1
     fi
-    # The packages' files are kept, not their downloaded .debs.
+    # The packages' files are kept, not their downloaded .debs; / is 0755,
+    # not mktemp's 0700 (apt's _apt user must get through it).
     rm -f "$fresh"/var/cache/apt/archives/*.deb
+    chmod 755 "$fresh"
     tar -C "$fresh" --numeric-owner -czf "$tarball.tmp" .
     mv "$tarball.tmp" "$tarball"
     rm -rf --one-file-system "$fresh" "$fresh.log"
@@ -216,10 +218,10 @@ while :; do
 done
 pgid=$(awk '{ print $5 }' "/proc/$pid/stat")
 [ "$pgid" = "$pid" ] || die "make run is not in its own process group"
-kill -TERM -- "-$pid"
+kill -TERM "-$pid"
 i=0
 while kill -0 "$pid" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.5; i=$((i + 1)); done
-kill -KILL -- "-$pid" 2>/dev/null || true
+kill -KILL "-$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
 cat "$work/run.log"
 echo "$answer" | grep -q '^hello from worker [0-9]' || {

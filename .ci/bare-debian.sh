@@ -141,10 +141,13 @@ say "fresh root from $tarball"
 mkdir "$root"
 tar -C "$root" --numeric-owner -xzf "$tarball"
 
-# What a system gives a root shell: /proc, /sys, /dev with terminals of its
-# own (a devpts instance) and shared memory, and this machine's resolver.
-# The bind of /dev is made private before anything is mounted under it, so
-# that nothing shows on the host's /dev.
+# What a system gives a root shell: / a mount point of its own (as on a
+# machine: unshare --mount needs it), /proc, /sys, /dev with terminals of
+# its own (a devpts instance) and shared memory, and this machine's
+# resolver. The binds are made private before anything is mounted under
+# them, so that nothing shows on the host's /dev.
+mount --bind "$root" "$root"
+mount --make-private "$root"
 mount -t proc proc "$root/proc"
 mount -t sysfs sysfs "$root/sys"
 mount --bind /dev "$root/dev"

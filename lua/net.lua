@@ -134,6 +134,33 @@ end
 function net.isIPv4(s) return net.isIP(s) == 4 end
 function net.isIPv6(s) return net.isIP(s) == 6 end
 
+-- lookup(host, family, cb): resolves a name as Node's dns.lookup does, and
+-- calls cb(nil, addresses) with its addresses in getaddrinfo's order (no
+-- repeats), or cb(err) with Node's ENOTFOUND error. family: 'inet',
+-- 'inet6' or nil. 'localhost' always resolves (RFC 6761): to what
+-- /etc/hosts says, or, where nothing does (a minimal root has no
+-- /etc/hosts), to 127.0.0.1 and ::1. http's listen uses it too.
+function net._lookup(host, family, cb)
+  uv.getaddrinfo(host, nil, {socktype = 'stream', family = family},
+    function(err, res)
+      local addrs, seen = {}, {}
+      for _, r in ipairs(res or {}) do
+        if not seen[r.addr] then
+          seen[r.addr] = true
+          addrs[#addrs + 1] = r.addr
+        end
+      end
+      if not addrs[1] and host:lower() == 'localhost' then
+        if family ~= 'inet6' then addrs[#addrs + 1] = '127.0.0.1' end
+        if family ~= 'inet' then addrs[#addrs + 1] = '::1' end
+      end
+      if not addrs[1] then
+        return cb(dns_exception(err or 'ENOTFOUND', host))
+      end
+      cb(nil, addrs)
+    end)
+end
+
 local families = {inet = 'IPv4', inet6 = 'IPv6'}
 
 -- name_of(tcp, peer) -> {address=, port=, family=} of a luv handle, or nil.
@@ -445,34 +472,19 @@ function Socket:connect(...)
   self._handle = uv.new_tcp()
   local host = opts.host
   if host == nil or host == '' then host = 'localhost' end
-  -- 'localhost' of a family asked for is its loopback address, listed in
-  -- /etc/hosts or not.
-  if host == 'localhost' and (opts.family == 4 or opts.family == 6) then
-    host = opts.family == 6 and '::1' or '127.0.0.1'
-  end
   if net.isIP(host) ~= 0 then
     self:_connectTo({host}, port, opts)
   else
     local family = opts.family == 6 and 'inet6'
       or opts.family == 4 and 'inet' or nil
-    uv.getaddrinfo(host, nil, {socktype = 'stream', family = family},
-      function(err, res)
-        if self.destroyed then return end
-        if err or not res or not res[1] then
-          return self:destroy(dns_exception(err or 'ENOTFOUND', host))
-        end
-        local addrs, seen = {}, {}
-        for _, r in ipairs(res) do
-          if not seen[r.addr] then
-            seen[r.addr] = true
-            addrs[#addrs + 1] = r.addr
-          end
-        end
-        if opts.autoSelectFamily == false then addrs = {addrs[1]} end
-        self:emit('lookup', nil, addrs[1],
-          addrs[1]:find(':', 1, true) and 6 or 4, host)
-        self:_connectTo(addrs, port, opts)
-      end)
+    net._lookup(host, family, function(err, addrs)
+      if self.destroyed then return end
+      if err then return self:destroy(err) end
+      if opts.autoSelectFamily == false then addrs = {addrs[1]} end
+      self:emit('lookup', nil, addrs[1],
+        addrs[1]:find(':', 1, true) and 6 or 4, host)
+      self:_connectTo(addrs, port, opts)
+    end)
   end
   return self
 end
@@ -1039,13 +1051,13 @@ function Server:listen(...)
   if host == nil or net.isIP(host) ~= 0 then
     go(host)
   else
-    uv.getaddrinfo(host, nil, {socktype = 'stream'}, function(err, res)
+    net._lookup(host, nil, function(err, addrs)
       if self._pending ~= token then return end
-      if err or not res or not res[1] then
+      if err then
         self._pending = nil
-        return self:emit('error', dns_exception(err or 'ENOTFOUND', host))
+        return self:emit('error', err)
       end
-      go(res[1].addr)
+      go(addrs[1])
     end)
   end
   return self

@@ -543,20 +543,22 @@ end
   end
 end)
 
--- 'localhost' where /etc/hosts lists ::1 too, as Debian's does (glibc then
--- sorts ::1 first), whatever this machine's says: the script runs in a
--- mount namespace of its own, with that file mounted over /etc/hosts
--- (needs root). A server listens on the name's first address, ::1, as
--- Node's does; a client of the name tries its addresses in turn, so it
--- reaches a server on 'localhost' and one on 127.0.0.1 alike.
-describe('localhost listed as ::1 and 127.0.0.1', function()
+-- 'localhost' whatever this machine's /etc/hosts says: the script runs in a
+-- mount namespace of its own (needs root), with a file of the spec's
+-- mounted over /etc/hosts, and an empty one over /etc/resolv.conf. Where
+-- /etc/hosts lists ::1 too, as Debian's does, glibc sorts ::1 first: a
+-- server listens on it, as Node's does, and a client of the name tries its
+-- addresses in turn, so it reaches a server on 'localhost' and one on
+-- 127.0.0.1 alike. Where nothing lists localhost (a minimal root has no
+-- /etc/hosts), it is 127.0.0.1, then ::1.
+describe('localhost', function()
   local script = [[
     local net, http = require('net'), require('http')
     local uv, T = require('uv'), require('test')
-    print('first', uv.getaddrinfo('localhost', nil,
-      {socktype = 'stream'})[1].addr)
-    -- reach(port[, host]) -> what the server wrote, or the error's code;
-    -- the address the client connected to.
+    local r = uv.getaddrinfo('localhost', nil, {socktype = 'stream'})
+    print('first', r and r[1] and r[1].addr or 'none')
+    -- reach(port[, host]) -> what the server wrote, or the error's code
+    -- and address; the address the client connected to.
     local function reach(port, host)
       local got, err, done = '', nil, false
       local c = net.connect({port = port, host = host})
@@ -597,21 +599,32 @@ describe('localhost listed as ::1 and 127.0.0.1', function()
     print('refused', (reach(port, 'localhost')))
   ]]
 
-  it('listens on ::1 and is reached through the name', function()
+  -- with_hosts(text) -> the script's output lines, run with text as
+  -- /etc/hosts; nil when it cannot be (not root, no unshare).
+  local function with_hosts(text)
     if uv.getuid() ~= 0 or h.run({'--mount', 'true'},
         {cmd = 'unshare'}).code ~= 0 then
-      return pending('needs root and unshare --mount')
+      return nil
     end
-    local hosts = h.tmpfile('127.0.0.1\tlocalhost\n'
-      .. '::1\t\tlocalhost ip6-localhost ip6-loopback\n', '.hosts')
+    local hosts = h.tmpfile(text, '.hosts')
+    local empty = h.tmpfile('', '.conf')
     local path = h.tmpfile(script)
-    local p = h.run({'--mount', '/bin/sh', '-c',
-      'mount --bind "$0" /etc/hosts && exec "$@"', hosts, h.bin, path},
-      {cmd = 'unshare', timeout = 20000})
+    local p = h.run({'--mount', '/bin/sh', '-c', 'mount --bind "$0" /etc/hosts'
+      .. ' && mount --bind "$1" /etc/resolv.conf && shift && exec "$@"',
+      hosts, empty, h.bin, path}, {cmd = 'unshare', timeout = 20000})
     os.remove(hosts)
+    os.remove(empty)
     os.remove(path)
     assert.equal('', p.stderr)
-    local out = h.lines(p.stdout)
+    assert.equal(0, p.code)
+    return h.lines(p.stdout)
+  end
+
+  it('listed as 127.0.0.1 and ::1 (Debian): listens on ::1, reached by name',
+      function()
+    local out = with_hosts('127.0.0.1\tlocalhost\n'
+      .. '::1\t\tlocalhost ip6-localhost ip6-loopback\n')
+    if not out then return pending('needs root and unshare --mount') end
     if out[1] ~= 'first\t::1' then
       return pending('getaddrinfo does not put ::1 first here: ' .. out[1])
     end
@@ -623,6 +636,18 @@ describe('localhost listed as ::1 and 127.0.0.1', function()
       'http server\t::1',
       'http client\t200 web',
       'refused\tECONNREFUSED 127.0.0.1'}, out)
-    assert.equal(0, p.code)
+  end)
+
+  it('listed nowhere: 127.0.0.1, then ::1', function()
+    local out = with_hosts('')
+    if not out then return pending('needs root and unshare --mount') end
+    assert.same({'first\tnone',
+      'net server\t127.0.0.1',
+      'net client\tnames\t127.0.0.1',
+      'default host\tnames\t127.0.0.1',
+      'to 127.0.0.1\tv4\t127.0.0.1',
+      'http server\t127.0.0.1',
+      'http client\t200 web',
+      'refused\tECONNREFUSED ::1'}, out)
   end)
 end)

@@ -83,6 +83,13 @@ fi
 mkdir -p "$CACHE"
 (
   flock 9
+  # What an interrupted run before left (debootstrap mounts in its root).
+  for d in "$CACHE"/root.*; do
+    [ -d "$d" ] || continue
+    awk -v r="$d" 'index($2, r "/") == 1 { print $2 }' /proc/self/mounts |
+      sort -r | xargs -r umount -l
+    rm -rf --one-file-system "$d" "$d.log"
+  done
   if [ -z "$(find "$tarball" -mtime -"$CACHE_DAYS" 2>/dev/null)" ]; then
     say "debootstrap --variant=minbase $SUITE from $MIRROR"
     fresh=$(mktemp -d "$CACHE/root.XXXXXX")
@@ -157,6 +164,10 @@ mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts \
 mount --bind "$root/dev/pts/ptmx" "$root/dev/ptmx"
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/dev/shm"
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+# An apt proxy this machine needs, the root needs too.
+for f in /etc/apt/apt.conf /etc/apt/apt.conf.d/*; do
+  [ -f "$f" ] && grep -qi 'proxy' "$f" && cp "$f" "$root/etc/apt/apt.conf.d/"
+done
 
 # in_root [VAR=value...] COMMAND...: runs COMMAND in the root as root, with
 # a login's environment and the variables given.

@@ -27,6 +27,10 @@ t0=$(date +%s)
 
 say() { echo "bare-debian: $*"; }
 die() { echo "bare-debian: $*" >&2; exit 1; }
+# await COMMAND...: runs it in the background and waits for it, so that a
+# signal is acted on at once (a shell runs its traps only once a foreground
+# command is over); its exit status is await's.
+await() { "$@" & wait $!; }
 
 [ "$(id -u)" -eq 0 ] || die "needs root (debootstrap, chroot, mount)"
 
@@ -146,7 +150,7 @@ trap 'exit 143' TERM
 
 say "fresh root from $tarball"
 mkdir "$root"
-tar -C "$root" --numeric-owner -xzf "$tarball"
+await tar -C "$root" --numeric-owner -xzf "$tarball"
 
 # What a system gives a root shell: / a mount point of its own (as on a
 # machine: unshare --mount needs it), /proc, /sys, /dev with terminals of
@@ -177,7 +181,7 @@ in_root() {
 }
 
 say "apt-get install git"
-in_root DEBIAN_FRONTEND=noninteractive /bin/sh -c 'apt-get update -qq &&
+await in_root DEBIAN_FRONTEND=noninteractive /bin/sh -c 'apt-get update -qq &&
   apt-get install -y -qq --no-install-recommends git >/dev/null'
 
 commit=$(git -C "$repo" rev-parse HEAD)
@@ -185,8 +189,8 @@ if [ -n "$(git -C "$repo" status --porcelain --untracked-files=no)" ]; then
   say "note: uncommitted changes are not tested, only HEAD"
 fi
 git -C "$repo" bundle create "$root/tmp/luacluster.bundle" HEAD 2>/dev/null
-in_root git -c advice.detachedHead=false clone -q /tmp/luacluster.bundle \
-  /root/luacluster
+await in_root git -c advice.detachedHead=false clone -q \
+  /tmp/luacluster.bundle /root/luacluster
 rm "$root/tmp/luacluster.bundle"
 [ "$(in_root git -C /root/luacluster rev-parse HEAD)" = "$commit" ] ||
   die "the clone is not at $commit"
@@ -234,7 +238,10 @@ pgid=$(awk '{ print $5 }' "/proc/$pid/stat")
 [ "$pgid" = "$pid" ] || die "make run is not in its own process group"
 kill -TERM "-$pid"
 i=0
-while kill -0 "$pid" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.5; i=$((i + 1)); done
+while kill -0 "$pid" 2>/dev/null && [ $i -lt 20 ]; do
+  sleep 0.5
+  i=$((i + 1))
+done
 kill -KILL "-$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
 cat "$work/run.log"
@@ -249,7 +256,7 @@ say "make run answered in $(( $(date +%s) - t1 )) s: $(echo "$answer" |
 say "make test"
 t2=$(date +%s)
 status=0
-timeout -k 10 "$TEST_TIMEOUT" chroot "$root" /usr/bin/env -i HOME=/root \
+await timeout -k 10 "$TEST_TIMEOUT" chroot "$root" /usr/bin/env -i HOME=/root \
   TERM="${TERM:-dumb}" \
   PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   /bin/sh -c 'cd /root/luacluster && make test' >"$work/test.log" 2>&1 ||

@@ -174,10 +174,16 @@ function h.lines(s)
   return out
 end
 
--- Kills every process still running (by pid), then their children: a
--- spec never leaves a worker or a listener behind.
+-- Kills every process still running (by pid) and its children (a
+-- primary's workers, which would outlive it): a spec never leaves a worker
+-- or a listener behind, even one that timed out.
 function h.cleanup()
   for p in pairs(live) do
+    if not p.exited then
+      for _, pid in ipairs(h.children(p.pid)) do
+        pcall(uv.kill, pid, 'sigkill')
+      end
+    end
     p:kill('sigkill')
   end
   h.wait(function() return next(live) == nil end, 3000)

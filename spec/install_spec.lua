@@ -45,8 +45,8 @@ describe('install', function()
     return d
   end
 
-  it('cmake --install --prefix puts bin/luacluster, its man page and the licence there',
-      function()
+  it('cmake --install --prefix puts bin/luacluster, its man page and the '
+      .. 'licence there', function()
     if not exists(build .. '/CMakeCache.txt') then
       return pending('the binary under test is not in a build folder')
     end

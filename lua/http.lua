@@ -820,21 +820,17 @@ function Server:listen(...)
     bind(self, host, port, backlog, exclusive)
     return self
   end
-  -- A name: resolve it first, as Node does with dns.lookup.
+  -- A name: resolved first, as Node does with dns.lookup, and listened on
+  -- at its first address (Node 17+), as net's servers do.
   self._pending = true
-  local uv = require('uv')
-  uv.getaddrinfo(host, nil, {socktype = 'stream'}, function(err, res)
+  require('net')._lookup(host, nil, function(err, addrs)
     self._pending = nil
     if self._cancel then
       self._cancel = nil
       return
     end
-    if err or not res or not res[1] then
-      local e = make_error('ENOTFOUND', 'getaddrinfo ENOTFOUND ' .. host,
-        {syscall = 'getaddrinfo', hostname = host})
-      return self:emit('error', e)
-    end
-    bind(self, res[1].addr, port, backlog, exclusive)
+    if err then return self:emit('error', err) end
+    bind(self, addrs[1], port, backlog, exclusive)
   end)
   return self
 end

@@ -135,6 +135,33 @@ end
 function net.isIPv4(s) return net.isIP(s) == 4 end
 function net.isIPv6(s) return net.isIP(s) == 6 end
 
+-- lookup(host, family, cb): resolves a name as Node's dns.lookup does, and
+-- calls cb(nil, addresses) with its addresses in getaddrinfo's order (no
+-- repeats), or cb(err) with Node's ENOTFOUND error. family: 'inet',
+-- 'inet6' or nil. 'localhost' always resolves (RFC 6761): to what
+-- /etc/hosts says, or, where nothing does (a minimal root has no
+-- /etc/hosts), to 127.0.0.1 and ::1. http's listen uses it too.
+function net._lookup(host, family, cb)
+  uv.getaddrinfo(host, nil, {socktype = 'stream', family = family},
+    function(err, res)
+      local addrs, seen = {}, {}
+      for _, r in ipairs(res or {}) do
+        if not seen[r.addr] then
+          seen[r.addr] = true
+          addrs[#addrs + 1] = r.addr
+        end
+      end
+      if not addrs[1] and host:lower() == 'localhost' then
+        if family ~= 'inet6' then addrs[#addrs + 1] = '127.0.0.1' end
+        if family ~= 'inet' then addrs[#addrs + 1] = '::1' end
+      end
+      if not addrs[1] then
+        return cb(dns_exception(err or 'ENOTFOUND', host))
+      end
+      cb(nil, addrs)
+    end)
+end
+
 local families = {inet = 'IPv4', inet6 = 'IPv6'}
 
 -- name_of(tcp, peer) -> {address=, port=, family=} of a luv handle, or nil.
@@ -412,7 +439,17 @@ end
 
 -- connect(port[, host][, cb]) / connect(options[, cb]): options port,
 -- host (default 'localhost'), localAddress, localPort, family, timeout,
--- noDelay, keepAlive, keepAliveInitialDelay.
+-- noDelay, keepAlive, keepAliveInitialDelay, autoSelectFamily,
+-- autoSelectFamilyAttemptTimeout.
+--
+-- A name is resolved, and its addresses are tried in the order getaddrinfo
+-- gives them, one at a time, until one connects, as Node (20+) does with
+-- autoSelectFamily: the next one on an error, or after
+-- autoSelectFamilyAttemptTimeout ms (250) while more remain. So a client
+-- of 'localhost' reaches a server listening on 'localhost' (::1 where
+-- /etc/hosts lists it; glibc sorts it before 127.0.0.1) and one on
+-- 127.0.0.1 alike. autoSelectFamily = false tries the first address only.
+-- When every one fails, the last error is the socket's.
 function Socket:connect(...)
   local opts, cb = connect_args(...)
   local port = check_port(opts.port, 'Port')
@@ -436,48 +473,61 @@ function Socket:connect(...)
   self.connecting = true
   self._handle = uv.new_tcp()
   local host = opts.host
-  if host == nil or host == '' or host == 'localhost' then
-    host = opts.family == 6 and '::1' or '127.0.0.1'
-  end
+  if host == nil or host == '' then host = 'localhost' end
   if net.isIP(host) ~= 0 then
-    self:_connectTo(host, port, opts)
+    self:_connectTo({host}, port, opts)
   else
     local family = opts.family == 6 and 'inet6'
       or opts.family == 4 and 'inet' or nil
-    uv.getaddrinfo(host, nil, {socktype = 'stream', family = family},
-      function(err, res)
-        if self.destroyed then return end
-        if err or not res or not res[1] then
-          return self:destroy(dns_exception(err or 'ENOTFOUND', host))
-        end
-        -- IPv4 first, as Node did before it raced both families.
-        local pick = res[1]
-        for _, r in ipairs(res) do
-          if r.family == 'inet' then pick = r break end
-        end
-        self:emit('lookup', nil, pick.addr,
-          pick.family == 'inet6' and 6 or 4, host)
-        self:_connectTo(pick.addr, port, opts)
-      end)
+    net._lookup(host, family, function(err, addrs)
+      if self.destroyed then return end
+      if err then return self:destroy(err) end
+      if opts.autoSelectFamily == false then addrs = {addrs[1]} end
+      self:emit('lookup', nil, addrs[1],
+        addrs[1]:find(':', 1, true) and 6 or 4, host)
+      self:_connectTo(addrs, port, opts)
+    end)
   end
   return self
 end
 
-function Socket:_connectTo(ip, port, opts)
+-- Connects self._handle to addrs[i] (default 1); on failure, a new handle
+-- tries addrs[i + 1], and so on (see connect).
+function Socket:_connectTo(addrs, port, opts, i)
+  i = i or 1
+  local ip, more = addrs[i], addrs[i + 1] ~= nil
   local h = self._handle
+  local timer
+  local function failed(e)
+    if timer then
+      timer:close()
+      timer = nil
+    end
+    if self.destroyed or self._handle ~= h then return end
+    if not more then return self:destroy(e) end
+    -- A handle that tried to connect is spent: the next address gets a new
+    -- one, as referenced as this one was.
+    local nh = uv.new_tcp()
+    if not h:has_ref() then nh:unref() end
+    self._handle = nh
+    h:close()
+    return self:_connectTo(addrs, port, opts, i + 1)
+  end
   if opts.localAddress or opts.localPort then
     local ok, msg = h:bind(opts.localAddress
       or (ip:find(':', 1, true) and '::' or '0.0.0.0'), opts.localPort or 0)
     if not ok then
       local e = sys_exception(msg, 'bind', opts.localAddress,
         opts.localPort)
-      return next_tick(self.destroy, self, e)
+      return next_tick(failed, e)
     end
   end
   local ok, msg = h:connect(ip, port, function(err)
-    if self.destroyed then return end
-    if err then
-      return self:destroy(sys_exception(err, 'connect', ip, port))
+    if self.destroyed or self._handle ~= h then return end
+    if err then return failed(sys_exception(err, 'connect', ip, port)) end
+    if timer then
+      timer:close()
+      timer = nil
     end
     self:_connected()
     self:emit('connect')
@@ -486,7 +536,15 @@ function Socket:_connectTo(ip, port, opts)
     if self.writableEnded then self:_maybeShutdown() end
   end)
   if not ok then
-    next_tick(self.destroy, self, sys_exception(msg, 'connect', ip, port))
+    return next_tick(failed, sys_exception(msg, 'connect', ip, port))
+  end
+  if more then
+    -- No answer yet: try the next address (this one is given up).
+    timer = uv.new_timer()
+    timer:unref()
+    timer:start(opts.autoSelectFamilyAttemptTimeout or 250, 0, function()
+      failed(sys_exception('ETIMEDOUT', 'connect', ip, port))
+    end)
   end
 end
 
@@ -987,18 +1045,21 @@ function Server:listen(...)
         end)
       end, self, function(err) self:emit('error', err) end)
   end
+  -- A name listens on its first address, in getaddrinfo's order, as Node
+  -- (17+) does: 'localhost' is ::1 where /etc/hosts lists it (glibc sorts
+  -- it first), else 127.0.0.1. A client of 'localhost' tries both (see
+  -- connect), so it reaches the server either way.
   local host = o.host
-  if host == 'localhost' then host = '127.0.0.1' end
   if host == nil or net.isIP(host) ~= 0 then
     go(host)
   else
-    uv.getaddrinfo(host, nil, {socktype = 'stream'}, function(err, res)
+    net._lookup(host, nil, function(err, addrs)
       if self._pending ~= token then return end
-      if err or not res or not res[1] then
+      if err then
         self._pending = nil
-        return self:emit('error', dns_exception(err or 'ENOTFOUND', host))
+        return self:emit('error', err)
       end
-      go(res[1].addr)
+      go(addrs[1])
     end)
   end
   return self

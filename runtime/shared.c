@@ -37,11 +37,18 @@
  * The hot paths (get, store, incr, ttl, expire) are plain C functions that
  * lua/shared.lua calls through LuaJIT's FFI, as lua-resty-core calls
  * nginx's: the Lua side checks their arguments. The rest is the Lua C API.
+ *
+ * A test hook, _shared.stall(n): the n-th journaled write this process
+ * makes from then on stops it with SIGSTOP, holding the lock, halfway
+ * through a step (the entry counted, the write it guards not done), so a
+ * spec can kill it exactly there and watch the others recover. SIGCONT
+ * lets it go on. Nothing else sets it; a write pays one test of a flag.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,6 +215,10 @@ static inline uint32_t sh_hash(const char *p, size_t n) {
  * compiler fences keep that order (a killed process's stores are all seen
  * by the next locker, in program order). */
 
+/* Journaled writes left before the test hook stops this process (0: off;
+ * see _shared.stall). Process-wide: it is the process that stops. */
+static uint32_t stall_left;
+
 static inline void jlog(sh_header *h, void *p, uint32_t len) {
   uint32_t n = h->jn;
   sh_undo *u;
@@ -221,6 +232,8 @@ static inline void jlog(sh_header *h, void *p, uint32_t len) {
   fence();
   h->jn = n + 1;
   fence();
+  if (__builtin_expect(stall_left != 0, 0) && --stall_left == 0)
+    raise(SIGSTOP);
 }
 
 static inline void w32(sh_header *h, uint32_t *p, uint32_t v) {
@@ -1245,6 +1258,16 @@ static int shared_validate(lua_State *L) {
   return 2;
 }
 
+/* _shared.stall(n): the test hook (see the top of this file): the n-th
+ * journaled write from now on, in any dict, stops this process holding the
+ * lock; 0 turns it off. */
+static int shared_stall(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, n >= 0 && n <= 0x7fffffff, 1, "out of range");
+  stall_left = (uint32_t)n;
+  return 0;
+}
+
 static int dict_gc(lua_State *L) {
   lc_shdict *d = (lc_shdict *)luaL_checkudata(L, 1, SH_DICT);
   if (d->h != NULL)
@@ -1274,6 +1297,7 @@ int luaopen_lc_shared(lua_State *L) {
     {"free_space", shared_free_space},
     {"stats", shared_stats},
     {"validate", shared_validate},
+    {"stall", shared_stall},
     {NULL, NULL}};
   if (luaL_newmetatable(L, SH_DICT)) {
     lua_pushcfunction(L, dict_gc);

@@ -340,10 +340,11 @@ local function register(name, ud, size)
   return d
 end
 
+-- Whether this process is a cluster worker (lua/init.lua decides the role
+-- at start-up and notes it in process._role; this module never looks at
+-- the cluster module above it).
 local function is_worker()
-  if inherited then return true end
-  local cluster = package.loaded.cluster
-  return cluster ~= nil and cluster.isWorker == true
+  return inherited or process._role == 'worker'
 end
 
 -- dict(name[, size]) -> the dict of that name; with a size, in the primary

@@ -1,5 +1,6 @@
-# The two commands of the README: `make run` and `make test`. Both install
-# what is missing (vendor/setup.sh), build, and run.
+# The README's two commands: `sh vendor/setup.sh && make run` (setup.sh
+# first: on a bare Debian it brings make itself) and `make test`. Both
+# targets install what is missing (vendor/setup.sh), build, and run.
 BUILD ?= build
 JOBS ?= $(shell nproc)
 BIN = $(BUILD)/luacluster

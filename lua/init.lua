@@ -239,6 +239,7 @@ function init.main(argv)
     process.env.LUACLUSTER_CHANNEL_FD = nil
     uv.os_unsetenv('LUACLUSTER_WORKER_ID')
     uv.os_unsetenv('LUACLUSTER_CHANNEL_FD')
+    process._role = 'worker'
     local child = require('cluster.child')
     package.loaded.cluster = child
     child._setupWorker(tonumber(wid), fd)

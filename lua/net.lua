@@ -1,10 +1,11 @@
 -- net: Node's net module (TCP servers and sockets) on luv, assembled from
 -- net/socket.lua (Socket) and net/server.lua (Server). Listening, in a
--- single process or a cluster worker, is lua/internal/listen.lua's; errors
--- are Node's, from lua/internal/errors.lua.
+-- single process or a cluster worker, is lua/internal/listen.lua's; names
+-- and addresses lua/internal/dns.lua's; errors are Node's, from
+-- lua/internal/errors.lua.
 
 local errors = require('internal.errors')
-local url = require('internal.url')
+local dns = require('internal.dns')
 
 local type = type
 
@@ -14,9 +15,9 @@ net.Socket = require('net.socket')
 net.Server = require('net.server')
 
 -- isIP(s) -> 4, 6 or 0; isIPv4(s), isIPv6(s).
-net.isIP = url.isIP
-function net.isIPv4(s) return url.isIP(s) == 4 end
-function net.isIPv6(s) return url.isIP(s) == 6 end
+net.isIP = dns.isIP
+function net.isIPv4(s) return dns.isIP(s) == 4 end
+function net.isIPv6(s) return dns.isIP(s) == 6 end
 
 -- createServer([options][, connectionListener]) -> Server.
 function net.createServer(options, listener)

@@ -43,9 +43,9 @@
 -- (others through tostring), 1 to 65535 bytes; nil is nil, 'nil key', ''
 -- nil, 'empty key'.
 --
--- The memory is a memfd mapped by every process (runtime/shared.c has the
--- layout and how a process killed mid-write is recovered from); the hot
--- methods call C through the FFI.
+-- The memory is a memfd mapped by every process (runtime/shdict/store.h
+-- has the layout and how a process killed mid-write is recovered from); the
+-- hot methods call C through the FFI (runtime/shdict/ffi.c).
 
 local ffi = require('ffi')
 local core = require('_shared')
@@ -55,33 +55,14 @@ local ffi_string = ffi.string
 local type, tostring, tonumber, error = type, tostring, tonumber, error
 local setmetatable = setmetatable
 
-if not pcall(ffi.typeof, 'lc_shval') then
-  ffi.cdef [[
-typedef struct lc_shval {
-  double num;
-  const char *str;
-  uint32_t len;
-  uint32_t flags;
-  int forcible;
-  int stale;
-} lc_shval;
-int lc_shdict_get(void *d, const char *key, size_t klen, lc_shval *v,
-                  int stale);
-int lc_shdict_store(void *d, int op, const char *key, size_t klen, int type,
-                    const char *str, size_t slen, double num, double ttl,
-                    uint32_t flags, lc_shval *v);
-int lc_shdict_incr(void *d, const char *key, size_t klen, double n,
-                   int has_init, double init, double ttl, lc_shval *v);
-int lc_shdict_ttl(void *d, const char *key, size_t klen, lc_shval *v);
-int lc_shdict_expire(void *d, const char *key, size_t klen, double ttl);
-]]
-end
-
--- runtime/shared.c's value types, results and store operations.
-local T_NIL, T_FALSE, T_TRUE, T_NUMBER, T_STRING, T_TABLE = 0, 1, 2, 3, 4, 5
-local ERRORS = {'exists', 'not found', 'no memory', 'not a number',
-  'lock unusable'}
-local OP_SET, OP_ADD, OP_REPLACE, OP_SAFE = 0, 1, 2, 4
+-- The FFI declarations, the value types, results and store operations
+-- come from C (runtime/shdict/shdict.h), never copied here.
+if not pcall(ffi.typeof, 'lc_shval') then ffi.cdef(core.cdef) end
+local T_NIL, T_FALSE, T_TRUE, T_NUMBER, T_STRING, T_TABLE = core.T_NIL,
+  core.T_FALSE, core.T_TRUE, core.T_NUMBER, core.T_STRING, core.T_TABLE
+local ERRORS = core.errors
+local OP_SET, OP_ADD, OP_REPLACE, OP_SAFE = core.OP_SET, core.OP_ADD,
+  core.OP_REPLACE, core.OP_SAFE
 
 -- One result buffer for every call (one Lua state, no reentrance).
 local V = ffi.new('lc_shval')
@@ -359,10 +340,11 @@ local function register(name, ud, size)
   return d
 end
 
+-- Whether this process is a cluster worker (lua/init.lua decides the role
+-- at start-up and notes it in process._role; this module never looks at
+-- the cluster module above it).
 local function is_worker()
-  if inherited then return true end
-  local cluster = package.loaded.cluster
-  return cluster ~= nil and cluster.isWorker == true
+  return inherited or process._role == 'worker'
 end
 
 -- dict(name[, size]) -> the dict of that name; with a size, in the primary

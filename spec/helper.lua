@@ -174,10 +174,16 @@ function h.lines(s)
   return out
 end
 
--- Kills every process still running (by pid), then their children: a
--- spec never leaves a worker or a listener behind.
+-- Kills every process still running (by pid) and its children (a
+-- primary's workers, which would outlive it): a spec never leaves a worker
+-- or a listener behind, even one that timed out.
 function h.cleanup()
   for p in pairs(live) do
+    if not p.exited then
+      for _, pid in ipairs(h.children(p.pid)) do
+        pcall(uv.kill, pid, 'sigkill')
+      end
+    end
     p:kill('sigkill')
   end
   h.wait(function() return next(live) == nil end, 3000)
@@ -293,13 +299,13 @@ function h.raw(port, raw, opts)
   return data, err
 end
 
--- get(port, path, headers) -> status, body, headers, raw; one HTTP/1.1
--- request with Connection: close.
-function h.get(port, path, headers)
+-- get(port, path, headers[, ip]) -> status, body, headers, raw; one
+-- HTTP/1.1 request with Connection: close, to ip (default 127.0.0.1).
+function h.get(port, path, headers, ip)
   local req = 'GET ' .. (path or '/') .. ' HTTP/1.1\r\nHost: 127.0.0.1\r\n'
   for k, v in pairs(headers or {}) do req = req .. k .. ': ' .. v .. '\r\n' end
   req = req .. 'Connection: close\r\n\r\n'
-  local data, err = h.raw(port, req)
+  local data, err = h.raw(port, req, {host = ip})
   local status = tonumber(data:match('^HTTP/1%.%d (%d%d%d)'))
   local head, body = data:match('^(.-)\r\n\r\n(.*)$')
   local hdrs = {}

@@ -1,5 +1,6 @@
 -- Installing: `make install` (cmake --install, under a prefix), the Debian
--- package CPack builds (`make deb`), and the man page, kept in step with
+-- package CPack builds (`make deb`) with the licence as its copyright
+-- file, and the man page, kept in step with
 -- `luacluster --help`. Runs against the build folder of the binary under
 -- test, into temporary folders.
 local h = require('helper')
@@ -44,8 +45,8 @@ describe('install', function()
     return d
   end
 
-  it('cmake --install --prefix puts bin/luacluster and its man page there',
-      function()
+  it('cmake --install --prefix puts bin/luacluster, its man page and the '
+      .. 'licence there', function()
     if not exists(build .. '/CMakeCache.txt') then
       return pending('the binary under test is not in a build folder')
     end
@@ -54,6 +55,8 @@ describe('install', function()
       {cmd = 'cmake'})
     assert.equal(0, p.code, p.stdout .. p.stderr)
     assert.is_true(exists(prefix .. '/share/man/man1/luacluster.1'))
+    assert.equal(read(h.root .. '/LICENSE'),
+      read(prefix .. '/share/doc/luacluster/copyright'))
     local v = h.run({'-v'}, {cmd = prefix .. '/bin/luacluster'})
     assert.equal(0, v.code)
     assert.matches('^luacluster ' .. version():gsub('%p', '%%%0') .. '\n',
@@ -79,6 +82,13 @@ describe('install', function()
     assert.equal(0, v.code)
     assert.matches('^luacluster %d', v.stdout)
     assert.is_true(exists(root .. '/usr/share/man/man1/luacluster.1'))
+
+    -- The licence, where Debian's policy puts it.
+    local files = h.run({'-c', deb}, {cmd = 'dpkg-deb'}).stdout
+    assert.matches('\n[^\n]* %./usr/share/doc/luacluster/copyright\n',
+      '\n' .. files)
+    assert.equal(read(h.root .. '/LICENSE'),
+      read(root .. '/usr/share/doc/luacluster/copyright'))
 
     local depends = h.run({'-f', deb, 'Depends'}, {cmd = 'dpkg-deb'}).stdout
     if cached('SANITIZE') == 'ON' then

@@ -110,9 +110,16 @@ describe('net', function()
       assert.is_true(h.wait(function() return done end), 'form ' .. i)
       local ad = s:address()
       assert.is_true(ad.port > 0, 'form ' .. i)
-      if i <= 5 then
+      if i <= 4 then
         assert.same({address = '127.0.0.1', port = ad.port, family = 'IPv4',
           addressType = 4}, ad)
+      elseif i == 5 then
+        -- A name: its first address, as Node (17+); ::1 where /etc/hosts
+        -- lists it (Debian's does), else 127.0.0.1, also where nothing
+        -- does (see 'localhost' below).
+        local r = uv.getaddrinfo('localhost', nil, {socktype = 'stream'})
+        assert.equal(r and r[1] and r[1].addr or '127.0.0.1', ad.address,
+          'form 5')
       end
       close_server(s)
     end
@@ -536,4 +543,149 @@ end
       assert.is_true(h.wait(function() return closed end))
     end)
   end
+end)
+
+-- 'localhost' whatever this machine's /etc/hosts says: the script runs in a
+-- mount namespace of its own (needs root), with a file of the spec's
+-- mounted over /etc/hosts, and an empty one over /etc/resolv.conf. Where
+-- /etc/hosts lists ::1 too, as Debian's does, glibc sorts ::1 first: a
+-- server listens on it, as Node's does, and a client of the name tries its
+-- addresses in turn, so it reaches a server on 'localhost' and one on
+-- 127.0.0.1 alike. Where nothing lists localhost (a minimal root has no
+-- /etc/hosts), it is 127.0.0.1, then ::1.
+describe('localhost', function()
+  local script = [[
+    local net, http = require('net'), require('http')
+    local uv, T = require('uv'), require('test')
+    local r = uv.getaddrinfo('localhost', nil, {socktype = 'stream'})
+    print('first', r and r[1] and r[1].addr or 'none')
+    -- reach(port[, host]) -> what the server wrote, or the error's code
+    -- and address; the address the client connected to.
+    local function reach(port, host)
+      local got, err, done = '', nil, false
+      local c = net.connect({port = port, host = host})
+      c:on('data', function(d) got = got .. d end)
+      c:on('error', function(e) err = e.code .. ' ' .. e.address end)
+      c:on('close', function() done = true end)
+      assert(T.wait(function() return done end, 5000), 'no close')
+      return err or got, c.remoteAddress
+    end
+    local function serve(server, host)
+      server:listen(0, host)
+      assert(T.wait(function() return server.listening end, 2000))
+      return server:address().port
+    end
+    local names = net.createServer(function(c) c:finish('names') end)
+    local port = serve(names, 'localhost')
+    print('net server', names:address().address)
+    print('net client', reach(port, 'localhost'))
+    print('default host', reach(port))
+    local v4 = net.createServer(function(c) c:finish('v4') end)
+    local port4 = serve(v4, '127.0.0.1')
+    print('to 127.0.0.1', reach(port4, 'localhost'))
+    local web = http.createServer(function(req, res) res:finish('web') end)
+    local hport = serve(web, 'localhost')
+    print('http server', web:address().address)
+    local body
+    http.get({host = 'localhost', port = hport, agent = false}, function(res)
+      local b = ''
+      res:on('data', function(d) b = b .. d end)
+      res:on('end', function() body = res.statusCode .. ' ' .. b end)
+    end):on('error', function(e) body = e.code end)
+    assert(T.wait(function() return body ~= nil end, 5000))
+    print('http client', body)
+    for _, s in ipairs({names, v4, web}) do s:close() end
+    assert(T.wait(function()
+      return not (names.listening or v4.listening or web.listening)
+    end, 2000))
+    print('refused', (reach(port, 'localhost')))
+    -- ::1 unanswered (a listener that never accepts, its queue full: the
+    -- kernel drops the SYNs), 127.0.0.1 served on the same port: a client
+    -- of 'localhost' gives up on ::1 after 250 ms, where it comes first.
+    local v4b = net.createServer(function(c) c:finish('v4') end)
+    local port6 = serve(v4b, '127.0.0.1')
+    local deaf = uv.new_tcp()
+    assert(deaf:bind('::1', port6))
+    assert(deaf:listen(0, function() end))
+    local fill = {}
+    for _ = 1, 16 do
+      local c, done = uv.new_tcp(), false
+      fill[#fill + 1] = c
+      c:connect('::1', port6, function() done = true end)
+      if not T.wait(function() return done end, 200) then break end
+    end
+    local t0 = uv.hrtime()
+    local got, addr = reach(port6, 'localhost')
+    print('::1 unanswered', got, addr, (uv.hrtime() - t0) / 1e6 >= 200)
+    for _, c in ipairs(fill) do c:close() end
+    deaf:close()
+    v4b:close()
+  ]]
+
+  -- with_hosts(text) -> the script's output lines, run with text as
+  -- /etc/hosts; nil when it cannot be (not root, no unshare). Where there
+  -- is no /etc/hosts to mount a file over (a minimal root), a copy of /etc
+  -- goes over /etc.
+  local function with_hosts(text)
+    if uv.getuid() ~= 0 or h.run({'--mount', 'true'},
+        {cmd = 'unshare'}).code ~= 0 then
+      return nil
+    end
+    local dir = assert(uv.fs_mkdtemp(os.tmpname():gsub('[^/]*$', '')
+      .. 'lc-hosts-XXXXXX'))
+    local f = assert(io.open(dir .. '/hosts', 'w'))
+    f:write(text)
+    f:close()
+    assert(io.open(dir .. '/resolv.conf', 'w')):close()
+    local path = h.tmpfile(script)
+    local p = h.run({'--mount', '/bin/sh', '-c', [[
+      d=$0
+      if [ -f /etc/hosts ] && [ -f /etc/resolv.conf ]; then
+        mount --bind "$d/hosts" /etc/hosts &&
+        mount --bind "$d/resolv.conf" /etc/resolv.conf
+      else
+        cp -a /etc "$d/etc" && rm -f "$d/etc/hosts" "$d/etc/resolv.conf" &&
+        cp "$d/hosts" "$d/resolv.conf" "$d/etc/" &&
+        mount --bind "$d/etc" /etc
+      fi && exec "$@"]], dir, h.bin, path},
+      {cmd = 'unshare', timeout = 20000})
+    os.execute("rm -rf '" .. dir .. "'")
+    os.remove(path)
+    assert.equal('', p.stderr)
+    assert.equal(0, p.code)
+    return h.lines(p.stdout)
+  end
+
+  it('listed as 127.0.0.1 and ::1 (Debian): listens on ::1, reached by name',
+      function()
+    local out = with_hosts('127.0.0.1\tlocalhost\n'
+      .. '::1\t\tlocalhost ip6-localhost ip6-loopback\n')
+    if not out then return pending('needs root and unshare --mount') end
+    if out[1] ~= 'first\t::1' then
+      return pending('getaddrinfo does not put ::1 first here: ' .. out[1])
+    end
+    assert.same({'first\t::1',
+      'net server\t::1',
+      'net client\tnames\t::1',
+      'default host\tnames\t::1',
+      'to 127.0.0.1\tv4\t127.0.0.1',
+      'http server\t::1',
+      'http client\t200 web',
+      'refused\tECONNREFUSED 127.0.0.1',
+      '::1 unanswered\tv4\t127.0.0.1\ttrue'}, out)
+  end)
+
+  it('listed nowhere: 127.0.0.1, then ::1', function()
+    local out = with_hosts('')
+    if not out then return pending('needs root and unshare --mount') end
+    assert.same({'first\tnone',
+      'net server\t127.0.0.1',
+      'net client\tnames\t127.0.0.1',
+      'default host\tnames\t127.0.0.1',
+      'to 127.0.0.1\tv4\t127.0.0.1',
+      'http server\t127.0.0.1',
+      'http client\t200 web',
+      'refused\tECONNREFUSED ::1',
+      '::1 unanswered\tv4\t127.0.0.1\tfalse'}, out)
+  end)
 end)

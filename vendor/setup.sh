@@ -1,57 +1,82 @@
 #!/bin/sh
 # Installs the Debian packages luacluster needs, only those missing.
-#   vendor/setup.sh build   what `make` needs
-#   vendor/setup.sh test    + what `make test` needs (busted, peers of specs)
-#   vendor/setup.sh bench   + what bench/ needs (wrk, nginx+lua, node,
-#                           hyperfine)
-# Idempotent: a second run installs nothing and prints nothing but a line.
+#   sh vendor/setup.sh          what the build needs, make included: the
+#                               README's first command runs it on a bare
+#                               Debian 12, before make exists
+#   sh vendor/setup.sh build    the same (what `make`, `make run` run)
+#   sh vendor/setup.sh test     + what `make test` needs (busted, and the
+#                               tools and modules the specs use)
+#   sh vendor/setup.sh bench    + what bench/ needs (wrk, nginx+lua, node,
+#                               hyperfine)
+#   sh vendor/setup.sh fuzz     + clang and its sanitizer runtimes
+# Packages are installed without their recommends, so each one a build or
+# a spec uses is listed here, even where a full Debian would have it anyway
+# (libc6-dev is only a recommend of gcc; lua-lpeg only of lua-dkjson).
+# Idempotent: a second run installs nothing and prints one line.
+# vendor/README.md says what each package is for.
 set -eu
 
-build="cmake make gcc pkg-config libluajit2-5.1-dev luajit2 libuv1-dev \
-  lua-cjson-dev lua-luv-dev node-llhttp"
-test="lua-busted lua-filesystem procps util-linux systemd curl dpkg-dev"
+build="make gcc libc6-dev cmake pkg-config libluajit2-5.1-dev luajit2 \
+  libuv1-dev lua-cjson-dev lua-luv-dev node-llhttp"
+test="lua-busted lua-lpeg lua-filesystem procps util-linux mount systemd \
+  curl dpkg-dev file groff-base"
 bench="wrk nginx-light libnginx-mod-http-lua nodejs npm hyperfine"
 fuzz="clang libclang-rt-14-dev"
 
+what=${1:-build}
 want=$build
-case "${1:-build}" in
+case $what in
   build) ;;
   test) want="$build $test" ;;
   bench) want="$build $test $bench" ;;
   fuzz) want="$build $fuzz" ;;
   all) want="$build $test $bench $fuzz" ;;
-  *) echo "usage: $0 build|test|bench|fuzz|all" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|test|bench|fuzz|all]" >&2; exit 2 ;;
 esac
 
+installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
 missing=""
+n=0
 for p in $want; do
+  n=$((n + 1))
   # A Node.js from another Debian repository (NodeSource's nodejs bundles
   # npm) conflicts with Debian's npm package: a working command is enough.
   case $p in
     nodejs) command -v node >/dev/null 2>&1 && continue ;;
     npm) command -v npm >/dev/null 2>&1 && continue ;;
   esac
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
-      grep -q 'install ok installed'; then
-    missing="$missing $p"
-  fi
+  installed "$p" || missing="$missing $p"
 done
 
 if [ -z "$missing" ]; then
-  echo "setup: all packages present (${1:-build})"
+  echo "setup: nothing to install, the $n packages for '$what' are present"
 else
-  echo "setup: installing$missing"
   SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+      echo "setup: missing$missing; run this as root (or install sudo)" >&2
+      exit 1
+    fi
+    SUDO=sudo
+  fi
+  echo "setup: installing$missing"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   # shellcheck disable=SC2086
   $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  # Say so if apt-get left one out rather than let the build find out.
+  for p in $missing; do
+    installed "$p" || { echo "setup: $p did not install" >&2; exit 1; }
+  done
+  echo "setup: installed$missing"
 fi
 
 # The benchmark's load tool from the npm registry, in bench/node_modules,
 # at the version bench/package.json pins (no lock file is written).
-if [ "${1:-build}" = bench ] || [ "${1:-build}" = all ]; then
+if [ "$what" = bench ] || [ "$what" = all ]; then
   here=$(cd "$(dirname "$0")/.." && pwd)
   if [ ! -x "$here/bench/node_modules/.bin/loadtest" ]; then
     echo "setup: npm install loadtest (bench/)"

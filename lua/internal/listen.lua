@@ -20,7 +20,7 @@ local uv = require('uv')
 local tcp = require('_tcp')
 local process = require('process')
 local errors = require('internal.errors')
-local url = require('internal.url')
+local dns = require('internal.dns')
 
 local type, tostring, tonumber, select, pairs, error = type, tostring,
   tonumber, select, pairs, error
@@ -212,19 +212,21 @@ function listen.start(server, sink, ...)
       end)
     end)
   end
+  -- A name listens on its first address, in getaddrinfo's order, as Node
+  -- (17+) does: 'localhost' is ::1 where /etc/hosts lists it (glibc sorts
+  -- it first), else 127.0.0.1. A client of 'localhost' tries both (see
+  -- net.Socket:connect), so it reaches the server either way.
   local host = o.host
-  if host == 'localhost' then host = '127.0.0.1' end
-  if host == nil or url.isIP(host) ~= 0 then
+  if host == nil or dns.isIP(host) ~= 0 then
     go(host)
   else
-    -- A name: resolve it first, as Node does with dns.lookup.
-    uv.getaddrinfo(host, nil, {socktype = 'stream'}, function(err, res)
+    dns.lookup(host, nil, function(err, addrs)
       if not live() then return end
-      if err or not res or not res[1] then
+      if err then
         server._pending = nil
-        return server:emit('error', errors.dns(err or 'ENOTFOUND', host))
+        return server:emit('error', err)
       end
-      go(res[1].addr)
+      go(addrs[1])
     end)
   end
   return server

@@ -1,29 +1,13 @@
--- internal.url: the one parser of URLs and of numeric host addresses
--- (net.isIP), for the http client and listening. No dependency of the
--- project parses URLs (luv, cjson and llhttp do not), hence this file.
+-- internal.url: the one parser of URLs (the http client's). No dependency
+-- of the project parses URLs (luv, cjson and llhttp do not), hence this
+-- file.
 
-local uv = require('uv')
 local errors = require('internal.errors')
 
 local type, tonumber, error = type, tonumber, error
 local lower, char = string.lower, string.char
 
 local url = {}
-
--- isIP(s) -> 4, 6 or 0, asking getaddrinfo for a numeric host only (no
--- lookup happens).
-function url.isIP(s)
-  if type(s) ~= 'string' or s == '' then return 0 end
-  if s:match('^%d+%.%d+%.%d+%.%d+$') then
-    for part in s:gmatch('%d+') do
-      if #part > 3 or tonumber(part) > 255 then return 0 end
-    end
-    return 4
-  end
-  if not s:find(':', 1, true) then return 0 end
-  local res = uv.getaddrinfo(s, nil, {numerichost = true, family = 'inet6'})
-  return res and res[1] and 6 or 0
-end
 
 local function unescape(s)
   return (s:gsub('%%(%x%x)', function(x) return char(tonumber(x, 16)) end))

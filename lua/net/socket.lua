@@ -13,7 +13,7 @@ local process = require('process')
 local errors = require('internal.errors')
 local Readable = require('internal.stream')
 local listen = require('internal.listen')
-local url = require('internal.url')
+local dns = require('internal.dns')
 
 local type, tostring, tonumber, select, pairs, ipairs, error = type,
   tostring, tonumber, select, pairs, ipairs, error
@@ -174,7 +174,17 @@ end
 
 -- connect(port[, host][, cb]) / connect(options[, cb]): options port,
 -- host (default 'localhost'), localAddress, localPort, family, timeout,
--- noDelay, keepAlive, keepAliveInitialDelay.
+-- noDelay, keepAlive, keepAliveInitialDelay, autoSelectFamily,
+-- autoSelectFamilyAttemptTimeout.
+--
+-- A name is resolved, and its addresses are tried in the order getaddrinfo
+-- gives them, one at a time, until one connects, as Node (20+) does with
+-- autoSelectFamily: the next one on an error, or after
+-- autoSelectFamilyAttemptTimeout ms (250) while more remain. So a client
+-- of 'localhost' reaches a server listening on 'localhost' (::1 where
+-- /etc/hosts lists it; glibc sorts it before 127.0.0.1) and one on
+-- 127.0.0.1 alike. autoSelectFamily = false tries the first address only.
+-- When every one fails, the last error is the socket's.
 function Socket:connect(...)
   local opts, cb = connect_args(...)
   local port = listen.check_port(opts.port, 'Port', 2)
@@ -197,48 +207,61 @@ function Socket:connect(...)
   self.connecting = true
   self._handle = uv.new_tcp()
   local host = opts.host
-  if host == nil or host == '' or host == 'localhost' then
-    host = opts.family == 6 and '::1' or '127.0.0.1'
-  end
-  if url.isIP(host) ~= 0 then
-    self:_connectTo(host, port, opts)
+  if host == nil or host == '' then host = 'localhost' end
+  if dns.isIP(host) ~= 0 then
+    self:_connectTo({host}, port, opts)
   else
     local family = opts.family == 6 and 'inet6'
       or opts.family == 4 and 'inet' or nil
-    uv.getaddrinfo(host, nil, {socktype = 'stream', family = family},
-      function(err, res)
-        if self.destroyed then return end
-        if err or not res or not res[1] then
-          return self:destroy(errors.dns(err or 'ENOTFOUND', host))
-        end
-        -- IPv4 first, as Node did before it raced both families.
-        local pick = res[1]
-        for _, r in ipairs(res) do
-          if r.family == 'inet' then pick = r break end
-        end
-        self:emit('lookup', nil, pick.addr,
-          pick.family == 'inet6' and 6 or 4, host)
-        self:_connectTo(pick.addr, port, opts)
-      end)
+    dns.lookup(host, family, function(err, addrs)
+      if self.destroyed then return end
+      if err then return self:destroy(err) end
+      if opts.autoSelectFamily == false then addrs = {addrs[1]} end
+      self:emit('lookup', nil, addrs[1],
+        addrs[1]:find(':', 1, true) and 6 or 4, host)
+      self:_connectTo(addrs, port, opts)
+    end)
   end
   return self
 end
 
-function Socket:_connectTo(ip, port, opts)
+-- Connects self._handle to addrs[i] (default 1); on failure, a new handle
+-- tries addrs[i + 1], and so on (see connect).
+function Socket:_connectTo(addrs, port, opts, i)
+  i = i or 1
+  local ip, more = addrs[i], addrs[i + 1] ~= nil
   local h = self._handle
+  local timer
+  local function failed(e)
+    if timer then
+      timer:close()
+      timer = nil
+    end
+    if self.destroyed or self._handle ~= h then return end
+    if not more then return self:destroy(e) end
+    -- A handle that tried to connect is spent: the next address gets a new
+    -- one, as referenced as this one was.
+    local nh = uv.new_tcp()
+    if not h:has_ref() then nh:unref() end
+    self._handle = nh
+    h:close()
+    return self:_connectTo(addrs, port, opts, i + 1)
+  end
   if opts.localAddress or opts.localPort then
     local ok, msg = h:bind(opts.localAddress
       or (ip:find(':', 1, true) and '::' or '0.0.0.0'), opts.localPort or 0)
     if not ok then
       local e = sys_exception(msg, 'bind', opts.localAddress,
         opts.localPort)
-      return next_tick(self.destroy, self, e)
+      return next_tick(failed, e)
     end
   end
   local ok, msg = h:connect(ip, port, function(err)
-    if self.destroyed then return end
-    if err then
-      return self:destroy(sys_exception(err, 'connect', ip, port))
+    if self.destroyed or self._handle ~= h then return end
+    if err then return failed(sys_exception(err, 'connect', ip, port)) end
+    if timer then
+      timer:close()
+      timer = nil
     end
     self:_connected()
     self:emit('connect')
@@ -247,7 +270,15 @@ function Socket:_connectTo(ip, port, opts)
     if self.writableEnded then self:_maybeShutdown() end
   end)
   if not ok then
-    next_tick(self.destroy, self, sys_exception(msg, 'connect', ip, port))
+    return next_tick(failed, sys_exception(msg, 'connect', ip, port))
+  end
+  if more then
+    -- No answer yet: try the next address (this one is given up).
+    timer = uv.new_timer()
+    timer:unref()
+    timer:start(opts.autoSelectFamilyAttemptTimeout or 250, 0, function()
+      failed(sys_exception('ETIMEDOUT', 'connect', ip, port))
+    end)
   end
 end
 

@@ -17,7 +17,7 @@ local http = {}
 http.STATUS_CODES = C.status_codes()
 http.METHODS = C.methods()
 table.sort(http.METHODS)
-http.maxHeaderSize = 16384
+http.maxHeaderSize = C.DEFAULTS.maxHeaderSize
 
 http.Server = server.Server
 http.IncomingMessage = require('http.incoming')

@@ -25,7 +25,7 @@ local conn_reset = errors.conn_reset
 
 local client = {}
 
-local MAX_HEADER_SIZE = 16384
+local MAX_HEADER_SIZE = C.DEFAULTS.maxHeaderSize
 
 local function next_tick(fn, ...)
   return process.nextTick(fn, ...)

@@ -20,6 +20,7 @@ local traceback, handler_error, safe_emit = response.traceback,
   response.handler_error, response.safe_emit
 -- The slots of a connection's env table (runtime/http/http.h).
 local ENV_REQ, ENV_RES = C.ENV_REQ, C.ENV_RES
+local DEFAULTS = C.DEFAULTS
 
 local server = {}
 
@@ -158,12 +159,12 @@ function server.createServer(options, handler, maxHeaderSize)
   local self = Server:new()
   self.maxHeaderSize = options.maxHeaderSize or maxHeaderSize
   self.headersTimeout = check_timeout(options.headersTimeout,
-    'headersTimeout') or 60000
+    'headersTimeout') or DEFAULTS.headersTimeout
   self.requestTimeout = check_timeout(options.requestTimeout,
-    'requestTimeout') or 300000
+    'requestTimeout') or DEFAULTS.requestTimeout
   self.keepAliveTimeout = check_timeout(options.keepAliveTimeout,
-    'keepAliveTimeout') or 5000
-  self.highWaterMark = options.highWaterMark or 16384
+    'keepAliveTimeout') or DEFAULTS.keepAliveTimeout
+  self.highWaterMark = options.highWaterMark or DEFAULTS.highWaterMark
   if self.requestTimeout > 0 and self.headersTimeout > self.requestTimeout
   then
     error(errors.range_error('ERR_OUT_OF_RANGE',

@@ -196,6 +196,21 @@ enum {
 #undef XX
 };
 
+/* The server's options and their defaults (Node's), exported as
+ * _http.DEFAULTS; the response parser's head limit is maxHeaderSize's. */
+#define HTTP_DEFAULT_MAP(XX)                                                   \
+  XX(maxHeaderSize, 16384)                                                     \
+  XX(headersTimeout, 60000)                                                    \
+  XX(requestTimeout, 300000)                                                   \
+  XX(keepAliveTimeout, 5000)                                                   \
+  XX(highWaterMark, 16384)
+
+enum {
+#define XX(name, value) DEFAULT_##name = value,
+  HTTP_DEFAULT_MAP(XX)
+#undef XX
+};
+
 /* The fields of a Lua response the head is written from, in the order
  * _http.send and lc__http_write_head take them (exported to Lua as
  * _http.RES_FIELDS, from which lua/http/response.lua makes the call). */

@@ -286,7 +286,7 @@ static int rparser_gc(lua_State *L) {
 
 /* _http.response_parser(callbacks[, maxHeaderSize]) -> parser. */
 static int http_response_parser(lua_State *L) {
-  lua_Number max = luaL_optnumber(L, 2, 16384);
+  lua_Number max = luaL_optnumber(L, 2, DEFAULT_maxHeaderSize);
   rparser *p;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_argcheck(L, max >= 1, 2, "maxHeaderSize must be positive");

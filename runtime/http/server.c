@@ -116,6 +116,28 @@ static void server_serve(lua_State *L, http_server *s) {
   lc__http_server_scan(s);
 }
 
+/* Sets the server's options (times in milliseconds) and the keep-alive
+ * header that follows from them. */
+static void set_options(http_server *s, size_t max_header,
+                        uint64_t headers_timeout, uint64_t request_timeout,
+                        uint64_t keepalive_timeout, size_t hwm) {
+  s->max_header = max_header;
+  s->headers_timeout = headers_timeout;
+  s->request_timeout = request_timeout;
+  s->keepalive_timeout = keepalive_timeout;
+  s->hwm = hwm;
+  /* Node's header: whole seconds, even when that is 0. */
+  if (keepalive_timeout > 0)
+    s->ka_len = (size_t)snprintf(s->ka_header, sizeof(s->ka_header),
+                                 "Connection: keep-alive\r\n"
+                                 "Keep-Alive: timeout=%llu\r\n",
+                                 (unsigned long long)(keepalive_timeout /
+                                                      1000));
+  else
+    s->ka_len = (size_t)snprintf(s->ka_header, sizeof(s->ka_header),
+                                 "Connection: keep-alive\r\n");
+}
+
 /* srv:configure(maxHeaderSize, headersTimeout, requestTimeout,
  *               keepAliveTimeout, highWaterMark) */
 static int server_configure(lua_State *L) {
@@ -128,20 +150,8 @@ static int server_configure(lua_State *L) {
   luaL_argcheck(L, mh >= 1, 2, "maxHeaderSize must be positive");
   luaL_argcheck(L, ht >= 0 && rt >= 0 && kt >= 0, 3,
                 "timeouts must not be negative");
-  s->max_header = (size_t)mh;
-  s->headers_timeout = (uint64_t)ht;
-  s->request_timeout = (uint64_t)rt;
-  s->keepalive_timeout = (uint64_t)kt;
-  s->hwm = hw > 0 ? (size_t)hw : 16384;
-  /* Node's header: whole seconds, even when that is 0. */
-  if (s->keepalive_timeout > 0)
-    s->ka_len = (size_t)snprintf(s->ka_header, sizeof(s->ka_header),
-                                 "Connection: keep-alive\r\n"
-                                 "Keep-Alive: timeout=%llu\r\n",
-                                 (unsigned long long)(kt / 1000));
-  else
-    s->ka_len = (size_t)snprintf(s->ka_header, sizeof(s->ka_header),
-                                 "Connection: keep-alive\r\n");
+  set_options(s, (size_t)mh, (uint64_t)ht, (uint64_t)rt, (uint64_t)kt,
+              hw > 0 ? (size_t)hw : DEFAULT_highWaterMark);
   return 0;
 }
 
@@ -420,14 +430,9 @@ static int http_server_new(lua_State *L) {
   s->timer.data = s->idle.data = s;
   uv_unref((uv_handle_t *)&s->timer);
   s->open_handles = 2;
-  s->max_header = 16384;
-  s->hwm = 16384;
-  s->headers_timeout = 60000;
-  s->request_timeout = 300000;
-  s->keepalive_timeout = 5000;
-  s->ka_len = (size_t)snprintf(s->ka_header, sizeof(s->ka_header),
-                               "Connection: keep-alive\r\n"
-                               "Keep-Alive: timeout=5\r\n");
+  set_options(s, DEFAULT_maxHeaderSize, DEFAULT_headersTimeout,
+              DEFAULT_requestTimeout, DEFAULT_keepAliveTimeout,
+              DEFAULT_highWaterMark);
   b->s = s;
   return 1;
 }
@@ -466,7 +471,7 @@ int luaopen_lc_http(lua_State *L) {
   lua_pop(L, 1);
   /* The module: the server's constructor, then the connection functions
    * of each file, the response parser, and the constants the Lua side
-   * shares (the env table's slots). */
+   * shares (the env table's slots, the options' defaults). */
   lua_newtable(L);
   luaL_register(L, NULL, fns);
   luaL_register(L, NULL, lc__http_conn_fns);
@@ -479,5 +484,12 @@ int luaopen_lc_http(lua_State *L) {
   lua_setfield(L, -2, "ENV_" #name);
   HTTP_ENV_MAP(XX)
 #undef XX
+  lua_newtable(L);
+#define XX(name, value)                                                        \
+  lua_pushinteger(L, value);                                                   \
+  lua_setfield(L, -2, #name);
+  HTTP_DEFAULT_MAP(XX)
+#undef XX
+  lua_setfield(L, -2, "DEFAULTS");
   return 1;
 }

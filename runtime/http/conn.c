@@ -548,7 +548,8 @@ static int http_set_timeout(lua_State *L) {
   c->idle_timeout = (uint64_t)ms;
   c->idle_fired = 0;
   c->last_active = uv_now(c->s->loop);
-  if (c->idle_timeout && (!c->s->min_idle || c->idle_timeout < c->s->min_idle)) {
+  if (c->idle_timeout &&
+      (!c->s->min_idle || c->idle_timeout < c->s->min_idle)) {
     c->s->min_idle = c->idle_timeout;
     lc__http_server_scan(c->s);
   }

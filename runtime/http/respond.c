@@ -27,7 +27,7 @@ const char *lc__http_reason(int status) {
  * message. */
 #define HTTP_HEADER_ERR_MAP(XX)                                                \
   XX(TOKEN, "ERR_INVALID_HTTP_TOKEN",                                          \
-     "Header name must be a valid HTTP token [\"%s\"]")                         \
+     "Header name must be a valid HTTP token [\"%s\"]")                        \
   XX(VALUE, "ERR_HTTP_INVALID_HEADER_VALUE",                                   \
      "Invalid value \"%s\" for header \"%s\"")                                 \
   XX(CHAR, "ERR_INVALID_CHAR", "Invalid character in header content [\"%s\"]")
@@ -99,8 +99,7 @@ static int check_value(lua_State *L, int vidx) {
 /* Checks a header name with the value at vidx (a string, a number, a
  * boolean or an array of those) by Node's rule: the name a token, every
  * value made of field-value bytes. Returns HDR_OK or what is wrong. */
-static int header_check(lua_State *L, const char *name, size_t nlen,
-                        int vidx) {
+static int header_check(lua_State *L, const char *name, size_t nlen, int vidx) {
   int i, n, err;
   if (name == NULL || !is_token(name, nlen))
     return HDR_TOKEN;
@@ -138,9 +137,8 @@ static const char *header_message(lua_State *L, int err, const char *name,
  * else Node's code and message. */
 static int http_header_error(lua_State *L) {
   size_t nlen = 0;
-  const char *name = lua_type(L, 1) == LUA_TSTRING
-                         ? lua_tolstring(L, 1, &nlen)
-                         : NULL;
+  const char *name =
+      lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &nlen) : NULL;
   int err = header_check(L, name, nlen, 2);
   static const char *const codes[] = {NULL,
 #define XX(e, code, msg) code,
@@ -160,8 +158,7 @@ static int http_header_error(lua_State *L) {
 static int http_is_token(lua_State *L) {
   size_t len;
   const char *s = lua_tolstring(L, 1, &len);
-  lua_pushboolean(L, lua_type(L, 1) == LUA_TSTRING &&
-                         is_token(s, len));
+  lua_pushboolean(L, lua_type(L, 1) == LUA_TSTRING && is_token(s, len));
   return 1;
 }
 

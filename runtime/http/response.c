@@ -36,18 +36,18 @@
 
 typedef struct {
   llhttp_t parser;
-  lua_State *L;   /* The state of the execute or finish under way, else
-                     NULL. */
-  int cbs;        /* ... the stack index of its callbacks table, */
-  int err;        /* ... and of a callback's error. */
-  unsigned raised : 1;    /* A callback raised (its error is at err). */
-  unsigned overflow : 1;  /* The head passed max_header. */
-  unsigned trailers : 1;  /* After the head: header lines are trailers. */
+  lua_State *L;          /* The state of the execute or finish under way, else
+                            NULL. */
+  int cbs;               /* ... the stack index of its callbacks table, */
+  int err;               /* ... and of a callback's error. */
+  unsigned raised : 1;   /* A callback raised (its error is at err). */
+  unsigned overflow : 1; /* The head passed max_header. */
+  unsigned trailers : 1; /* After the head: header lines are trailers. */
   size_t max_header;
-  http_head head;         /* The reason, header names and values. */
-  size_t reason_len;      /* The reason is head.bytes[0, reason_len). */
-  lc_buf scratch;         /* For lower-casing names. */
-  unsigned gone : 1;      /* Collected. */
+  http_head head;    /* The reason, header names and values. */
+  size_t reason_len; /* The reason is head.bytes[0, reason_len). */
+  lc_buf scratch;    /* For lower-casing names. */
+  unsigned gone : 1; /* Collected. */
 } rparser;
 
 static rparser *check_rparser(lua_State *L, int idx) {
@@ -309,9 +309,8 @@ const luaL_Reg lc__http_response_fns[] = {
  * answers (_http.SKIP_BODY, _http.UPGRADE) to the module table on the
  * stack top. */
 void lc__http_response_open(lua_State *L) {
-  static const luaL_Reg methods[] = {{"execute", rparser_execute},
-                                     {"finish", rparser_finish},
-                                     {NULL, NULL}};
+  static const luaL_Reg methods[] = {
+      {"execute", rparser_execute}, {"finish", rparser_finish}, {NULL, NULL}};
   luaL_newmetatable(L, RPARSER_MT);
   lua_newtable(L);
   luaL_register(L, NULL, methods);

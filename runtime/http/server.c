@@ -128,11 +128,11 @@ static void set_options(http_server *s, size_t max_header,
   s->hwm = hwm;
   /* Node's header: whole seconds, even when that is 0. */
   if (keepalive_timeout > 0)
-    s->ka_len = (size_t)snprintf(s->ka_header, sizeof(s->ka_header),
-                                 "Connection: keep-alive\r\n"
-                                 "Keep-Alive: timeout=%llu\r\n",
-                                 (unsigned long long)(keepalive_timeout /
-                                                      1000));
+    s->ka_len =
+        (size_t)snprintf(s->ka_header, sizeof(s->ka_header),
+                         "Connection: keep-alive\r\n"
+                         "Keep-Alive: timeout=%llu\r\n",
+                         (unsigned long long)(keepalive_timeout / 1000));
   else
     s->ka_len = (size_t)snprintf(s->ka_header, sizeof(s->ka_header),
                                  "Connection: keep-alive\r\n");

@@ -2,12 +2,11 @@
 -- res.socket (one per connection, made by the C side on first need). It is
 -- not a net.Socket (the C server owns the connection) but answers as one:
 -- addresses, destroy, end, setNoDelay, ref/unref, and setTimeout, which is
--- net.Socket's own over the C server's idle clock (a 'timeout' event after
--- ms without reads or writes, as Node's).
+-- net.Socket's own (lua/internal/timeout.lua) over the C server's idle
+-- clock (a 'timeout' event after ms without reads or writes, as Node's).
 
 local C = require('_http')
 local EventEmitter = require('events')
-local NetSocket = require('net.socket')
 
 local rawget, rawset = rawget, rawset
 
@@ -62,8 +61,9 @@ end
 -- accepted for Node's sake, it does nothing.
 function Socket:setKeepAlive() return self end
 
--- setTimeout(ms[, cb]): net.Socket's; the clock is the C server's.
-Socket.setTimeout = NetSocket.setTimeout
+-- setTimeout(ms[, cb]): net.Socket's (lua/internal/timeout.lua); the
+-- clock is the C server's timeout scan.
+Socket.setTimeout = require('internal.timeout')
 
 function Socket:_idle(ms)
   C.set_timeout(rawget(self, '_c'), ms)

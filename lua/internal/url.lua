@@ -4,7 +4,7 @@
 
 local errors = require('internal.errors')
 
-local type, tonumber, error = type, tonumber, error
+local tonumber, error = tonumber, error
 local lower, char = string.lower, string.char
 
 local url = {}

@@ -4,8 +4,8 @@
 -- shared Readable side (lua/internal/stream.lua), writes report
 -- back-pressure against a high-water mark and emit 'drain', finish()
 -- half-closes once queued writes are out, and a socket whose both sides are
--- done destroys itself. Its setTimeout is also the http connection's
--- (lua/http/socket.lua), over another idle clock.
+-- done destroys itself. setTimeout is lua/internal/timeout.lua's, over a
+-- luv timer.
 
 local uv = require('uv')
 local EventEmitter = require('events')
@@ -15,8 +15,8 @@ local Readable = require('internal.stream')
 local listen = require('internal.listen')
 local dns = require('internal.dns')
 
-local type, tostring, tonumber, select, pairs, ipairs, error = type,
-  tostring, tonumber, select, pairs, ipairs, error
+local type, tonumber, select, pairs, error = type, tonumber, select, pairs,
+  error
 
 local new_error, sys_exception = errors.new, errors.sys
 local want_read = Readable.want_read
@@ -472,23 +472,8 @@ end
 -- Options and addresses.
 
 -- setTimeout(ms[, cb]): 'timeout' after ms without reads or writes (the
--- socket stays open; 0 disables). cb is a one-time 'timeout' listener. The
--- idle clock is the class's: self:_idle(ms).
-function Socket:setTimeout(ms, cb)
-  ms = tonumber(ms)
-  if not ms or ms < 0 or ms ~= ms then
-    error(errors.range_error('ERR_OUT_OF_RANGE', 'The value of "msecs" is '
-      .. 'out of range. It must be a non-negative finite number. Received '
-      .. tostring(ms)), 2)
-  end
-  if cb then
-    if ms == 0 then self:removeListener('timeout', cb)
-    else self:once('timeout', cb) end
-  end
-  self.timeout = ms > 0 and ms or nil
-  self:_idle(ms)
-  return self
-end
+-- socket stays open; 0 disables); cb is a one-time 'timeout' listener.
+Socket.setTimeout = require('internal.timeout')
 
 -- A luv timer, restarted by every read and write (_touch).
 function Socket:_idle(ms)

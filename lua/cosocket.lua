@@ -25,18 +25,16 @@ local Conn = require('cosocket.conn')
 local pools = require('cosocket.pool')
 
 local current, suspend, wake = co._current, co._suspend, co._wake
-local wait_read, wait_write = Conn.wait_read, Conn.wait_write
+local wait_write = Conn.wait_write
 local TIMEOUT, CLOSED = Conn.TIMEOUT, Conn.CLOSED
 local type, tostring, tonumber, setmetatable, getmetatable, error, ipairs =
   type, tostring, tonumber, setmetatable, getmetatable, error, ipairs
-local concat, sub, find, gsub, floor, max, huge = table.concat, string.sub,
-  string.find, string.gsub, math.floor, math.max, math.huge
+local concat, sub, floor = table.concat, string.sub, math.floor
 
 local M = {}
 
--- OpenResty's defaults (lua_socket_*_timeout, lua_socket_pool_size,
+-- OpenResty's defaults (lua_socket_pool_size,
 -- lua_socket_keepalive_timeout), in milliseconds.
-local DEFAULT_TIMEOUT = 60000
 local DEFAULT_POOL_SIZE = 30
 local DEFAULT_IDLE = 60000
 
@@ -49,9 +47,7 @@ function M.tcp()
   return setmetatable({}, Socket)
 end
 
-local function timeout_of(ms)
-  return (ms and ms > 0) and ms or DEFAULT_TIMEOUT
-end
+local timeout_of = Conn.timeout_of
 
 -- The socket takes conn. The connection closes when the socket object is
 -- collected unclosed (ngx closes it with the request).
@@ -279,185 +275,11 @@ function Socket:send(data)
     or Conn.message(why))
 end
 
-------------------------------------------------------------------------------
--- receive
-
--- The socket's connection if it may be read, else nil and ngx's error.
-local function readable(self)
-  local conn = self._c
-  if not conn or not conn.h or conn.rclosed then return nil, 'closed' end
-  if conn.reader then return nil, 'socket busy reading' end
-  return conn
-end
-
--- A read that cannot be satisfied: the rest of the buffer is the partial
--- data. EOF ends the reading side; an error closes the connection; a
--- timeout keeps it (as ngx).
-local function read_failed(self, conn, why, strip)
-  local partial = conn.buf:take(conn.buf.n)
-  if strip and find(partial, '\r', 1, true) then
-    partial = gsub(partial, '\r', '')
-  end
-  if why == TIMEOUT then return nil, 'timeout', partial end
-  if why == CLOSED or not conn.rerr then
-    conn.rclosed = true
-    return nil, 'closed', partial
-  end
-  if self._c == conn then self._c = nil end
-  Conn.close(conn)
-  return nil, conn.rerr, partial
-end
-
--- ended(conn) -> true when no more data will come.
-local function ended(conn)
-  return conn.eof or conn.rerr ~= nil or not conn.h
-end
-
-local function read_size(self, conn, c, size)
-  local buf = conn.buf
-  while buf.n < size do
-    if ended(conn) then return read_failed(self, conn) end
-    local why = wait_read(conn, c, size, timeout_of(self._rt))
-    if why then return read_failed(self, conn, why) end
-  end
-  return buf:take(size)
-end
-
--- A line ends at LF; every CR in it is dropped (ngx's '*l').
-local function read_line(self, conn, c)
-  local buf, from = conn.buf, 0
-  while true do
-    local p = buf:find('\n', from)
-    if p then
-      local line = buf:take(p - 1)
-      buf:skip(1)
-      local r = find(line, '\r', 1, true)
-      if r == #line then return sub(line, 1, -2) end
-      if r then return (gsub(line, '\r', '')) end
-      return line
-    end
-    from = buf.n
-    if ended(conn) then return read_failed(self, conn, nil, true) end
-    local why = wait_read(conn, c, buf.n + 1, timeout_of(self._rt))
-    if why then return read_failed(self, conn, why, true) end
-  end
-end
-
-local function read_all(self, conn, c)
-  local buf = conn.buf
-  while not conn.eof do
-    if ended(conn) then return read_failed(self, conn) end
-    local why = wait_read(conn, c, huge, timeout_of(self._rt))
-    if why then return read_failed(self, conn, why) end
-  end
-  return buf:take(buf.n)
-end
-
--- receive([pattern | size]) -> data, or nil, err, partial. pattern: '*l'
--- (the default: a line, without CR/LF), '*a' (everything until the peer
--- closes); a number (or numeric string): exactly that many bytes.
-function Socket:receive(pat)
-  local c = current('tcpsock:receive')
-  local size = tonumber(pat)
-  local kind
-  if size then
-    if size < 0 then
-      error("bad argument #2 to 'receive' (bad pattern argument)", 2)
-    end
-  elseif pat == nil then
-    kind = 'l'
-  elseif type(pat) == 'string' and sub(pat, 1, 1) == '*' then
-    kind = sub(pat, 2, 2)
-  end
-  if not size and kind ~= 'l' and kind ~= 'a' then
-    error("bad argument #2 to 'receive' (bad pattern argument: " ..
-      tostring(pat) .. ')', 2)
-  end
-  local conn, err = readable(self)
-  if not conn then return nil, err end
-  if size then return read_size(self, conn, c, floor(size)) end
-  if kind == 'l' then return read_line(self, conn, c) end
-  return read_all(self, conn, c)
-end
-
--- receiveany(max) -> what is there (at least a byte, at most max), or nil,
--- err.
-function Socket:receiveany(most)
-  local c = current('tcpsock:receiveany')
-  most = tonumber(most)
-  if not most or most <= 0 then
-    error("bad argument #2 to 'receiveany' (bad max argument)", 2)
-  end
-  local conn, err = readable(self)
-  if not conn then return nil, err end
-  local buf = conn.buf
-  while buf.n == 0 do
-    if ended(conn) then return read_failed(self, conn) end
-    local why = wait_read(conn, c, 1, timeout_of(self._rt))
-    if why then return read_failed(self, conn, why) end
-  end
-  return buf:take(buf.n < most and buf.n or floor(most))
-end
-
--- receiveuntil(pattern[, {inclusive = bool}]) -> iterator. iterator() ->
--- the data before the pattern (with it when inclusive), the pattern
--- consumed; iterator(size) -> the next at most size bytes of it, then nil
--- (the pattern reached), after which the iterator starts over. Errors:
--- nil, err, partial.
-function Socket:receiveuntil(pat, opts)
-  if type(pat) ~= 'string' then
-    error("bad argument #2 to 'receiveuntil' (string expected, got " ..
-      type(pat) .. ')', 2)
-  end
-  if pat == '' then return nil, 'pattern is empty' end
-  local inclusive = type(opts) == 'table' and opts.inclusive and true
-  local m = #pat
-  local finished = false
-  return function(size)
-    local c = current('receiveuntil iterator')
-    if size ~= nil then
-      size = tonumber(size)
-      if not size or size <= 0 then
-        error('bad argument #1 to iterator (bad size)', 2)
-      end
-    end
-    local conn, err = readable(self)
-    if not conn then return nil, err end
-    if finished then
-      finished = false
-      return nil, nil
-    end
-    local buf, from = conn.buf, 0
-    while true do
-      local p = buf:find(pat, from)
-      if p then
-        local before = p - 1
-        if not size then
-          local d = buf:take(inclusive and before + m or before)
-          if not inclusive then buf:skip(m) end
-          return d
-        end
-        local upto = inclusive and before + m or before
-        if upto <= size or before == 0 then
-          -- The rest of the data fits (or only the pattern is left).
-          local d = buf:take(upto)
-          if not inclusive then buf:skip(m) end
-          if upto == 0 then return nil, nil end
-          finished = true
-          return d
-        end
-        return buf:take(before < size and before or size)
-      end
-      -- Bytes that cannot begin a match.
-      local safe = buf.n - m + 1
-      if size and safe >= size then return buf:take(size) end
-      from = max(safe, 0)
-      if ended(conn) then return read_failed(self, conn) end
-      local why = wait_read(conn, c, buf.n + 1, timeout_of(self._rt))
-      if why then return read_failed(self, conn, why) end
-    end
-  end
-end
+-- The receives: cosocket/receive.lua.
+local receive = require('cosocket.receive')
+Socket.receive = receive.receive
+Socket.receiveany = receive.receiveany
+Socket.receiveuntil = receive.receiveuntil
 
 ------------------------------------------------------------------------------
 -- Timeouts, options, the pool, close.
@@ -531,7 +353,7 @@ function Socket:setkeepalive(idle, size)
       type(size) .. ')', 2)
   end
   local conn = self._c
-  if not conn or not conn.h or conn.rclosed or ended(conn) then
+  if not conn or not conn.h or conn.rclosed or Conn.ended(conn) then
     return nil, 'closed'
   end
   if conn.reader then return nil, 'socket busy reading' end

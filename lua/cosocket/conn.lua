@@ -16,6 +16,14 @@ local tostring, select, pcall, sub = tostring, select, pcall, string.sub
 
 local M = {}
 
+-- OpenResty's default connect, send and read timeouts (ms).
+local DEFAULT_TIMEOUT = 60000
+
+-- timeout_of(ms) -> ms, or the default for nil or 0 (as ngx).
+function M.timeout_of(ms)
+  return (ms and ms > 0) and ms or DEFAULT_TIMEOUT
+end
+
 -- Bytes read ahead of the caller before reading pauses.
 local HWM = 256 * 1024
 M.HWM = HWM
@@ -149,6 +157,11 @@ function close(conn)
   if conn.pool then conn.pool:released() end
 end
 M.close = close
+
+-- ended(conn) -> true when no more data will come.
+function M.ended(conn)
+  return conn.eof or conn.rerr ~= nil or not conn.h
+end
 
 local function timer_of(conn, field)
   local t = conn[field]

@@ -1,8 +1,8 @@
 -- co: code that waits without blocking the event loop.
 --
 -- A per-process pool of reusable coroutines. Each one runs a loop that
--- takes a job (fn, args), runs it and yields DONE with fn's results, so
--- starting a job is one resume, never a coroutine.create. A job that waits
+-- takes a job (fn and its arguments), runs it and yields DONE, so starting
+-- a job is one resume, never a coroutine.create. A job that waits
 -- (co.sleep, co.await, a cosocket) yields WAIT; the event that ends the wait
 -- resumes it (wake). A coroutine goes back to the pool when its job returns;
 -- one whose job raised is dead and dropped, one still waiting is in use.
@@ -56,12 +56,27 @@ local jobs = setmetatable({}, weak)
 local waiting = setmetatable({}, weak)
 local cancels = setmetatable({}, weak)
 
--- The body of every pooled coroutine: run a job, hand back its results with
--- DONE, take the next job from the resume that follows (a tail call: the
--- stack does not grow).
-local function cycle(fn, ...)
-  return cycle(yield(DONE, fn(...)))
+-- The body of every pooled coroutine: run a job, yield DONE, take the next
+-- job from the resume that follows. A job is fn, the count n of its
+-- arguments and the arguments: up to three in place, more in a table (a),
+-- so a job's arguments cost no allocation and fn sees exactly n of them.
+-- A job's results are dropped (a thread's job keeps them itself).
+local function cycle(fn, n, a, b, d)
+  while true do
+    if n == 2 then fn(a, b)
+    elseif n == 1 then fn(a)
+    elseif n == 3 then fn(a, b, d)
+    elseif n == 0 then fn()
+    else fn(unpack(a, 1, n)) end
+    fn, n, a, b, d = yield(DONE)
+  end
 end
+
+-- Tables of arguments are made by these, never by {...} in the vararg
+-- function itself: LuaJIT 2.1 (20230119) compiles that, next to a
+-- coroutine.resume, into code that allocates some 12 KB a call.
+local function pack(...) return {n = select('#', ...), ...} end
+local function list(...) return {...} end
 
 local function new()
   local c = create(cycle)
@@ -162,13 +177,13 @@ local function suspend(c, token, cancel)
   return yield(WAIT)
 end
 
-function settle(c, ok, tag, ...)
+function settle(c, ok, tag)
   if tag == WAIT then return false end
   if tag == DONE then
     local t = jobs[c]
     if t then jobs[c] = false end
     release(c)
-    if t then finish(t, true, ...) end
+    if t then finish(t, t.ret or {n = 1, true}) end
     return true
   end
   if not ok then
@@ -177,7 +192,7 @@ function settle(c, ok, tag, ...)
     jobs[c], waiting[c], cancels[c] = nil, nil, nil
     if t then
       t.dead = c
-      finish(t, false, tag)
+      finish(t, {n = 2, false, tag})
     else
       report(nil, tag, c)
     end
@@ -201,10 +216,12 @@ local function orphan(kids)
   end
 end
 
--- finish(t, ok, ...): thread t ended with ok and its results (or error).
-function finish(t, ok, ...)
-  t.co = nil
-  t.res = {n = select('#', ...) + 1, ok, ...}
+-- finish(t, res): thread t ended; res is {n = count, ok, results...} (or
+-- {n = 2, false, err}).
+function finish(t, res)
+  t.co, t.ret = nil, nil
+  t.res = res
+  local ok = res[1]
   local kids = t.kids
   if kids then
     t.kids = nil
@@ -217,14 +234,14 @@ function finish(t, ok, ...)
       local w = ws[i]
       if waiting[w.c] == w then
         t.claimed = true
-        wake(w.c, w, ok, ...)
+        wake(w.c, w, unpack(res, 1, res.n))
       end
     end
   end
   if not ok and not t.claimed then
     local p = t.parent
     -- A parent still running may yet wait for it (orphan decides).
-    if not (p and p.co) then report(t, (...), t.dead) end
+    if not (p and p.co) then report(t, res[2], t.dead) end
   end
 end
 
@@ -250,23 +267,43 @@ end
 ------------------------------------------------------------------------------
 -- The API.
 
+-- More than three arguments go in a table. Not compiled: LuaJIT 2.1
+-- (20230119) turns this path into code allocating some 12 KB a call.
+local function resume_many(c, fn, n, ...)
+  return resume(c, fn, n, list(...))
+end
+jit.off(resume_many)
+
 -- run(fn, ...) -> true when fn returned (or raised) without waiting, false
 -- when it waits (it goes on later, from the event it waits for). Its
 -- results are dropped; an error goes to the uncaught-error policy, so a
 -- caller that answers errors itself runs a function that catches them.
 function co.run(fn, ...)
   local c = take()
-  local ok, tag = resume(c, fn, ...)
+  local n = select('#', ...)
+  local ok, tag
+  if n <= 3 then
+    ok, tag = resume(c, fn, n, ...)
+  else
+    ok, tag = resume_many(c, fn, n, ...)
+  end
   if tag == DONE then
     local t = jobs[c]
     if t then
       jobs[c] = false
-      finish(t, true)
+      finish(t, {n = 1, true})
     end
     release(c)
     return true
   end
   return settle(c, ok, tag)
+end
+
+-- A thread's job, in its coroutine: fn's results kept in the thread.
+local function body(t, ...)
+  local fn = t.fn
+  t.fn = nil
+  t.ret = pack(true, fn(...))
 end
 
 -- spawn(fn, ...) -> thread. fn runs at once, until it returns or first
@@ -284,7 +321,13 @@ function co.spawn(fn, ...)
     local kids = pt.kids
     if kids then kids[#kids + 1] = t else pt.kids = {t} end
   end
-  step(c, fn, ...)
+  t.fn = fn
+  local n = select('#', ...) + 1
+  if n <= 3 then
+    step(c, body, n, t, ...)
+  else
+    step(c, body, n, list(t, ...))
+  end
   return t
 end
 
@@ -322,7 +365,7 @@ function co.await(fn, ...)
   local state, got = 'calling', nil
   local function cb(...)
     if state == 'calling' then
-      state, got = 'done', {n = select('#', ...), ...}
+      state, got = 'done', pack(...)
     elseif state == 'waiting' then
       state = 'done'
       wake(c, cb, ...)
@@ -334,7 +377,7 @@ function co.await(fn, ...)
   elseif n == 1 then
     fn(..., cb)
   else
-    local args = {...}
+    local args = list(...)
     args[n + 1] = cb
     fn(unpack(args, 1, n + 1))
   end
@@ -411,7 +454,7 @@ function co.kill(t)
   jobs[c], waiting[c], cancels[c] = nil, nil, nil
   if cancel then cancel() end
   t.killed, t.claimed = true, true
-  finish(t, false, 'killed')
+  finish(t, {n = 2, false, 'killed'})
   return true
 end
 

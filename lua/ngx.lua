@@ -28,6 +28,9 @@ local setmetatable, rawget, rawset, floor = setmetatable, rawget, rawset,
 
 local ngx = {}
 
+-- (Not {...} in the vararg function: see lua/co.lua.)
+local function pack(...) return {n = select('#', ...), ...} end
+
 ngx.null = require('cjson').null
 
 -- Core constants.
@@ -125,7 +128,7 @@ end
 local function at(delay, fn, ...)
   local ms = check_timer(delay, fn, 3)
   local n = select('#', ...)
-  local args = n > 0 and {n = n, ...} or nil
+  local args = n > 0 and pack(...) or nil
   local t = uv.new_timer()
   pending = pending + 1
   uv.update_time()
@@ -144,7 +147,7 @@ local function every(delay, fn, ...)
   local ms = check_timer(delay, fn, 3)
   if ms <= 0 then error('bad argument #1 (invalid delay)', 2) end
   local n = select('#', ...)
-  local args = {n = n, ...}
+  local args = pack(...)
   local t = uv.new_timer()
   pending = pending + 1
   uv.update_time()

@@ -216,6 +216,36 @@ describe('cosocket', function()
     assert.equal(payload, st.got)
   end)
 
+  it('reads ahead at most a bound, then goes on when asked', function()
+    local payload = ('abcdefghij'):rep(200000) -- 2 MB
+    local st = serve(function(c) c:write(payload) end)
+    local r = {go(function()
+      local s = tcp()
+      assert(s:connect('127.0.0.1', st.port))
+      co.sleep(100) -- the peer writes it all meanwhile
+      local held = s._c.buf.n
+      local data = s:receive(#payload)
+      s:close()
+      return held, data
+    end)}
+    assert.is_true(r[1] < #payload, 'read ' .. r[1] .. ' bytes ahead')
+    assert.is_true(r[2] == payload)
+  end)
+
+  it('closes the connection of a socket collected unclosed', function()
+    local st = serve()
+    go(function()
+      local s = tcp()
+      assert(s:connect('127.0.0.1', st.port))
+      assert(s:send('x'))
+    end)
+    assert.is_true(h.wait(function() return st.got == 'x' end))
+    assert.equal(0, st.eofs)
+    collectgarbage()
+    collectgarbage()
+    assert.is_true(h.wait(function() return st.eofs == 1 end))
+  end)
+
   it('a read timeout returns nil, "timeout", partial and keeps the connection',
     function()
       local st = serve(function(c) c:write('part') end)

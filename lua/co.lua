@@ -31,15 +31,15 @@ local lc = require('_lc')
 
 local create, resume, yield, running, costatus = coroutine.create,
   coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
-local type, select, unpack, setmetatable, getmetatable, error, tonumber,
-  tostring = type, select, unpack, setmetatable, getmetatable, error,
-  tonumber, tostring
+local type, select, unpack, pairs, setmetatable, getmetatable, error,
+  tonumber, tostring = type, select, unpack, pairs, setmetatable,
+  getmetatable, error, tonumber, tostring
 
 local co = {}
 
--- Tags a pooled coroutine yields to its resumer: its job returned (DONE,
--- then the job's results), or it waits for an event (WAIT). Anything else
--- is a bare coroutine.yield() of user code.
+-- Tags a pooled coroutine yields to its resumer: its job returned (DONE),
+-- or it waits for an event (WAIT). Anything else is a bare
+-- coroutine.yield() of user code, resumed on the loop's next turn (DEFER).
 local DONE, WAIT, DEFER = {}, {}, {}
 
 local max_pool = 256
@@ -72,9 +72,9 @@ local function cycle(fn, n, a, b, d)
   end
 end
 
--- Tables of arguments are made by these, never by {...} in the vararg
--- function itself: LuaJIT 2.1 (20230119) compiles that, next to a
--- coroutine.resume, into code that allocates some 12 KB a call.
+-- Tables of arguments. (LuaJIT 2.1-20230119 compiles {...} made in a vararg
+-- function and handed to coroutine.resume into code that allocates some
+-- 12 KB a call: see resume_many.)
 local function pack(...) return {n = select('#', ...), ...} end
 local function list(...) return {...} end
 
@@ -205,11 +205,21 @@ function settle(c, ok, tag)
   return false
 end
 
+-- A parent keeps the set of its children still running or ended with an
+-- error nobody collected (t.kids); claim(t) takes t out of it.
+local function claim(t)
+  t.claimed = true
+  local p = t.parent
+  if p then
+    t.parent = nil
+    if p.kids then p.kids[t] = nil end
+  end
+end
+
 -- A parent's job ended: its children's errors nobody collected are
 -- uncaught; children still running report their own when they end.
 local function orphan(kids)
-  for i = 1, #kids do
-    local k = kids[i]
+  for k in pairs(kids) do
     k.parent = nil
     local r = k.res
     if r and not r[1] and not k.claimed then report(k, r[2], k.dead) end
@@ -233,16 +243,18 @@ function finish(t, res)
     for i = 1, #ws do
       local w = ws[i]
       if waiting[w.c] == w then
-        t.claimed = true
+        claim(t)
         wake(w.c, w, unpack(res, 1, res.n))
       end
     end
   end
-  if not ok and not t.claimed then
-    local p = t.parent
-    -- A parent still running may yet wait for it (orphan decides).
-    if not (p and p.co) then report(t, res[2], t.dead) end
+  local p = t.parent
+  if ok or t.claimed then
+    if p then claim(t) end
+  elseif not (p and p.co) then
+    report(t, res[2], t.dead)
   end
+  -- Else the parent, still running, may yet wait for it (orphan decides).
 end
 
 local function check_fn(fn, what)
@@ -267,8 +279,9 @@ end
 ------------------------------------------------------------------------------
 -- The API.
 
--- More than three arguments go in a table. Not compiled: LuaJIT 2.1
--- (20230119) turns this path into code allocating some 12 KB a call.
+-- More than three arguments go in a table. Kept out of the compiler: its
+-- traces of this path (stitched around coroutine.resume) allocated some
+-- 12 KB a call (spec/co_spec.lua checks).
 local function resume_many(c, fn, n, ...)
   return resume(c, fn, n, list(...))
 end
@@ -319,7 +332,7 @@ function co.spawn(fn, ...)
   if pt then
     t.parent = pt
     local kids = pt.kids
-    if kids then kids[#kids + 1] = t else pt.kids = {t} end
+    if kids then kids[t] = true else pt.kids = {[t] = true} end
   end
   t.fn = fn
   local n = select('#', ...) + 1
@@ -410,7 +423,7 @@ function co.wait(...)
     local t = select(i, ...)
     local r = t.res
     if r then
-      t.claimed = true
+      claim(t)
       return unpack(r, 1, r.n)
     end
   end
@@ -432,7 +445,7 @@ function co.all(...)
   for i = 1, n do
     local t = select(i, ...)
     if not t.res then co.wait(t) end
-    t.claimed = true
+    claim(t)
     out[i] = t.res
   end
   return out
@@ -453,7 +466,8 @@ function co.kill(t)
   local cancel = cancels[c]
   jobs[c], waiting[c], cancels[c] = nil, nil, nil
   if cancel then cancel() end
-  t.killed, t.claimed = true, true
+  t.killed = true
+  claim(t)
   finish(t, {n = 2, false, 'killed'})
   return true
 end

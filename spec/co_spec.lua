@@ -266,6 +266,19 @@ describe('co', function()
       h.sleep(30) -- and nothing more
     end)
 
+  it('a long-lived parent does not keep its ended children', function()
+    local grew = go(function()
+      local function child() end
+      for _ = 1, 100 do co.spawn(child) end
+      collectgarbage()
+      local k0 = collectgarbage('count')
+      for _ = 1, 5000 do co.spawn(child) end
+      collectgarbage()
+      return collectgarbage('count') - k0
+    end)
+    assert.is_true(grew < 100, 'kept ' .. grew .. ' KB')
+  end)
+
   it('kill ends a waiting thread; its waiters get false, "killed"', function()
     local woke = false
     local r = {go(function()

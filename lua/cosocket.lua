@@ -27,8 +27,8 @@ local pools = require('cosocket.pool')
 local current, suspend, wake = co._current, co._suspend, co._wake
 local wait_write = Conn.wait_write
 local TIMEOUT, CLOSED = Conn.TIMEOUT, Conn.CLOSED
-local type, tostring, tonumber, setmetatable, getmetatable, error, ipairs =
-  type, tostring, tonumber, setmetatable, getmetatable, error, ipairs
+local type, tostring, tonumber, setmetatable, getmetatable, error =
+  type, tostring, tonumber, setmetatable, getmetatable, error
 local concat, sub, floor = table.concat, string.sub, math.floor
 
 local M = {}

@@ -554,6 +554,27 @@ describe('cosocket', function()
     assert.is_true(h.wait(function() return st.eofs == 1 end))
   end)
 
+  it('a thread killed while it connects leaves no handle open', function()
+    local srv = uv.new_tcp()
+    srv:bind('127.0.0.1', 0)
+    srv:listen(1, function() end)
+    local port = srv:getsockname().port
+    go(function()
+      local held = {}
+      repeat -- fill the queue until a connect times out
+        local s = tcp()
+        s:settimeout(150)
+        local ok = s:connect('127.0.0.1', port)
+        held[#held + 1] = s
+      until not ok or #held > 20
+      local t = co.spawn(function() return tcp():connect('127.0.0.1', port) end)
+      co.sleep(20)
+      assert(co.kill(t))
+      for _, x in ipairs(held) do x:close() end
+    end)
+    srv:close()
+  end)
+
   it('raises outside a coroutine', function()
     local s = tcp()
     local ok, err = pcall(s.connect, s, '127.0.0.1', 1)

@@ -240,10 +240,11 @@ end
 ------------------------------------------------------------------------------
 -- Opening a connection: the name resolved, each address tried in turn.
 
--- call(c, ms, fn, ...) -> the callback's arguments, or TIMEOUT: fn(...,
+-- call(c, ms, h, fn, ...) -> the callback's arguments, or TIMEOUT: fn(...,
 -- cb) starts a libuv request whose callback comes later (never during the
 -- call); c waits for it at most ms. When fn fails at once, its error code.
-local function call(c, ms, fn, ...)
+-- A killed thread's handle h (if any) is closed.
+local function call(c, ms, h, fn, ...)
   local timer = uv.new_timer()
   local cb
   cb = function(...)
@@ -271,6 +272,7 @@ local function call(c, ms, fn, ...)
       timer:close()
       timer = nil
     end
+    if h and not h:is_closing() then h:close() end
   end)
 end
 
@@ -291,7 +293,7 @@ M.remaining = remaining
 function M.open(c, host, port, deadline)
   if port == nil then
     local h = uv.new_pipe(false)
-    local err = call(c, remaining(deadline), h.connect, h, sub(host, 6))
+    local err = call(c, remaining(deadline), h, h.connect, h, sub(host, 6))
     if err ~= nil then
       h:close()
       return nil, err == TIMEOUT and 'timeout' or message(err)
@@ -302,8 +304,8 @@ function M.open(c, host, port, deadline)
   if is_ip(host) then
     addrs = {host}
   else
-    local err, res = call(c, remaining(deadline), uv.getaddrinfo, host, nil,
-      {socktype = 'stream'})
+    local err, res = call(c, remaining(deadline), nil, uv.getaddrinfo, host,
+      nil, {socktype = 'stream'})
     if err == TIMEOUT then return nil, 'timeout' end
     if err or not res or not res[1] then
       return nil, host .. ' could not be resolved (' ..
@@ -315,7 +317,8 @@ function M.open(c, host, port, deadline)
   local last
   for i = 1, #addrs do
     local h = uv.new_tcp()
-    local err = call(c, remaining(deadline), h.connect, h, addrs[i], port)
+    local err = call(c, remaining(deadline), h, h.connect, h, addrs[i],
+      port)
     if err == nil then
       h:nodelay(true)
       return M.new(h)

@@ -73,7 +73,6 @@ case "${1:-build}" in test|bench|all)
   if [ ! -f "$dest" ]; then
     echo "setup: lua-nginx-redis (resty.redis) into build/deps"
     tmp=$(mktemp -d)
-    chmod 755 "$tmp" # apt's download user writes there
     if ! (cd "$tmp" && apt-get download -qq lua-nginx-redis >/dev/null 2>&1)
     then
       SUDO=""

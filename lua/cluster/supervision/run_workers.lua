@@ -1,9 +1,14 @@
--- cluster.supervisor: `luacluster -w N|auto script.lua` runs an unmodified
--- single-process server script in N workers under this built-in primary:
--- restart on failure with backoff (and a non-zero exit once the restart
--- limit left no worker), graceful shutdown on SIGTERM/SIGINT,
--- rolling reload on SIGHUP, and each worker's output line prefixed with its
--- id (a line is written whole, never mixed with another: cluster/output.lua).
+-- cluster.supervision.run_workers: the `luacluster -w N|auto script.lua`
+-- command (lua/init.lua calls run). It runs an unmodified single-process
+-- server script in N workers under this built-in primary: restart on
+-- failure with backoff (and a non-zero exit once the restart limit left no
+-- worker), graceful shutdown on SIGTERM/SIGINT, rolling reload on SIGHUP,
+-- the status endpoint on LUACLUSTER_STATUS_PORT, and each worker's output
+-- line prefixed with its id (a line is written whole, never mixed with
+-- another: cluster/output.lua).
+
+local state = require('cluster.supervision.state')
+local restart = require('cluster.supervision.restart')
 
 local M = {}
 
@@ -21,32 +26,35 @@ local function env_number(log, name)
   return n
 end
 
+-- run(o): o.workers (a count or 'auto'), o.script, o.args: the options
+-- lua/init.lua parsed.
 function M.run(o)
   local cluster = require('cluster')
-  local supervise = require('cluster.supervise')
+  local log = state.log
   local n = o.workers == 'auto' and require('os').availableParallelism()
     or tonumber(o.workers)
   cluster.setupPrimary({exec = o.script, args = o.args,
     restart = 'on-failure', silent = true,
-    maxRestarts = env_number(supervise.log, 'LUACLUSTER_MAX_RESTARTS'),
-    restartWindow = env_number(supervise.log, 'LUACLUSTER_RESTART_WINDOW'),
+    maxRestarts = env_number(log, 'LUACLUSTER_MAX_RESTARTS'),
+    restartWindow = env_number(log, 'LUACLUSTER_RESTART_WINDOW'),
     statusPort = tonumber(process.env.LUACLUSTER_STATUS_PORT)})
   -- Once the restart limit leaves no worker, the primary exits non-zero
-  -- (cluster/supervise.lua), so systemd's Restart=on-failure restarts it.
-  supervise.exit_when_down = true
+  -- (cluster/supervision/restart.lua), so systemd's Restart=on-failure
+  -- restarts it.
+  restart.exit_when_down = true
   -- A silent worker's lines reach our output prefixed with its id
   -- (cluster/primary.lua), as nothing here listens to them.
   cluster.on('fork', function(w)
-    supervise.log('worker %d (pid %d) started', w.id, w.process.pid)
+    log('worker %d (pid %d) started', w.id, w.process.pid)
   end)
   cluster.on('listening', function(w, a)
-    supervise.log('worker %d listening on port %d', w.id, a.port)
+    log('worker %d listening on port %d', w.id, a.port)
   end)
   cluster.on('exit', function(w, code, signal)
-    supervise.log('worker %d (pid %d) exited (%s)', w.id,
+    log('worker %d (pid %d) exited (%s)', w.id,
       w.process.pid or 0, signal or ('code ' .. tostring(code)))
   end)
-  supervise.log('primary %d running %s in %d worker(s)', process.pid,
+  log('primary %d running %s in %d worker(s)', process.pid,
     o.script, n)
   for _ = 1, n do cluster.fork() end
 end

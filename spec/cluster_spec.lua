@@ -626,6 +626,70 @@ describe('cluster listen plumbing', function()
     end)
   end
 
+  -- Round robin hands a connection only to a worker that answered for its
+  -- last one (Node's free list): a stalled worker holds one, not a pile.
+  it('hands a stopped worker at most one connection under rr', function()
+    local uv = require('uv')
+    local path = h.tmpfile([[
+      local cluster = require('cluster')
+      if cluster.isPrimary then
+        cluster.fork() cluster.fork()
+        cluster.on('listening', function(w, a)
+          print('listening', w.id, w.process.pid, a.port)
+        end)
+      else
+        require('net').createServer(function(s)
+          s:finish('worker ' .. cluster.worker.id .. '\n')
+        end):listen(0)
+      end
+    ]])
+    local p = h.spawn({path}, {env = {LUACLUSTER_SCHED = 'rr'}})
+    local stopped
+    local ok, err = pcall(function()
+      assert.is_true(p:wait_output('listening\t2\t', 5000) and
+        p:wait_output('listening\t1\t', 5000), p.stderr)
+      local pid = tonumber(p.stdout:match('listening\t1\t(%d+)'))
+      local port = tonumber(p.stdout:match('listening\t%d\t%d+\t(%d+)'))
+      uv.kill(pid, 'sigstop')
+      stopped = pid
+      -- N connections at once; each reads until the server closes it.
+      local N = 20
+      local got = {}
+      local answered = 0
+      for i = 1, N do
+        local c = uv.new_tcp()
+        local data = ''
+        c:connect('127.0.0.1', port, function(e)
+          if e then return c:close() end
+          c:read_start(function(_, chunk)
+            if chunk then data = data .. chunk return end
+            got[i] = data:match('worker (%d)') or '?'
+            answered = answered + 1
+            c:close()
+          end)
+        end)
+      end
+      h.wait(function() return answered >= N - 1 end, 10000)
+      local by2 = 0
+      for _, id in pairs(got) do if id == '2' then by2 = by2 + 1 end end
+      assert.is_true(by2 >= N - 1, ('%d of %d answered by worker 2 ' ..
+        'while worker 1 was stopped'):format(by2, N))
+      -- Resumed, the stopped worker serves the one it was handed.
+      uv.kill(pid, 'sigcont')
+      stopped = nil
+      assert.is_true(h.wait(function() return answered == N end, 5000),
+        ('%d of %d answered after SIGCONT'):format(answered, N))
+      uv.kill(pid, 'sigkill')
+    end)
+    if stopped then
+      uv.kill(stopped, 'sigcont')
+      uv.kill(stopped, 'sigkill')
+    end
+    p:stop()
+    os.remove(path)
+    assert(ok, err)
+  end)
+
   it('reports EADDRINUSE to the worker', function()
     local uv = require('uv')
     local busy = uv.new_tcp()

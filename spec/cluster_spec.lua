@@ -569,6 +569,36 @@ describe('cluster exits', function()
   end)
 end)
 
+describe('cluster.stats (the counters a heartbeat reports)', function()
+  it('sums what every provider returns, requests and connections always',
+      function()
+    local p = run([[
+      local stats = require('cluster.stats')
+      local function show(t)
+        local keys = {}
+        for k in pairs(t) do keys[#keys + 1] = k end
+        table.sort(keys)
+        local out = {}
+        for _, k in ipairs(keys) do out[#out + 1] = k .. '=' .. t[k] end
+        print(table.concat(out, ' '))
+      end
+      show(stats.collect())
+      stats.provide('a', function() return {requests = 2, connections = 1} end)
+      stats.provide('b', function() return {requests = 3, frames = 7} end)
+      show(stats.collect())
+      stats.provide('b', function() return {requests = 1} end)
+      show(stats.collect())
+      print(pcall(stats.provide, 'c'))
+    ]])
+    assert.equal(0, p.code, p.stderr)
+    local out = lines(p.stdout)
+    assert.same({'connections=0 requests=0',
+      'connections=1 frames=7 requests=5', 'connections=1 requests=3'},
+      {out[1], out[2], out[3]})
+    assert.truthy(out[4]:find('^false\t.*a string and a function'))
+  end)
+end)
+
 describe('cluster listen plumbing', function()
   -- Each worker serves its id on raw TCP through cluster._getServer,
   -- under each policy; the spec connects until both ids answered.

@@ -210,13 +210,15 @@ function Channel:send(msg, cb)
   return true
 end
 
--- internal(msg[, handle][, reply]) -> true, or false when the channel is
--- closed: a control message. handle (an fd or a luv tcp) rides along; the
+-- internal(msg[, handle][, reply]) -> true, or false, message, code when
+-- the channel is closed: a control message. handle (an fd or a luv tcp) rides along; the
 -- caller may close its own copy at once. reply(answer, handle) runs when
 -- the other side answers with ack = msg.seq (never, if the channel closes
 -- first).
 function Channel:internal(msg, handle, reply)
-  if self.closing then return false end
+  if self.closing then
+    return false, 'channel closed', 'ERR_IPC_CHANNEL_CLOSED'
+  end
   if reply then
     self.seq = self.seq + 1
     msg.seq = self.seq

@@ -55,14 +55,9 @@ end
 local function relay(self, s)
   local on = s.n == 0 and self.handoff:count() > 0
   if on and not s.relay then
-    local fd = tcp.dup(s.fd)
-    if not fd then return end
-    local t = uv.new_tcp()
-    if not t:open(fd) then
-      t:close()
-      tcp.close(fd)
-      return
-    end
+    -- A duplicate, so closing the relay leaves the socket open.
+    local t = utils.wrap_fd(tcp.dup(s.fd))
+    if not t then return end
     t:listen(self.backlog, function(err)
       if err then return end
       local c = uv.new_tcp()

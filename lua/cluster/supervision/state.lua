@@ -3,6 +3,14 @@
 -- primary is doing (shutting down, reloading), the checks of setupPrimary's
 -- supervision options, and the one-line log of what the primary does on
 -- its own.
+--
+-- What supervision keeps on each Worker (the primary knows none of it):
+--   _slot          the role it fills, with the backoff and restart count
+--                  (restart.lua; the SO_REUSEPORT handle reads it too)
+--   _started       uv.now() at its 'fork' (restart.lua)
+--   _beat, _stats  its last heartbeat and figures (heartbeat.lua)
+--   _unresponsive  killed by the watchdog (watchdog.lua)
+--   _replaced      drained by a reload or a shutdown (shutdown.lua)
 
 local M = {}
 
@@ -17,7 +25,6 @@ local DEFAULTS = {
   restartWindow = 60000,
   shutdownTimeout = 30000,
 }
-M.DEFAULTS = DEFAULTS
 
 -- setting(name) -> cluster.settings[name], or its default.
 function M.setting(name)

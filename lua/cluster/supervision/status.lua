@@ -72,11 +72,11 @@ function M.start(cluster)
     local path = req.url:match('^[^?]*')
     local body, ctype, status = nil, 'application/json', 200
     if path == '/stats' or path == '/' then
-      body = cjson.encode(cluster.stats())
+      body = cjson.encode(M.stats(cluster.workers))
       -- An empty list encodes as {} in cjson; it is a list.
       if body == '{}' then body = '[]' end
     elseif path == '/metrics' then
-      body = M.prometheus(cluster.stats())
+      body = M.prometheus(M.stats(cluster.workers))
       ctype = 'text/plain; version=0.0.4'
     elseif path == '/health' then
       local listening = 0

@@ -55,12 +55,16 @@ function M.attach(cluster)
   cluster._internal:on('setup', state.check)
   heartbeat.attach(cluster)
   restart.attach(cluster)
-  watchdog.attach(cluster)
-  status.attach(cluster)
   readiness.attach(cluster)
-  -- The signals are the primary's once it sets up (its first fork).
+  -- On each setupPrimary (every fork makes one): the watchdog arms once a
+  -- heartbeat is set, the endpoint starts once a statusPort is, and the
+  -- signals are the primary's from the first on. One listener, not one a
+  -- part: a script sees supervision's listeners (listenerCount, the
+  -- max-listeners warning), so it adds one an event at most.
   local installed = false
   cluster:on('setup', function()
+    watchdog.arm()
+    status.start(cluster)
     if installed then return end
     installed = true
     install_signals()

@@ -7,7 +7,8 @@
 --   GET /metrics  the same in Prometheus' text format
 --   GET /health   200 while at least one worker listens, else 503
 --
--- The endpoint starts with the first 'setup' that names a statusPort.
+-- The endpoint starts with the first 'setup' that names a statusPort
+-- (cluster/supervision.lua).
 
 local uv = require('uv')
 local cjson = require('cjson')
@@ -107,10 +108,6 @@ function M.stop()
     server:close()
     server = nil
   end
-end
-
-function M.attach(cluster)
-  cluster:on('setup', function() M.start(cluster) end)
 end
 
 return M

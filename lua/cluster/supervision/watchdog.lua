@@ -4,7 +4,7 @@
 -- 'unresponsive', is killed, and is replaced whatever the restart policy
 -- says (cluster/supervision/restart.lua reads worker._unresponsive).
 --
--- Armed once a heartbeat is set (the 'setup' event).
+-- Armed once a heartbeat is set (on 'setup': cluster/supervision.lua).
 
 local uv = require('uv')
 local state = require('cluster.supervision.state')
@@ -46,10 +46,6 @@ function M.arm()
   local every = math.max(10, math.floor(hb / 4))
   timer:start(every, every, check)
   timer:unref()
-end
-
-function M.attach(cluster)
-  cluster:on('setup', M.arm)
 end
 
 return M

@@ -20,6 +20,7 @@ local uv = require('uv')
 local EventEmitter = require('events')
 local Worker = require('cluster.worker')
 local utils = require('cluster.utils')
+local output = require('cluster.output')
 local registry = require('cluster.handles.registry')
 local activation = require('cluster.handles.activation')
 local ipc = require('_ipc')
@@ -178,25 +179,6 @@ local function argslist(s)
   return args
 end
 
--- A child's stdout/stderr under `silent`: an emitter of 'data' chunks.
--- With no 'data' listener the lines go to ours, prefixed with the worker's
--- id, whole (as under -w; cluster/output.lua).
-local function reader(pipe, fd, id)
-  local s = EventEmitter:new()
-  local write, finish = require('cluster.output').lines(fd, id)
-  pipe:read_start(function(err, data)
-    if data then
-      if s:listenerCount('data') > 0 then s:emit('data', data)
-      else write(data) end
-    else
-      pipe:close()
-      finish()
-      s:emit('end')
-    end
-  end)
-  return s
-end
-
 -- Emits 'exit' once both the process is gone and its channel closed, so
 -- 'disconnect' always comes first, as in Node, and no message the worker
 -- sent before dying is lost.
@@ -323,7 +305,8 @@ function cluster.fork(env)
     return true
   end
   if out then
-    proc.stdout, proc.stderr = reader(out, 1, id), reader(err, 2, id)
+    proc.stdout, proc.stderr = output.stream(out, 1, id),
+      output.stream(err, 2, id)
   end
 
   process.nextTick(function() cluster:emit('fork', worker) end)

@@ -43,7 +43,7 @@ function M.run(o)
   -- restarts it.
   restart.exit_when_down = true
   -- A silent worker's lines reach our output prefixed with its id
-  -- (cluster/primary.lua), as nothing here listens to them.
+  -- (cluster/output.lua), as nothing here listens to them.
   cluster.on('fork', function(w)
     log('worker %d (pid %d) started', w.id, w.process.pid)
   end)

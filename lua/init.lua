@@ -260,7 +260,7 @@ function init.main(argv)
   if o.script and o.workers and not wid then
     load_script(o)
     -- The script runs unmodified in workers; this process supervises.
-    return require('cluster.supervisor').run(o)
+    return require('cluster.supervision.run_workers').run(o)
   end
   local chunk = load_script(o)
   -- A tail call: the script's traceback ends at its own "main chunk".

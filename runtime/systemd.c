@@ -1,8 +1,8 @@
 /* `_systemd`: what luacluster says to systemd. notify() sends sd_notify's
  * datagram (READY=1, STATUS=..., MAINPID=...) to NOTIFY_SOCKET, so a
  * Type=notify unit knows when the workers listen. (Socket activation, the
- * other half, is descriptors handed over at start: lua/cluster/primary.lua
- * reads LISTEN_FDS.) */
+ * other half, is descriptors handed over at start:
+ * lua/cluster/handles/activation.lua reads LISTEN_FDS.) */
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>

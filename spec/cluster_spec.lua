@@ -569,6 +569,36 @@ describe('cluster exits', function()
   end)
 end)
 
+describe('cluster.stats (the counters a heartbeat reports)', function()
+  it('sums what every provider returns, requests and connections always',
+      function()
+    local p = run([[
+      local stats = require('cluster.stats')
+      local function show(t)
+        local keys = {}
+        for k in pairs(t) do keys[#keys + 1] = k end
+        table.sort(keys)
+        local out = {}
+        for _, k in ipairs(keys) do out[#out + 1] = k .. '=' .. t[k] end
+        print(table.concat(out, ' '))
+      end
+      show(stats.collect())
+      stats.provide('a', function() return {requests = 2, connections = 1} end)
+      stats.provide('b', function() return {requests = 3, frames = 7} end)
+      show(stats.collect())
+      stats.provide('b', function() return {requests = 1} end)
+      show(stats.collect())
+      print(pcall(stats.provide, 'c'))
+    ]])
+    assert.equal(0, p.code, p.stderr)
+    local out = lines(p.stdout)
+    assert.same({'connections=0 requests=0',
+      'connections=1 frames=7 requests=5', 'connections=1 requests=3'},
+      {out[1], out[2], out[3]})
+    assert.truthy(out[4]:find('^false\t.*a string and a function'))
+  end)
+end)
+
 describe('cluster listen plumbing', function()
   -- Each worker serves its id on raw TCP through cluster._getServer,
   -- under each policy; the spec connects until both ids answered.
@@ -625,6 +655,70 @@ describe('cluster listen plumbing', function()
         'both workers should answer under ' .. sched)
     end)
   end
+
+  -- Round robin hands a connection only to a worker that answered for its
+  -- last one (Node's free list): a stalled worker holds one, not a pile.
+  it('hands a stopped worker at most one connection under rr', function()
+    local uv = require('uv')
+    local path = h.tmpfile([[
+      local cluster = require('cluster')
+      if cluster.isPrimary then
+        cluster.fork() cluster.fork()
+        cluster.on('listening', function(w, a)
+          print('listening', w.id, w.process.pid, a.port)
+        end)
+      else
+        require('net').createServer(function(s)
+          s:finish('worker ' .. cluster.worker.id .. '\n')
+        end):listen(0)
+      end
+    ]])
+    local p = h.spawn({path}, {env = {LUACLUSTER_SCHED = 'rr'}})
+    local stopped
+    local ok, err = pcall(function()
+      assert.is_true(p:wait_output('listening\t2\t', 5000) and
+        p:wait_output('listening\t1\t', 5000), p.stderr)
+      local pid = tonumber(p.stdout:match('listening\t1\t(%d+)'))
+      local port = tonumber(p.stdout:match('listening\t%d\t%d+\t(%d+)'))
+      uv.kill(pid, 'sigstop')
+      stopped = pid
+      -- N connections at once; each reads until the server closes it.
+      local N = 20
+      local got = {}
+      local answered = 0
+      for i = 1, N do
+        local c = uv.new_tcp()
+        local data = ''
+        c:connect('127.0.0.1', port, function(e)
+          if e then return c:close() end
+          c:read_start(function(_, chunk)
+            if chunk then data = data .. chunk return end
+            got[i] = data:match('worker (%d)') or '?'
+            answered = answered + 1
+            c:close()
+          end)
+        end)
+      end
+      h.wait(function() return answered >= N - 1 end, 10000)
+      local by2 = 0
+      for _, id in pairs(got) do if id == '2' then by2 = by2 + 1 end end
+      assert.is_true(by2 >= N - 1, ('%d of %d answered by worker 2 ' ..
+        'while worker 1 was stopped'):format(by2, N))
+      -- Resumed, the stopped worker serves the one it was handed.
+      uv.kill(pid, 'sigcont')
+      stopped = nil
+      assert.is_true(h.wait(function() return answered == N end, 5000),
+        ('%d of %d answered after SIGCONT'):format(answered, N))
+      uv.kill(pid, 'sigkill')
+    end)
+    if stopped then
+      uv.kill(stopped, 'sigcont')
+      uv.kill(stopped, 'sigkill')
+    end
+    p:stop()
+    os.remove(path)
+    assert(ok, err)
+  end)
 
   it('reports EADDRINUSE to the worker', function()
     local uv = require('uv')

@@ -4,8 +4,9 @@
 #                               README's first command runs it on a bare
 #                               Debian 12, before make exists
 #   sh vendor/setup.sh build    the same (what `make`, `make run` run)
-#   sh vendor/setup.sh test     + what `make test` needs (busted, and the
-#                               tools and modules the specs use)
+#   sh vendor/setup.sh test     + what `make test` needs (busted, the
+#                               tools and modules the specs use,
+#                               redis-server; resty.redis into build/deps)
 #   sh vendor/setup.sh bench    + what bench/ needs (wrk, nginx+lua, node,
 #                               hyperfine)
 #   sh vendor/setup.sh fuzz     + clang and its sanitizer runtimes
@@ -19,7 +20,7 @@ set -eu
 build="make gcc libc6-dev cmake pkg-config libluajit2-5.1-dev luajit2 \
   libuv1-dev lua-cjson-dev lua-luv-dev node-llhttp"
 test="lua-busted lua-lpeg lua-filesystem procps util-linux mount systemd \
-  curl dpkg-dev file groff-base"
+  curl dpkg-dev file groff-base redis-server"
 bench="wrk nginx-light libnginx-mod-http-lua nodejs npm hyperfine"
 fuzz="clang libclang-rt-14-dev"
 
@@ -72,12 +73,49 @@ else
     installed "$p" || { echo "setup: $p did not install" >&2; exit 1; }
   done
   echo "setup: installed$missing"
+  # redis-server's package starts a server of its own on port 6379; the
+  # specs start theirs on free ports, so that one is stopped and kept from
+  # starting at boot.
+  case " $missing " in *" redis-server "*)
+    if [ -d /run/systemd/system ]; then
+      $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+    else
+      $SUDO service redis-server stop >/dev/null 2>&1 || true
+      $SUDO update-rc.d redis-server disable >/dev/null 2>&1 || true
+    fi
+  esac
 fi
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+# OpenResty's Redis driver for the cosocket specs, from Debian's
+# lua-nginx-redis. That package depends on nginx-extras, which conflicts
+# with the bench's nginx-light: it is downloaded and unpacked, not
+# installed, and its one file copied to build/deps/lua/resty/redis.lua.
+case "$what" in test|bench|all)
+  dest="$here/build/deps/lua/resty/redis.lua"
+  if [ ! -f "$dest" ]; then
+    echo "setup: lua-nginx-redis (resty.redis) into build/deps"
+    tmp=$(mktemp -d)
+    if ! (cd "$tmp" && apt-get download -qq lua-nginx-redis >/dev/null 2>&1)
+    then
+      SUDO=""
+      [ "$(id -u)" -eq 0 ] || SUDO=sudo
+      $SUDO apt-get update -qq
+      (cd "$tmp" && apt-get download -qq lua-nginx-redis >/dev/null)
+    fi
+    dpkg-deb -x "$tmp"/lua-nginx-redis_*.deb "$tmp/root"
+    # Debian ships it as nginx/redis.lua (resty/redis.lua upstream).
+    src=$(find "$tmp/root" -name redis.lua | head -n 1)
+    mkdir -p "$(dirname "$dest")"
+    cp "$src" "$dest"
+    rm -rf "$tmp"
+  fi
+esac
 
 # The benchmark's load tool from the npm registry, in bench/node_modules,
 # at the version bench/package.json pins (no lock file is written).
 if [ "$what" = bench ] || [ "$what" = all ]; then
-  here=$(cd "$(dirname "$0")/.." && pwd)
   if [ ! -x "$here/bench/node_modules/.bin/loadtest" ]; then
     echo "setup: npm install loadtest (bench/)"
     (cd "$here/bench" && npm install --no-audit --no-fund --silent \

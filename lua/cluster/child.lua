@@ -1,11 +1,16 @@
--- cluster.child: the worker's side of cluster. Opens the IPC channel the
--- primary passed on fd 3, says online, asks the primary for listening
--- sockets, and exits when the primary goes away.
+-- cluster.child: the worker's side of cluster (Node's
+-- lib/internal/cluster/child.js). Opens the IPC channel the primary passed
+-- on fd 3, says online, asks the primary for listening sockets (for net
+-- and http: _getServer), takes the connections it hands over, disconnects,
+-- and exits when the primary goes away. The heartbeat that feeds the
+-- primary's watchdog and stats runs from here too
+-- (cluster/supervision/heartbeat.lua).
 
 local ipc = require('_ipc')
 local EventEmitter = require('events')
 local Worker = require('cluster.worker')
 local utils = require('cluster.utils')
+local heartbeat = require('cluster.supervision.heartbeat')
 
 local cluster = EventEmitter:new()
 
@@ -80,12 +85,10 @@ function cluster._getServer(opts, cb, owner)
   send(msg, function(reply, handle)
     if reply.errno then
       if handle then handle:close() end
-      local err = {code = reply.errno, errno = reply.errno,
-        syscall = 'listen', address = opts.address, port = opts.port,
-        message = ('listen %s: %s'):format(reply.errno,
-          tostring(reply.message):gsub('^%u+: ', ''))}
-      setmetatable(err, {__tostring = function(e) return e.message end})
-      return cb(err)
+      return cb(utils.error(reply.errno, ('listen %s: %s'):format(
+        reply.errno, tostring(reply.message):gsub('^%u+: ', '')),
+        {errno = reply.errno, syscall = 'listen', address = opts.address,
+          port = opts.port}))
     end
     local key = reply.key
     local lst = {
@@ -262,47 +265,7 @@ function cluster._setupWorker(id, fd)
   -- What the worker sent reaches the primary even if it exits right away.
   process:on('exit', function() channel:flush() end)
   send({act = 'online'})
-  cluster._beat(tonumber(process.env.LUACLUSTER_HEARTBEAT))
-  process.env.LUACLUSTER_HEARTBEAT = nil
-
-end
-
-------------------------------------------------------------------------------
--- Heartbeat: the event loop reports to the primary every `interval` ms with
--- the figures cluster.stats() shows. A loop that stalls stops reporting, and
--- the primary's watchdog (setupPrimary{heartbeat=}) replaces the worker.
-
-local uv = require('uv')
-
-function cluster._beat(heartbeat)
-  local interval = 1000
-  if heartbeat and heartbeat > 0 then
-    interval = math.max(10, math.min(1000, math.floor(heartbeat / 4)))
-  end
-  local timer = uv.new_timer()
-  local last = uv.now()
-  local function beat()
-    local now = uv.now()
-    local lag = math.max(0, now - last - interval)
-    last = now
-    local requests, connections = 0, 0
-    local http = package.loaded.http
-    if http and http._stats then
-      local st = http._stats()
-      requests, connections = st.requests, st.connections
-    end
-    send({act = 'beat', rss = uv.resident_set_memory(), lag = lag,
-      requests = requests, connections = connections})
-  end
-  timer:start(interval, interval, beat)
-  timer:unref()
-  -- The first beat goes out as soon as the loop runs.
-  local first = uv.new_timer()
-  first:start(0, 0, function()
-    first:close()
-    beat()
-  end)
-  first:unref()
+  heartbeat.start(send)
 end
 
 EventEmitter.bindSelf(cluster)

@@ -1,7 +1,8 @@
 -- cluster.output: a worker's stdout or stderr as the primary passes it on
--- (under `luacluster -w`, and for a silent worker whose streams nothing
--- listens to): split into lines, each written whole behind the worker's
--- id, so lines of different workers never mix.
+-- (a silent worker's worker.process.stdout and .stderr; under
+-- `luacluster -w` every worker is silent): 'data' events for whoever
+-- listens, else lines, each written whole behind the worker's id, so lines
+-- of different workers never mix.
 --
 -- The primary's loop must stay free for signals, the IPC channels and the
 -- status port whatever a worker prints: each byte read is looked at once
@@ -10,6 +11,7 @@
 -- pieces after the first marked "[id]+ ".
 
 local lc = require('_lc')
+local EventEmitter = require('events')
 
 local M = {}
 
@@ -72,6 +74,25 @@ function M.lines(fd, id)
   end
 
   return write, finish
+end
+
+-- stream(pipe, fd, id) -> an emitter of 'data' (chunks) and 'end' for a
+-- silent worker's stdout (fd 1) or stderr (fd 2) read from pipe. With no
+-- 'data' listener the chunks go to our fd as lines (M.lines).
+function M.stream(pipe, fd, id)
+  local s = EventEmitter:new()
+  local write, finish = M.lines(fd, id)
+  pipe:read_start(function(_, data)
+    if data then
+      if s:listenerCount('data') > 0 then s:emit('data', data)
+      else write(data) end
+    else
+      pipe:close()
+      finish()
+      s:emit('end')
+    end
+  end)
+  return s
 end
 
 return M

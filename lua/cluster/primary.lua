@@ -1,16 +1,30 @@
--- cluster.primary: the primary's side of cluster. Forks workers (the same
--- binary re-running the script with an IPC channel on fd 3), answers their
--- listen requests per the scheduling policy, and reports their exits.
--- Listening sockets are the primary's under every policy, so a worker that
--- dies or is replaced leaves its queued connections to the next worker
--- instead of having them reset (cluster/*_handle.lua).
+-- cluster.primary: the primary's side of cluster (Node's
+-- lib/internal/cluster/primary.js). Forks workers (the same binary
+-- re-running the script with an IPC channel on fd 3), answers their listen
+-- requests per the scheduling policy (cluster/handles/), and reports what
+-- happens to them as Node's events.
+--
+-- What goes beyond Node (restarts, the watchdog, reload, shutdown, stats,
+-- the status endpoint) is not here: cluster/supervision/ listens to these
+-- events, and to a few internal ones on cluster._internal, an emitter
+-- scripts do not see:
+--   'setup'(options, problems)  setupPrimary(options) was called; a
+--                               listener appends what is wrong with them
+--                               to problems, and setupPrimary raises
+--   'spawn'(worker, env)        a worker is about to start; env (name ->
+--                               value) may gain variables
+--   <act>(worker, msg)          a control message from a worker that the
+--                               primary does not handle itself ('beat')
 
 local uv = require('uv')
 local EventEmitter = require('events')
 local Worker = require('cluster.worker')
 local utils = require('cluster.utils')
-local supervise = require('cluster.supervise')
+local output = require('cluster.output')
+local registry = require('cluster.handles.registry')
+local activation = require('cluster.handles.activation')
 local ipc = require('_ipc')
+local tcp = require('_tcp')
 
 local cluster = EventEmitter:new()
 
@@ -23,13 +37,10 @@ cluster.settings = {}
 cluster.SCHED_NONE = 1
 cluster.SCHED_RR = 2
 cluster.SCHED_REUSEPORT = 3
+cluster._internal = EventEmitter:new()
 
+local internal = cluster._internal
 local policies = {rr = 2, none = 1, reuseport = 3}
-local Handles = {
-  [1] = 'cluster.shared_handle',
-  [2] = 'cluster.round_robin_handle',
-  [3] = 'cluster.reuseport_handle',
-}
 
 -- The default: a SO_REUSEPORT socket per worker. Measured against the
 -- others (bench/sched/run.sh, README.md "Scheduling policy"): the most
@@ -40,7 +51,7 @@ local Handles = {
 cluster.schedulingPolicy = policies[process.env.LUACLUSTER_SCHED or ''] or
   cluster.SCHED_REUSEPORT
 
-local handles = {}   -- key -> handle object
+registry.workers = cluster.workers
 local ids = 0
 local initialized = false
 
@@ -50,29 +61,18 @@ local function copy(t)
   return o
 end
 
-local RESTART = {never = true, ['on-failure'] = true, always = true}
-
+-- Raises (at the caller of setupPrimary) what is wrong with its options.
 local function check_settings(o)
-  if o.restart ~= nil and not RESTART[o.restart] then
-    error(("setupPrimary: restart must be 'never', 'on-failure' or " ..
-      "'always', got %s"):format(tostring(o.restart)), 3)
-  end
-  for _, k in ipairs({'restartDelay', 'maxRestarts', 'restartWindow',
-      'heartbeat', 'shutdownTimeout', 'statusPort'}) do
-    local v = o[k]
-    if v ~= nil and (type(v) ~= 'number' or v < 0 or v ~= v) then
-      error(('setupPrimary: %s must be a number >= 0, got %s'):format(k,
-        tostring(v)), 3)
-    end
-  end
+  local problems = {}
+  internal:emit('setup', o, problems)
   if o.exec ~= nil and type(o.exec) ~= 'string' then
-    error('setupPrimary: exec must be a path (a string)', 3)
+    problems[#problems + 1] = 'exec must be a path (a string)'
   end
+  if problems[1] then error('setupPrimary: ' .. problems[1], 3) end
 end
 
 -- setupPrimary(settings): exec, args, silent, env, cwd (+ execArgv), and
--- beyond Node: restart, restartDelay, maxRestarts, restartWindow,
--- heartbeat, shutdownTimeout, statusPort (cluster/supervise.lua).
+-- what supervision reads (restart, heartbeat, ...: cluster/supervision/).
 function cluster.setupPrimary(options)
   if options ~= nil then check_settings(options) end
   local argv = process.argv
@@ -85,11 +85,9 @@ function cluster.setupPrimary(options)
   for k, v in pairs(cluster.settings) do settings[k] = v end
   for k, v in pairs(options or {}) do settings[k] = v end
   cluster.settings = settings
-  supervise.arm_watchdog()
-  if settings.statusPort then require('cluster.status').start(cluster) end
   if not initialized then
     initialized = true
-    supervise.install_signals()
+    activation.load()
     local p = cluster.schedulingPolicy
     assert(p == 1 or p == 2 or p == 3, 'bad cluster.schedulingPolicy: ' ..
       tostring(p))
@@ -101,45 +99,6 @@ cluster.setupMaster = cluster.setupPrimary
 local function removeWorker(worker)
   if cluster.workers[worker.id] ~= worker then return end
   cluster.workers[worker.id] = nil
-end
-
--- A handle no worker uses any more closes, as in Node; but while the
--- primary restarts workers (a restart policy, a reload) it stays open, so
--- connections wait in its backlog for the replacement instead of being
--- refused. A worker whose channel is still open (told to drain or
--- disconnect) stops counting now but may still accept; once the channel
--- has closed it is gone.
-local function removeHandlesForWorker(worker)
-  local keep = supervise.keeps_sockets()
-  local gone = not worker._channel.connected
-  for key, handle in pairs(handles) do
-    if handle:remove(worker, gone) and not keep then
-      handles[key] = nil
-      handle:close()
-    end
-  end
-end
-
--- newcomers(handle) -> how many workers may still ask handle for a socket:
--- those forked, connected, not leaving and not listening through it yet,
--- and the restarts the supervisor has scheduled.
-local function newcomers(handle)
-  local n = supervise.pending_restarts()
-  for _, w in pairs(cluster.workers) do
-    if w._channel.connected and not w.exitedAfterDisconnect and
-        not handle:knows(w) then
-      n = n + 1
-    end
-  end
-  return n
-end
-
--- Closes the SO_REUSEPORT sockets no worker will take (reuseport_handle's
--- trim); called once the supervisor has decided about a worker that left.
-local function trimHandles()
-  for _, handle in pairs(handles) do
-    if handle.trim then handle:trim(newcomers(handle)) end
-  end
 end
 
 ------------------------------------------------------------------------------
@@ -158,56 +117,17 @@ function onmessage.exitedAfterDisconnect(worker, msg)
   worker._channel:internal({ack = msg.seq})
 end
 
--- Sockets passed by systemd (socket activation: LISTEN_PID, LISTEN_FDS,
--- from fd 3 on), by port. A worker asking for that port gets one of them
--- instead of a new bind; they are shared (or round robin), never reuseport.
-local activated = {}
-do
-  local n = tonumber(process.env.LISTEN_FDS)
-  if n and tonumber(process.env.LISTEN_PID) == process.pid then
-    for fd = 3, 3 + n - 1 do
-      local a = require('_tcp').sockname(fd)
-      if a then
-        ipc.cloexec(fd)
-        activated[a.port] = {fd = fd, address = a.address}
-      end
-    end
-  end
-  for _, k in ipairs({'LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES'}) do
-    process.env[k] = nil
-    uv.os_unsetenv(k)
-  end
-end
-
+-- A worker asks for a listening socket; the answer carries the socket (or
+-- none: round robin) or the error's code and message.
 function onmessage.queryServer(worker, msg)
   if worker.exitedAfterDisconnect then return end
-  local key = ('%s:%s:%s:%s'):format(tostring(msg.address), msg.port,
-    msg.addressType, msg.index)
-  local handle = handles[key]
-  if not handle then
-    local policy = cluster.schedulingPolicy
-    local a = activated[msg.port]
-    if a and a.used then
-      -- Another server of this worker set has the socket already.
-      a = nil
-    end
-    if a and policy == cluster.SCHED_REUSEPORT then
-      policy = cluster.SCHED_NONE
-    end
-    handle = require(Handles[policy]).new(key, {address = msg.address,
-      port = msg.port, backlog = msg.backlog, fd = a and a.fd})
-    handles[key] = handle
-  end
-  handle:add(worker, function(err, reply, h)
-    if err and handle.err and handles[key] == handle then
-      handles[key] = nil
-    end
-    local answer = reply or {}
-    answer.ack, answer.key = msg.seq, key
+  registry.query(worker, msg, cluster.schedulingPolicy,
+      function(err, answer, socket)
+    answer.ack = msg.seq
     if err then
       answer.errno, answer.message = err.code, err.message
     end
-    worker._channel:internal(answer, h)
+    worker._channel:internal(answer, socket)
   end)
 end
 
@@ -217,37 +137,29 @@ function onmessage.listening(worker, msg)
   worker.state = 'listening'
   worker:emit('listening', info)
   cluster:emit('listening', worker, info)
-  supervise.listening()
-end
-
-function onmessage.beat(worker, msg)
-  supervise.beat(worker, msg)
 end
 
 -- The worker closed a server: it no longer holds that socket.
 function onmessage.close(worker, msg)
-  local handle = handles[msg.key]
-  if not handle then return end
-  if handle:remove(worker, true) and not supervise.keeps_sockets() then
-    handles[msg.key] = nil
-    handle:close()
-  elseif handle.trim then
-    handle:trim(newcomers(handle))
-  end
+  registry.closed(worker, msg.key)
 end
 
 ------------------------------------------------------------------------------
 -- Workers.
 
-local function envlist(id, extra, shared)
+-- envlist(worker, extra, shared) -> the worker's environment as a list of
+-- "name=value": ours, under settings.env, under fork's; then what the
+-- runtime passes (shared dicts, the id, the channel) and what internal
+-- 'spawn' listeners add.
+local function envlist(worker, extra, shared)
   local env = copy(process.env)
   for k, v in pairs(cluster.settings.env or {}) do env[k] = v end
   for k, v in pairs(extra or {}) do env[k] = v end
+  internal:emit('spawn', worker, env)
+  local id = worker.id
   env.LUACLUSTER_SHARED = shared
   env.LUACLUSTER_WORKER_ID = tostring(id)
   env.LUACLUSTER_CHANNEL_FD = '3'
-  env.LUACLUSTER_HEARTBEAT = cluster.settings.heartbeat and
-    tostring(cluster.settings.heartbeat) or nil
   local list = {}
   for k, v in pairs(env) do
     if v ~= false and v ~= nil then list[#list + 1] = k .. '=' .. tostring(v) end
@@ -267,25 +179,6 @@ local function argslist(s)
   return args
 end
 
--- A child's stdout/stderr under `silent`: an emitter of 'data' chunks.
--- With no 'data' listener the lines go to ours, prefixed with the worker's
--- id, whole (as under -w; cluster/output.lua).
-local function reader(pipe, fd, id)
-  local s = EventEmitter:new()
-  local write, finish = require('cluster.output').lines(fd, id)
-  pipe:read_start(function(err, data)
-    if data then
-      if s:listenerCount('data') > 0 then s:emit('data', data)
-      else write(data) end
-    else
-      pipe:close()
-      finish()
-      s:emit('end')
-    end
-  end)
-  return s
-end
-
 -- Emits 'exit' once both the process is gone and its channel closed, so
 -- 'disconnect' always comes first, as in Node, and no message the worker
 -- sent before dying is lost.
@@ -299,19 +192,21 @@ local function finish_exit(worker)
     worker._exitTimer:close()
     worker._exitTimer = nil
   end
-  removeHandlesForWorker(worker)
+  registry.remove(worker)
   removeWorker(worker)
   worker.exitedAfterDisconnect = not not worker.exitedAfterDisconnect
   worker.state = 'dead'
   worker:emit('exit', info.code, info.signal)
   cluster:emit('exit', worker, info.code, info.signal)
-  supervise.exited(worker, info.code, info.signal)
-  trimHandles()
+  -- The sockets no worker will take close once the 'exit' listeners, and
+  -- what they deferred to the next tick (supervision's restart decision),
+  -- have had their say: a replacement they announced keeps its socket.
+  process.nextTick(registry.trim)
 end
 
 local function on_disconnect(worker)
   worker.process.connected = false
-  removeHandlesForWorker(worker)
+  registry.remove(worker)
   if worker:isDead() or worker._exit then removeWorker(worker) end
   worker.exitedAfterDisconnect = not not worker.exitedAfterDisconnect
   if not worker._exit then worker.state = 'disconnected' end
@@ -320,21 +215,16 @@ local function on_disconnect(worker)
   finish_exit(worker)
 end
 
-local function spawn_failed(worker, err)
+local function spawn_failed(worker, msg, code)
   process.nextTick(function()
-    worker:emit('error', {code = err:match('^(%u+)') or 'ESPAWN',
-      message = 'cannot fork a worker: ' .. tostring(err)})
+    worker:emit('error', utils.error(code or 'ESPAWN',
+      'cannot fork a worker: ' .. tostring(msg)))
   end)
 end
 
--- fork([env]) -> Worker
+-- fork([env]) -> Worker. worker._env keeps env (a replacement gets the
+-- same).
 function cluster.fork(env)
-  return cluster._fork(env, nil)
-end
-
--- _fork(env, slot): a fork that takes over a worker slot (a restart or a
--- reload keeps its backoff and restart count).
-function cluster._fork(env, slot)
   cluster.setupPrimary()
   ids = ids + 1
   local id = ids
@@ -350,16 +240,16 @@ function cluster._fork(env, slot)
   -- fds 4, 5, ..., named in LUACLUSTER_SHARED.
   local shared = package.loaded.shared
   local shared_env = shared and shared._stdio(stdio)
-  local worker
   local proc = {connected = true}
-  worker = Worker.new({id = id, process = proc})
+  local worker = Worker.new({id = id, process = proc})
+  worker._env = env
 
   -- Each worker leads a session of its own (detached): a terminal's Ctrl-C
   -- or a signal to the primary's process group reaches the primary only,
   -- which shuts down or reloads gracefully; workers cannot outlive it (they
   -- exit when its channel closes).
-  local handle, pid = uv.spawn(process.execPath, {
-    args = argslist(s), stdio = stdio, env = envlist(id, env, shared_env),
+  local handle, pid, ecode = uv.spawn(process.execPath, {
+    args = argslist(s), stdio = stdio, env = envlist(worker, env, shared_env),
     cwd = s.cwd,
     detached = true,
   }, function(code, signal)
@@ -376,7 +266,7 @@ function cluster._fork(env, slot)
     finish_exit(worker)
   end)
 
-  utils.close(theirs)
+  tcp.close(theirs)
   worker._channel = utils.Channel(mine, {
     message = function(msg)
       worker:emit('message', msg)
@@ -384,13 +274,15 @@ function cluster._fork(env, slot)
     end,
     internal = function(msg, h)
       local fn = onmessage[msg.act]
-      if fn then fn(worker, msg, h)
-      elseif h then h:close() end
+      if fn then return fn(worker, msg, h) end
+      if h then h:close() end
+      if msg.act and msg.act ~= 'error' then
+        internal:emit(msg.act, worker, msg)
+      end
     end,
     close = function() on_disconnect(worker) end,
     error = function(e)
-      local err = setmetatable({code = 'ERR_IPC', message = 'worker ' ..
-        id .. ': ' .. e}, {__tostring = function(x) return x.message end})
+      local err = utils.error('ERR_IPC', 'worker ' .. id .. ': ' .. e)
       if worker:listenerCount('error') > 0 then worker:emit('error', err)
       else io.stderr:write('luacluster: ', err.message, '\n') end
     end,
@@ -400,23 +292,23 @@ function cluster._fork(env, slot)
     worker._channel:close()
     if out then out:close() err:close() end
     worker.state = 'dead'
-    spawn_failed(worker, pid)
+    spawn_failed(worker, pid, ecode)
     return worker
   end
   proc.pid = pid
   proc.handle = handle
+  -- kill([sig]) -> true, or false, message, code (luv's).
   function proc.kill(a, b)
     local sig = (a == proc) and b or a
-    local ok, e = uv.kill(pid, process.signum(sig, 2))
-    if not ok then return false, e end
+    local ok, msg, name = uv.kill(pid, process.signum(sig, 2))
+    if not ok then return false, msg, name end
     return true
   end
   if out then
-    proc.stdout, proc.stderr = reader(out, 1, id), reader(err, 2, id)
+    proc.stdout, proc.stderr = output.stream(out, 1, id),
+      output.stream(err, 2, id)
   end
 
-  worker._env = env
-  supervise.forked(worker, slot)
   process.nextTick(function() cluster:emit('fork', worker) end)
   cluster.workers[id] = worker
   return worker
@@ -438,7 +330,7 @@ function Worker:disconnect()
   if self._channel.connected then
     self._channel:internal({act = 'disconnect'})
   end
-  removeHandlesForWorker(self)
+  registry.remove(self)
   removeWorker(self)
   return self
 end
@@ -463,32 +355,15 @@ function cluster.disconnect(cb)
   if left == 0 and type(cb) == 'function' then process.nextTick(cb) end
 end
 
-function cluster._handles() return handles end
-
--- _drain(worker): the worker stops accepting, finishes its requests and
--- exits; it stays in cluster.workers until it is gone.
+-- _drain(): the worker stops accepting, finishes its requests and exits;
+-- it stays in cluster.workers until it is gone (a reload or a shutdown).
 function Worker:_drain()
   self.exitedAfterDisconnect = true
   if self._channel and not self._channel.closing then
     self._channel:internal({act = 'disconnect', exit = true})
   end
-  removeHandlesForWorker(self)
+  registry.remove(self)
 end
-function cluster._drain(w) return w:_drain() end
-
--- _closeHandles(): the primary's listening sockets close now (shutdown:
--- a new connection is refused).
-function cluster._closeHandles()
-  for key, handle in pairs(handles) do
-    handles[key] = nil
-    handle:close()
-  end
-end
-
-cluster.reload = supervise.reload
-cluster.shutdown = supervise.shutdown
-cluster.stats = supervise.stats
-supervise.attach(cluster)
 
 -- Messages queued for workers leave before the primary exits.
 process:on('exit', function()

@@ -1,10 +1,30 @@
--- cluster.utils: the IPC channel between a primary and a worker.
+-- cluster.utils: what both roles share: the IPC channel between a primary
+-- and a worker, the checks that name what in a message cannot be sent, and
+-- the one maker of the errors lua/cluster hands to callbacks and events.
 --
 -- The channel itself is C (runtime/ipc.c): framed binary messages, user
 -- and control messages kept apart by a flag, sockets passed along with
 -- their frame, writes batched until the loop is about to poll. This side
 -- adds seq/ack for control requests that expect an answer, and clear errors
 -- for values that cannot be sent.
+--
+-- Error conventions, by layer (the project's rule, DESIGN.md "Conventions"):
+--   * C bindings (_ipc, _tcp, _systemd, uv) raise on misuse (a wrong type,
+--     a closed handle) and return nil, message, code on an operational
+--     error (luv's rule). The Lua helpers that wrap them keep that shape:
+--     the handles' socket helpers (cluster/handles/base.lua) return nil,
+--     message, code; Channel:send returns false, message, code on a closed
+--     channel.
+--   * What lua/cluster hands to a user's callback or 'error' listener is a
+--     Node Error: a table with Node's `code` and a `message`, printing as
+--     its message (utils.error). The scheduling handles answer a worker's
+--     listen through a callback too, so they pass such an error; the
+--     primary sends its code and message over the channel and the worker
+--     rebuilds a Node listen error from them (cluster/child.lua).
+--   * Wrong arguments from a script raise at the call, naming the function
+--     (setupPrimary's options, a value `send` cannot encode).
+--   * ngx-compatible modules (lua/ngx, lua/shared.lua) keep ngx's shapes;
+--     nothing here is one.
 
 local uv = require('uv')
 local cjson = require('cjson')
@@ -17,6 +37,19 @@ local huge = math.huge
 local ipc = require('_ipc')
 local tcp = require('_tcp')
 local null = cjson.null
+
+------------------------------------------------------------------------------
+-- Errors.
+
+local ErrorMT = {__tostring = function(e) return e.message end}
+
+-- error(code, message[, fields]) -> a Node-style error: fields (or a new
+-- table) with code and message, printing as message.
+function utils.error(code, message, fields)
+  local e = fields or {}
+  e.code, e.message = code, message
+  return setmetatable(e, ErrorMT)
+end
 
 ------------------------------------------------------------------------------
 -- Validation: cjson would quietly turn {1, 2, x = 3} into an object with
@@ -78,59 +111,6 @@ function utils.cannot_send(msg)
   error('cannot send this value', 0)
 end
 
-
-------------------------------------------------------------------------------
--- Sockets for the scheduling handles.
-
--- socket(opts, reuseport, bind_only) -> fd, port; or nil, {code, message}.
--- Binds at once (so EADDRINUSE is known now, where libuv would defer it to
--- listen); bind_only makes a holder of the port that takes no connections.
-function utils.socket(opts, reuseport, bind_only)
-  local backlog = bind_only and -1 or (opts.backlog or 511)
-  local fd, msg, code = tcp.listen_fd(opts.address, opts.port, backlog,
-    reuseport)
-  if not fd then return nil, {code = code, message = msg} end
-  local name = tcp.sockname(fd)
-  return fd, name and name.port or opts.port
-end
-
-utils.dup, utils.close = tcp.dup, tcp.close
-
--- listener(opts) -> fd, port of a listening socket for opts: a duplicate of
--- opts.fd (a socket handed over already listening, by systemd socket
--- activation: the original outlives the handle), else a new one; or nil,
--- {code, message}.
-function utils.listener(opts)
-  if opts.fd then
-    local fd, msg, code = tcp.dup(opts.fd)
-    if not fd then return nil, {code = code, message = msg} end
-    return fd, opts.port
-  end
-  return utils.socket(opts, false, false)
-end
-
--- The worker bookkeeping of the handles: the workers listening through
--- one, counted (a draining worker no longer counts).
-local HandleBase = {}
-HandleBase.__index = HandleBase
-
-function HandleBase:track(worker)
-  if not self.workers[worker] then
-    self.workers[worker] = true
-    self.count = self.count + 1
-  end
-end
-
--- remove(worker) -> true when no worker is left (the caller closes it).
-function HandleBase:remove(worker)
-  if self.workers[worker] then
-    self.workers[worker] = nil
-    self.count = self.count - 1
-  end
-  return self.count == 0
-end
-
-utils.HandleBase = HandleBase
 
 ------------------------------------------------------------------------------
 -- Channel.
@@ -219,22 +199,25 @@ function Channel:_closed()
   self.h.close()
 end
 
--- send(msg[, cb]) a user message -> true, or false, 'channel closed'.
--- Raises if msg cannot be encoded. cb(err) once written.
+-- send(msg[, cb]) a user message -> true, or false, message, code when the
+-- channel is closed. Raises if msg cannot be encoded. cb(err) once written
+-- (err: nil, or the C side's message).
 function Channel:send(msg, cb)
-  if self.closing then return false, 'channel closed' end
+  if self.closing then
+    return false, 'channel closed', 'ERR_IPC_CHANNEL_CLOSED'
+  end
   if not self.c:send(false, msg, nil, cb) then utils.cannot_send(msg) end
   return true
 end
 
--- internal(msg[, handle][, reply][, written]): a control message. handle
--- (an fd or a luv tcp) rides along; the caller may close its own copy at
--- once. reply(answer, handle) runs when the other side answers with
--- ack = msg.seq.
-function Channel:internal(msg, handle, reply, written)
+-- internal(msg[, handle][, reply]) -> true, or false, message, code when
+-- the channel is closed: a control message. handle (an fd or a luv tcp) rides along; the
+-- caller may close its own copy at once. reply(answer, handle) runs when
+-- the other side answers with ack = msg.seq (never, if the channel closes
+-- first).
+function Channel:internal(msg, handle, reply)
   if self.closing then
-    if written then written('channel closed') end
-    return false
+    return false, 'channel closed', 'ERR_IPC_CHANNEL_CLOSED'
   end
   if reply then
     self.seq = self.seq + 1
@@ -242,7 +225,7 @@ function Channel:internal(msg, handle, reply, written)
     self.pending[self.seq] = reply
   end
   if handle and type(handle) ~= 'number' then handle = handle:fileno() end
-  return self.c:send(true, msg, handle, written)
+  return self.c:send(true, msg, handle)
 end
 
 -- flush(): writes what is queued now (before process.exit).

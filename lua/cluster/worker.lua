@@ -1,8 +1,11 @@
--- cluster.worker: the Worker object, shared by both sides. The primary's
--- Worker wraps a child process; the worker's own (cluster.worker) wraps
--- process. Methods work with a dot and with a colon.
+-- cluster.worker: the Worker object, shared by both sides (Node's
+-- lib/internal/cluster/worker.js). The primary's Worker wraps a child
+-- process (its kill and disconnect are in cluster/primary.lua); the
+-- worker's own (cluster.worker) wraps process (cluster/child.lua). Methods
+-- work with a dot and with a colon.
 
 local EventEmitter = require('events')
+local utils = require('cluster.utils')
 
 local Worker = EventEmitter:extend()
 
@@ -26,20 +29,17 @@ function Worker:isConnected()
   return self._channel ~= nil and not self._channel.closing
 end
 
--- send(msg[, cb]) -> true, or false when the channel is closed (cb or
--- the 'error' event gets the error). Raises when msg cannot be encoded.
-local ClosedMT = {__tostring = function(e) return e.message end}
-
 -- Reports a send on a closed channel (apart from send, which then has no
 -- closure: a closure in it would keep the JIT from compiling the send path).
 local function send_closed(self, cb)
-  local err = setmetatable({code = 'ERR_IPC_CHANNEL_CLOSED',
-    message = 'Channel closed'}, ClosedMT)
+  local err = utils.error('ERR_IPC_CHANNEL_CLOSED', 'Channel closed')
   if cb then process.nextTick(cb, err)
   else process.nextTick(function() self:emit('error', err) end) end
   return false
 end
 
+-- send(msg[, cb]) -> true, or false when the channel is closed (cb or
+-- the 'error' event gets the error). Raises when msg cannot be encoded.
 function Worker:send(msg, cb)
   local ch = self._channel
   if not ch or ch.closing then return send_closed(self, cb) end

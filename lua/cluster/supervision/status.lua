@@ -1,14 +1,38 @@
--- cluster.status: the primary's opt-in status endpoint
+-- cluster.supervision.status: what the primary tells of its workers.
+-- cluster.stats(), from each worker's last heartbeat
+-- (cluster/supervision/heartbeat.lua), and the opt-in status endpoint
 -- (setupPrimary{statusPort = 9100[, statusHost = '127.0.0.1']}, or
--- `luacluster -w N --status 9100`):
+-- LUACLUSTER_STATUS_PORT=9100 under `luacluster -w N`):
 --   GET /stats    cluster.stats() as JSON
 --   GET /metrics  the same in Prometheus' text format
 --   GET /health   200 while at least one worker listens, else 503
+--
+-- The endpoint starts with the first 'setup' that names a statusPort
+-- (cluster/supervision.lua).
 
+local uv = require('uv')
 local cjson = require('cjson')
+local heartbeat = require('cluster.supervision.heartbeat')
 
 local M = {}
 local server
+
+-- stats(workers) -> sequence ordered by id of {id, pid, uptime, restarts,
+-- rss, requests, connections, loopLag, state}.
+function M.stats(workers)
+  local out = {}
+  local now = uv.now()
+  for id, w in pairs(workers) do
+    local s = heartbeat.figures(w)
+    out[#out + 1] = {id = id, pid = w.process.pid,
+      uptime = math.floor((now - (w._started or now)) / 100) / 10,
+      restarts = w._slot and w._slot.restarts or 0, rss = s.rss,
+      requests = s.requests, connections = s.connections,
+      loopLag = s.lag, state = w.state}
+  end
+  table.sort(out, function(a, b) return a.id < b.id end)
+  return out
+end
 
 local METRICS = {
   {'requests', 'requests_total', 'counter',
@@ -40,19 +64,20 @@ function M.prometheus(stats)
   return table.concat(out, '\n') .. '\n'
 end
 
+-- start(cluster): serves on settings.statusPort, once.
 function M.start(cluster)
-  if server then return end
+  if server or not cluster.settings.statusPort then return end
   local http = require('http')
   local port = cluster.settings.statusPort
   server = http.createServer(function(req, res)
     local path = req.url:match('^[^?]*')
     local body, ctype, status = nil, 'application/json', 200
     if path == '/stats' or path == '/' then
-      body = cjson.encode(cluster.stats())
+      body = cjson.encode(M.stats(cluster.workers))
       -- An empty list encodes as {} in cjson; it is a list.
       if body == '{}' then body = '[]' end
     elseif path == '/metrics' then
-      body = M.prometheus(cluster.stats())
+      body = M.prometheus(M.stats(cluster.workers))
       ctype = 'text/plain; version=0.0.4'
     elseif path == '/health' then
       local listening = 0
@@ -77,6 +102,7 @@ function M.start(cluster)
   if server.unref then server:unref() end
 end
 
+-- stop(): the endpoint closes (a shutdown).
 function M.stop()
   if server then
     server:close()

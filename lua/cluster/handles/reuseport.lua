@@ -1,4 +1,4 @@
--- cluster.reuseport_handle: SCHED_REUSEPORT. The kernel hashes connections
+-- cluster.handles.reuseport: SCHED_REUSEPORT. The kernel hashes connections
 -- across a group of SO_REUSEPORT sockets, one per worker, and each worker
 -- accepts from its own: the primary stays out of the data path.
 --
@@ -13,9 +13,10 @@
 --
 -- While no worker holds a socket the kernel still hashes new connections
 -- to it, so the primary accepts them itself and hands them to the other
--- workers (cluster/handoff.lua) until the replacement takes the socket. A
--- socket no worker will take (fewer workers than sockets: a worker killed
--- or disconnected and not replaced, a restart the supervisor gave up) is
+-- workers (cluster/handles/handoff.lua) until the replacement takes the
+-- socket. A socket no worker will take (fewer workers than sockets: a
+-- worker killed or disconnected and not replaced, a restart supervision
+-- gave up) is
 -- closed by trim(): its queue is emptied to the other workers and the
 -- socket closed at once, in one step, so only a connection completing its
 -- handshake within those microseconds can be reset.
@@ -26,27 +27,24 @@
 
 local uv = require('uv')
 local utils = require('cluster.utils')
-local Handoff = require('cluster.handoff')
+local Base = require('cluster.handles.base')
+local Handoff = require('cluster.handles.handoff')
 local tcp = require('_tcp')
 
-local ReusePortHandle = {}
-ReusePortHandle.__index = ReusePortHandle
-setmetatable(ReusePortHandle, utils.HandleBase)
+local ReusePort = setmetatable({}, Base)
+ReusePort.__index = ReusePort
 
 -- new(key, opts) binds the port holder; a bind error is kept and answered
 -- to every worker that asks.
-function ReusePortHandle.new(key, opts)
-  local self = setmetatable({key = key, workers = {}, count = 0,
+function ReusePort.new(key, opts)
+  local self = Base.init(setmetatable({
     sockets = {},   -- {fd=, holders = {[worker] = true}, n=, slot=, relay=}
     of = {},        -- worker -> the socket it holds
     seen = setmetatable({}, {__mode = 'k'}),  -- workers that asked
     address = opts.address, backlog = opts.backlog or 511,
-    handoff = Handoff.new(key)}, ReusePortHandle)
-  local fd, port = utils.socket(opts, true, true)
-  if not fd then
-    self.err = port
-    return self
-  end
+    handoff = Handoff.new(key)}, ReusePort), key)
+  local fd, port, code = Base.socket(opts, true, true)
+  if not fd then return Base.fail(self, port, code) end
   self.fd, self.port = fd, port
   return self
 end
@@ -57,14 +55,9 @@ end
 local function relay(self, s)
   local on = s.n == 0 and self.handoff:count() > 0
   if on and not s.relay then
-    local fd = tcp.dup(s.fd)
-    if not fd then return end
-    local t = uv.new_tcp()
-    if not t:open(fd) then
-      t:close()
-      tcp.close(fd)
-      return
-    end
+    -- A duplicate, so closing the relay leaves the socket open.
+    local t = utils.wrap_fd(tcp.dup(s.fd))
+    if not t then return end
     t:listen(self.backlog, function(err)
       if err then return end
       local c = uv.new_tcp()
@@ -82,9 +75,10 @@ local function relays(self)
   for _, s in ipairs(self.sockets) do relay(self, s) end
 end
 
--- pick(worker) -> the socket for worker: its slot's (the one its
--- predecessor had: a restart, or a reload's new worker sharing with the
--- old), else one no worker holds, else a new one; or nil, err.
+-- pick(worker) -> the socket for worker: its slot's (worker._slot, set by
+-- supervision: the one its predecessor had, for a restart, or a reload's
+-- new worker sharing with the old), else one no worker holds, else a new
+-- one; or nil, message, code.
 local function pick(self, worker)
   local slot = worker._slot
   for _, s in ipairs(self.sockets) do
@@ -93,9 +87,9 @@ local function pick(self, worker)
   for _, s in ipairs(self.sockets) do
     if s.n == 0 then return s end
   end
-  local fd, err = utils.socket({address = self.address, port = self.port,
-    backlog = self.backlog}, true, false)
-  if not fd then return nil, err end
+  local fd, msg, code = Base.socket({address = self.address,
+    port = self.port, backlog = self.backlog}, true, false)
+  if not fd then return nil, msg, code end
   local s = {fd = fd, holders = {}, n = 0}
   self.sockets[#self.sockets + 1] = s
   return s
@@ -103,13 +97,13 @@ end
 
 -- add(worker, send): answers the worker with its socket (passed as an fd;
 -- ours stays open) or the error.
-function ReusePortHandle:add(worker, send)
+function ReusePort:add(worker, send)
   if self.err then return send(self.err) end
   local s = self.of[worker]
   if not s then
-    local err
-    s, err = pick(self, worker)
-    if not s then return send(err) end
+    local msg, code
+    s, msg, code = pick(self, worker)
+    if not s then return send(utils.error(code, msg)) end
     s.holders[worker] = true
     s.n = s.n + 1
     s.slot = worker._slot
@@ -126,7 +120,7 @@ end
 -- counting now (it drains, or is gone); its socket is released once it is
 -- gone (gone: it closed its server, its channel closed or it exited), as
 -- until then it may still accept from it.
-function ReusePortHandle:remove(worker, gone)
+function ReusePort:remove(worker, gone)
   self.handoff:remove(worker)
   local s = self.of[worker]
   if s and gone then
@@ -135,11 +129,11 @@ function ReusePortHandle:remove(worker, gone)
     s.n = s.n - 1
   end
   relays(self)
-  return utils.HandleBase.remove(self, worker)
+  return Base.remove(self, worker)
 end
 
 -- knows(worker) -> whether worker asked this handle for a socket already.
-function ReusePortHandle:knows(worker)
+function ReusePort:knows(worker)
   return self.seen[worker] ~= nil
 end
 
@@ -154,7 +148,7 @@ local function retire(self, s, serve)
     s.relay = nil
   end
   local queued = serve and tcp.accept_all(s.fd) or {}
-  utils.close(s.fd)
+  tcp.close(s.fd)
   for _, fd in ipairs(queued) do
     local c = utils.wrap_fd(fd)
     if c then self.handoff:give(c) end
@@ -164,7 +158,7 @@ end
 -- trim(newcomers): keeps as many sockets no worker holds as workers may
 -- still come to take them (newcomers: forked and not yet listening here,
 -- or restarts scheduled), and closes the others.
-function ReusePortHandle:trim(newcomers)
+function ReusePort:trim(newcomers)
   local spare = {}
   for _, s in ipairs(self.sockets) do
     if s.n == 0 then spare[#spare + 1] = s end
@@ -173,18 +167,18 @@ function ReusePortHandle:trim(newcomers)
   for i = newcomers + 1, #spare do retire(self, spare[i], serve) end
 end
 
-function ReusePortHandle:close()
+function ReusePort:close()
   for _, s in ipairs(self.sockets) do
     if s.relay and not s.relay:is_closing() then s.relay:close() end
     s.relay = nil
-    utils.close(s.fd)
+    tcp.close(s.fd)
   end
   self.sockets, self.of = {}, {}
   self.handoff:close()
   if self.fd then
-    utils.close(self.fd)
+    tcp.close(self.fd)
     self.fd = nil
   end
 end
 
-return ReusePortHandle
+return ReusePort

@@ -1,0 +1,47 @@
+-- cluster.handles.activation: sockets passed by systemd (socket
+-- activation: LISTEN_PID, LISTEN_FDS, from fd 3 on), by port. A worker
+-- asking for that port gets one of them instead of a new bind
+-- (cluster/handles/registry.lua); they are shared (or round robin), never
+-- reuseport.
+--
+-- Read when the primary first needs them (its first setupPrimary, which
+-- every fork makes, or a first listen), not when cluster is required. The
+-- variables then leave the environment, so no worker (or other program the
+-- primary starts) takes the sockets for its own.
+
+local uv = require('uv')
+local ipc = require('_ipc')
+local tcp = require('_tcp')
+
+local M = {}
+
+local activated   -- port -> {fd=, address=}, once read
+
+-- load(): reads what systemd passed, once.
+function M.load()
+  if activated then return end
+  activated = {}
+  local n = tonumber(process.env.LISTEN_FDS)
+  if n and tonumber(process.env.LISTEN_PID) == process.pid then
+    for fd = 3, 3 + n - 1 do
+      local a = tcp.sockname(fd)
+      if a then
+        ipc.cloexec(fd)
+        activated[a.port] = {fd = fd, address = a.address}
+      end
+    end
+  end
+  for _, k in ipairs({'LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES'}) do
+    process.env[k] = nil
+    uv.os_unsetenv(k)
+  end
+end
+
+-- socket(port) -> the fd systemd passed for port, or nil.
+function M.socket(port)
+  M.load()
+  local a = activated[port]
+  return a and a.fd
+end
+
+return M

@@ -1,0 +1,38 @@
+-- cluster.handles.shared_socket: SCHED_NONE (Node's shared_handle.js). The
+-- primary binds and listens once; every worker gets the same listening
+-- socket and accepts from it, so the kernel spreads connections and the
+-- primary stays out of the data path.
+--
+-- Named for what it shares, a socket: "shared" alone would read as the
+-- shared-dict module (require('shared'), lua/shared.lua).
+
+local uv = require('uv')
+local Base = require('cluster.handles.base')
+
+local SharedSocket = setmetatable({}, Base)
+SharedSocket.__index = SharedSocket
+
+-- new(key, opts) binds opts.address:opts.port (opts.backlog), or adopts
+-- opts.fd; a bind error is kept and answered to every worker that asks.
+function SharedSocket.new(key, opts)
+  local self = Base.init(setmetatable({}, SharedSocket), key)
+  local fd, port, code = Base.listener(opts)
+  if not fd then return Base.fail(self, port, code) end
+  self.tcp = uv.new_tcp()
+  self.tcp:open(fd)
+  self.port = port
+  return self
+end
+
+-- add(worker, send): answers the worker with the socket or the error.
+function SharedSocket:add(worker, send)
+  if self.err then return send(self.err) end
+  self:track(worker)
+  send(nil, {port = self.port}, self.tcp)
+end
+
+function SharedSocket:close()
+  if self.tcp and not self.tcp:is_closing() then self.tcp:close() end
+end
+
+return SharedSocket

@@ -1,0 +1,333 @@
+-- cosocket.conn: one OS connection of a cosocket (TCP or a unix socket)
+-- and the waits on it.
+--
+-- Reading is always on, at most HWM bytes ahead of the caller, so a peer's
+-- close is seen at once, also on an idle pooled connection (which is then
+-- closed). The handle keeps the process alive only while a call waits on
+-- it. A call waits through co's primitives: wait_read and wait_write return
+-- what woke them (nil: the condition may hold now; TIMEOUT; CLOSED).
+
+local uv = require('uv')
+local co = require('co')
+local Buffer = require('cosocket.buffer')
+
+local suspend, wake = co._suspend, co._wake
+local tostring, select, pcall, sub = tostring, select, pcall, string.sub
+
+local M = {}
+
+-- OpenResty's default connect, send and read timeouts (ms).
+local DEFAULT_TIMEOUT = 60000
+
+-- timeout_of(ms) -> ms, or the default for nil or 0 (as ngx).
+function M.timeout_of(ms)
+  return (ms and ms > 0) and ms or DEFAULT_TIMEOUT
+end
+
+-- Bytes read ahead of the caller before reading pauses.
+local HWM = 256 * 1024
+M.HWM = HWM
+
+-- What a wake hands back: the timer fired, the connection went away.
+local TIMEOUT, CLOSED = {}, {}
+M.TIMEOUT, M.CLOSED = TIMEOUT, CLOSED
+
+------------------------------------------------------------------------------
+-- Error strings: ngx's are strerror() in lower case, as are libuv's
+-- messages; luv's callbacks give the code alone.
+
+local messages = {
+  ECONNREFUSED = 'connection refused',
+  ECONNRESET = 'connection reset by peer',
+  ETIMEDOUT = 'connection timed out',
+  EHOSTUNREACH = 'no route to host',
+  ENETUNREACH = 'network is unreachable',
+  ENOENT = 'no such file or directory',
+  EPIPE = 'broken pipe',
+  EACCES = 'permission denied',
+  ECONNABORTED = 'software caused connection abort',
+  EADDRNOTAVAIL = 'cannot assign requested address',
+  EADDRINUSE = 'address already in use',
+  ENOTCONN = 'transport endpoint is not connected',
+  ECANCELED = 'operation canceled',
+  EINVAL = 'invalid argument',
+  EAI_NONAME = 'unknown node or service',
+  EAI_AGAIN = 'temporary failure',
+}
+
+function M.message(name)
+  name = tostring(name)
+  local code = name:match('^(E[%u%d_]+)') or name
+  return messages[code] or code:lower()
+end
+local message = M.message
+
+------------------------------------------------------------------------------
+-- Is a connection still fit to reuse (no EOF, no unread byte waiting in
+-- the kernel)? ngx peeks at the socket before reuse; so do we, through the
+-- FFI (luv has no peek).
+
+do
+  local ok, ffi = pcall(require, 'ffi')
+  if ok then
+    pcall(ffi.cdef, 'long recv(int, void *, unsigned long, int);')
+    local buf = ffi.new('char[1]')
+    local MSG_PEEK, MSG_DONTWAIT, EAGAIN = 0x2, 0x40, 11
+    -- peek(h) -> true when recv would block (nothing to read, no EOF).
+    M.peek = function(h)
+      local fd = uv.fileno(h)
+      if not fd then return false end
+      local n = ffi.C.recv(fd, buf, 1, MSG_PEEK + MSG_DONTWAIT)
+      return n < 0 and ffi.errno() == EAGAIN
+    end
+  else
+    M.peek = function() return true end
+  end
+end
+
+------------------------------------------------------------------------------
+-- Connections.
+
+local close
+
+local function wake_reader(conn, why)
+  local c = conn.reader
+  if c then
+    conn.reader = nil
+    wake(c, conn.rtok, why)
+  end
+end
+
+local function wake_writer(conn, why)
+  local c = conn.writer
+  if c then
+    conn.writer = nil
+    wake(c, conn.wtok, why)
+  end
+end
+
+-- new(h) -> a connection over the connected stream handle h, reading.
+-- Fields: h (nil once closed), buf (Buffer), eof, rerr (a read error),
+-- rclosed (a read failed: no more reads), reused, pool, idle.
+function M.new(h)
+  local conn = {h = h, buf = Buffer.new(), reused = 0, rtok = {}, wtok = {}}
+  function conn.on_read(err, data)
+    if data then
+      if conn.idle then return close(conn) end -- unexpected: drop it
+      local buf = conn.buf
+      buf:push(data)
+      if conn.reader then
+        if buf.n >= conn.want then wake_reader(conn) end
+      elseif buf.n >= HWM then
+        conn.paused = true
+        h:read_stop()
+      end
+      return
+    end
+    if err then conn.rerr = message(err) else conn.eof = true end
+    if conn.idle then return close(conn) end
+    if conn.h then h:read_stop() end
+    wake_reader(conn)
+  end
+  function conn.on_write(err) wake_writer(conn, err or nil) end
+  function conn.on_rtimeout() wake_reader(conn, TIMEOUT) end
+  function conn.on_wtimeout() wake_writer(conn, TIMEOUT) end
+  -- A killed thread's connection is closed, as ngx finalizes it.
+  function conn.cancel() close(conn) end
+  h:unref()
+  h:read_start(conn.on_read)
+  return conn
+end
+
+-- close(conn): closes the OS socket and its timers; a pool that counted
+-- it learns, a call waiting on it returns CLOSED.
+function close(conn)
+  local h = conn.h
+  if not h then return end
+  conn.h = nil
+  h:close()
+  if conn.rtimer then conn.rtimer:close() end
+  if conn.wtimer then conn.wtimer:close() end
+  if conn.idle then
+    conn.idle = false
+    conn.pool:drop(conn)
+  end
+  wake_reader(conn, CLOSED)
+  wake_writer(conn, CLOSED)
+  if conn.pool then conn.pool:released() end
+end
+M.close = close
+
+-- ended(conn) -> true when no more data will come.
+function M.ended(conn)
+  return conn.eof or conn.rerr ~= nil or not conn.h
+end
+
+local function timer_of(conn, field)
+  local t = conn[field]
+  if not t then
+    t = uv.new_timer()
+    conn[field] = t
+  end
+  return t
+end
+
+-- wait_read(conn, c, want, ms): c waits until want bytes are buffered,
+-- EOF, a read error, close, or ms pass. Returns nil, TIMEOUT or CLOSED.
+function M.wait_read(conn, c, want, ms)
+  if conn.paused then
+    conn.paused = false
+    conn.h:read_start(conn.on_read)
+  end
+  conn.want, conn.reader = want, c
+  local timer = timer_of(conn, 'rtimer')
+  uv.update_time()
+  timer:start(ms, 0, conn.on_rtimeout)
+  timer:ref()
+  conn.h:ref()
+  local why = suspend(c, conn.rtok, conn.cancel)
+  conn.reader = nil
+  if conn.h then
+    timer:stop()
+    conn.h:unref()
+  end
+  return why
+end
+
+-- wait_write(conn, c, ms): c waits for conn.on_write (the write queued
+-- just before), close, or ms. Returns nil, an error code, TIMEOUT or
+-- CLOSED.
+function M.wait_write(conn, c, ms)
+  conn.writer = c
+  local timer = timer_of(conn, 'wtimer')
+  uv.update_time()
+  timer:start(ms, 0, conn.on_wtimeout)
+  conn.h:ref()
+  local why = suspend(c, conn.wtok, conn.cancel)
+  conn.writer = nil
+  if conn.h then
+    timer:stop()
+    conn.h:unref()
+  end
+  return why
+end
+
+-- keep(conn, idle_ms): conn goes idle in its pool; an idle timeout (0:
+-- none) closes it. Nothing of it keeps the process alive.
+function M.keep(conn, idle_ms)
+  conn.idle = true
+  if idle_ms > 0 then
+    local timer = timer_of(conn, 'rtimer')
+    timer:start(idle_ms, 0, conn.cancel)
+    timer:unref()
+  end
+end
+
+-- unkeep(conn) -> conn when it is fit for another user (then counted as
+-- reused once more); closes it and returns nil otherwise.
+function M.unkeep(conn)
+  conn.idle = false
+  if conn.rtimer then conn.rtimer:stop() end
+  if conn.h and conn.buf.n == 0 and not conn.eof and not conn.rerr
+      and M.peek(conn.h) then
+    conn.reused = conn.reused + 1
+    return conn
+  end
+  close(conn)
+  return nil
+end
+
+------------------------------------------------------------------------------
+-- Opening a connection: the name resolved, each address tried in turn.
+
+-- call(c, ms, h, fn, ...) -> the callback's arguments, or TIMEOUT: fn(...,
+-- cb) starts a libuv request whose callback comes later (never during the
+-- call); c waits for it at most ms. When fn fails at once, its error code.
+-- A killed thread's handle h (if any) is closed.
+local function call(c, ms, h, fn, ...)
+  local timer = uv.new_timer()
+  local cb
+  cb = function(...)
+    if timer then
+      timer:close()
+      timer = nil
+    end
+    wake(c, cb, ...)
+  end
+  local n = select('#', ...)
+  local a, b, d = ...
+  local req, _, code
+  if n == 1 then req, _, code = fn(a, cb)
+  elseif n == 2 then req, _, code = fn(a, b, cb)
+  else req, _, code = fn(a, b, d, cb) end
+  if req == nil and code then
+    -- Refused at once (a bad address): no callback will come.
+    timer:close()
+    return code
+  end
+  uv.update_time()
+  timer:start(ms, 0, function() cb(TIMEOUT) end)
+  return suspend(c, cb, function()
+    if timer then
+      timer:close()
+      timer = nil
+    end
+    if h and not h:is_closing() then h:close() end
+  end)
+end
+
+local function is_ip(host)
+  return host:match('^%d+%.%d+%.%d+%.%d+$') ~= nil
+    or host:find(':', 1, true) ~= nil
+end
+
+local function remaining(deadline)
+  uv.update_time()
+  local ms = deadline - uv.now()
+  return ms > 0 and ms or 0
+end
+M.remaining = remaining
+
+-- open(c, host, port, deadline) -> conn, or nil and ngx's error string.
+-- port nil: host is 'unix:/path'.
+function M.open(c, host, port, deadline)
+  if port == nil then
+    local h = uv.new_pipe(false)
+    local err = call(c, remaining(deadline), h, h.connect, h, sub(host, 6))
+    if err ~= nil then
+      h:close()
+      return nil, err == TIMEOUT and 'timeout' or message(err)
+    end
+    return M.new(h)
+  end
+  local addrs
+  if is_ip(host) then
+    addrs = {host}
+  else
+    local err, res = call(c, remaining(deadline), nil, uv.getaddrinfo, host,
+      nil, {socktype = 'stream'})
+    if err == TIMEOUT then return nil, 'timeout' end
+    if err or not res or not res[1] then
+      return nil, host .. ' could not be resolved (' ..
+        message(err or 'EAI_NONAME') .. ')'
+    end
+    addrs = {}
+    for i = 1, #res do addrs[i] = res[i].addr end
+  end
+  local last
+  for i = 1, #addrs do
+    local h = uv.new_tcp()
+    local err = call(c, remaining(deadline), h, h.connect, h, addrs[i],
+      port)
+    if err == nil then
+      h:nodelay(true)
+      return M.new(h)
+    end
+    h:close()
+    if err == TIMEOUT then return nil, 'timeout' end
+    last = message(err)
+  end
+  return nil, last
+end
+
+return M

@@ -342,5 +342,19 @@ int luaopen_lc_core(lua_State *L) {
     {NULL, NULL}};
   lua_newtable(L);
   luaL_register(L, NULL, fns);
+  /* libuv's error codes and messages (Node's err.errno is the negative
+   * code): uv_errno = {EADDRINUSE = -98, ...}, uv_messages = {EADDRINUSE =
+   * 'address already in use', ...}, for lua/internal/errors.lua. */
+  lua_newtable(L);
+  lua_newtable(L);
+#define XX(code, msg)                                                         \
+  lua_pushinteger(L, UV_##code);                                              \
+  lua_setfield(L, -3, #code);                                                 \
+  lua_pushliteral(L, msg);                                                    \
+  lua_setfield(L, -2, #code);
+  UV_ERRNO_MAP(XX)
+#undef XX
+  lua_setfield(L, -3, "uv_messages");
+  lua_setfield(L, -2, "uv_errno");
   return 1;
 }

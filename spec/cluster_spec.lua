@@ -573,7 +573,7 @@ describe('cluster.stats (the counters a heartbeat reports)', function()
   it('sums what every provider returns, requests and connections always',
       function()
     local p = run([[
-      local stats = require('cluster.stats')
+      local stats = require('internal.stats')
       local function show(t)
         local keys = {}
         for k in pairs(t) do keys[#keys + 1] = k end

@@ -67,7 +67,9 @@ local function flood(port, unit, ms)
 end
 
 -- Floods port for ms from one client that never reads, sampling pid's RSS;
--- returns the client and the largest growth seen (KiB).
+-- returns the client and the largest growth seen (KiB). A flood past 512
+-- KiB (c.sent) is more than the server's unparsed-input limit (256 KiB):
+-- it had to stop reading; the rest waits in the kernel's socket buffers.
 local function flood_rss(pid, port, unit, ms)
   local base = rss_kb(pid)
   local peak = base
@@ -144,11 +146,11 @@ describe('a client that sends and never reads', function()
     -- Another client is served meanwhile.
     local status = h.get(port, '/')
     assert.equal(200, status)
-    assert.truthy(c.sent > 4 * 1024 * 1024, 'the flood sent ' .. c.sent)
+    assert.truthy(c.sent > 512 * 1024, 'the flood sent ' .. c.sent)
     assert.truthy(grown < 24 * 1024, 'RSS grew by ' .. grown .. ' KiB')
     -- Once the client reads, the requests it sent are answered.
     c.read()
-    assert.is_true(h.wait(function() return c.got > 1024 * 1024 end, 5000))
+    assert.is_true(h.wait(function() return c.got > c.sent end, 10000))
     c.close()
     assert.truthy(h.alive(p.pid))
   end)
@@ -171,7 +173,7 @@ describe('a client that sends and never reads', function()
       ('GET /health HTTP/1.1\r\nHost: x\r\n\r\n'):rep(200), 3000)
     local status = h.get(port, '/health')
     assert.equal(200, status)
-    assert.truthy(c.sent > 4 * 1024 * 1024, 'the flood sent ' .. c.sent)
+    assert.truthy(c.sent > 512 * 1024, 'the flood sent ' .. c.sent)
     assert.truthy(grown < 24 * 1024, 'RSS grew by ' .. grown .. ' KiB')
     c.close()
   end)
@@ -187,12 +189,11 @@ describe('a client that sends and never reads', function()
       end)
     ]])
     local c, grown = flood_rss(p.pid, port, ('e'):rep(65536), 3000)
-    assert.truthy(c.sent > 4 * 1024 * 1024, 'the flood sent ' .. c.sent)
+    assert.truthy(c.sent > 512 * 1024, 'the flood sent ' .. c.sent)
     assert.truthy(grown < 24 * 1024, 'RSS grew by ' .. grown .. ' KiB')
     -- Reading resumes: what was sent comes back.
     c.read()
-    assert.is_true(h.wait(function() return c.got > 2 * 1024 * 1024 end,
-      5000))
+    assert.is_true(h.wait(function() return c.got >= c.sent end, 10000))
     assert.equal(('e'):rep(100), c.data:sub(1, 100))
     c.close()
   end)

@@ -41,15 +41,10 @@ local null = cjson.null
 ------------------------------------------------------------------------------
 -- Errors.
 
-local ErrorMT = {__tostring = function(e) return e.message end}
-
 -- error(code, message[, fields]) -> a Node-style error: fields (or a new
--- table) with code and message, printing as message.
-function utils.error(code, message, fields)
-  local e = fields or {}
-  e.code, e.message = code, message
-  return setmetatable(e, ErrorMT)
-end
+-- table) with code and message, printing as message (the one factory,
+-- lua/internal/errors.lua).
+utils.error = require('internal.errors').new
 
 ------------------------------------------------------------------------------
 -- Validation: cjson would quietly turn {1, 2, x = 3} into an object with

@@ -289,4 +289,7 @@ function server.stats()
   return {requests = C.requests(), connections = connections}
 end
 
+-- What a cluster worker's heartbeat reports (lua/internal/stats.lua).
+require('internal.stats').provide('http', server.stats)
+
 return server

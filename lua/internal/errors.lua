@@ -16,31 +16,13 @@ local type, tostring, setmetatable = type, tostring, setmetatable
 
 local errors = {}
 
--- Linux errno values, negated as Node's err.errno; messages as libuv's
--- uv_strerror (luv's callbacks give only the code).
-local errno = {
-  EPERM = -1, ENOENT = -2, EINTR = -4, EBADF = -9, EAGAIN = -11,
-  ENOMEM = -12, EACCES = -13, EINVAL = -22, EMFILE = -24, EPIPE = -32,
-  ENOTSOCK = -88, EAFNOSUPPORT = -97, EADDRINUSE = -98, EADDRNOTAVAIL = -99,
-  ENETDOWN = -100, ENETUNREACH = -101, ECONNABORTED = -103,
-  ECONNRESET = -104, ENOBUFS = -105, EISCONN = -106, ENOTCONN = -107,
-  ETIMEDOUT = -110, ECONNREFUSED = -111, EHOSTUNREACH = -113,
-  EALREADY = -114, ECANCELED = -125, EOF = -4095,
-  ENOTFOUND = -3008, EAI_AGAIN = -3001, EAI_FAIL = -3002,
-}
-local messages = {
-  EACCES = 'permission denied', EADDRINUSE = 'address already in use',
-  EADDRNOTAVAIL = 'address not available',
-  EAFNOSUPPORT = 'address family not supported',
-  ECONNREFUSED = 'connection refused',
-  ECONNRESET = 'connection reset by peer',
-  ECONNABORTED = 'software caused connection abort',
-  ETIMEDOUT = 'connection timed out', EPIPE = 'broken pipe',
-  ENOTCONN = 'socket is not connected', EINVAL = 'invalid argument',
-  EMFILE = 'too many open files', ECANCELED = 'operation canceled',
-  EHOSTUNREACH = 'host is unreachable', ENETUNREACH = 'network is unreachable',
-  EBADF = 'bad file descriptor', ENOBUFS = 'no buffer space available',
-}
+-- libuv's error codes, negative as Node's err.errno, and their messages,
+-- from C (runtime/lc.c: UV_ERRNO_MAP). Node calls a failed lookup
+-- ENOTFOUND where libuv says EAI_NONAME.
+local lc = require('_lc')
+local errno = setmetatable({ENOTFOUND = lc.uv_errno.EAI_NONAME},
+  {__index = lc.uv_errno})
+local messages = lc.uv_messages
 errors.errno = errno
 
 local ErrorMT = {__tostring = function(e) return e.message end}

@@ -1,7 +1,7 @@
 -- cluster.supervision.heartbeat: both ends of the heartbeat. A worker's
 -- event loop reports to the primary every second (every heartbeat / 4 ms
 -- with the watchdog on) over the IPC channel: its rss, how late the loop
--- ran, and the counters modules provide (cluster/stats.lua). The primary
+-- ran, and the counters modules provide (internal/stats.lua). The primary
 -- keeps the last report of each worker, which cluster.stats() shows
 -- (cluster/supervision/status.lua) and the watchdog watches
 -- (cluster/supervision/watchdog.lua): a loop that stalls stops reporting.
@@ -12,7 +12,7 @@
 -- of that name).
 
 local uv = require('uv')
-local stats = require('cluster.stats')
+local stats = require('internal.stats')
 
 local M = {}
 

@@ -1,10 +1,12 @@
--- cluster.stats: the counters a worker reports to its primary with each
--- heartbeat (cluster/supervision/heartbeat.lua), which cluster.stats() and
--- the status endpoint show. A module that counts something registers a
--- function that reads it; the heartbeat sums what they return, so the
--- cluster side needs to know no module by name.
+-- internal.stats: the counters of this process that a cluster worker
+-- reports to its primary with each heartbeat (cluster/supervision/
+-- heartbeat.lua), which cluster.stats() and the status endpoint show. A
+-- module that counts something registers a function that reads it (http
+-- does, lua/http/server.lua); the heartbeat sums what they return. So the
+-- counting modules know nothing of the cluster, and the cluster side knows
+-- no module by name.
 --
---   require('cluster.stats').provide('http', http._stats)
+--   require('internal.stats').provide('http', server.stats)
 --
 -- Works in any process (a primary's own servers may provide too: nothing
 -- reads them there).
@@ -18,7 +20,7 @@ local providers = {}   -- name -> fn() -> {counter = number, ...}
 -- first.
 function M.provide(name, fn)
   if type(name) ~= 'string' or type(fn) ~= 'function' then
-    error('cluster.stats.provide(name, fn): a string and a function', 2)
+    error('stats.provide(name, fn): a string and a function', 2)
   end
   providers[name] = fn
 end
@@ -27,12 +29,6 @@ end
 -- connections are always there (0 when nothing counts them).
 function M.collect()
   local out = {requests = 0, connections = 0}
-  -- Until lua/http.lua provides its counters itself, read them where it
-  -- keeps them (http._stats) when it is loaded.
-  if not providers.http then
-    local http = package.loaded.http
-    if http and http._stats then providers.http = http._stats end
-  end
   for _, fn in pairs(providers) do
     for k, v in pairs(fn()) do out[k] = (out[k] or 0) + v end
   end

@@ -189,6 +189,7 @@ run_tool() {
 peer_cmd() {
   case $1 in
     luacluster) echo "$LUACLUSTER $here/servers/luacluster.lua" ;;
+    base) echo "$LUACLUSTER_BASE $here/servers/luacluster.lua" ;;
     node) echo "node $here/servers/node.js" ;;
     nginx) echo "$here/servers/nginx.sh" ;;
     *) die "unknown peer $1" ;;
@@ -424,11 +425,14 @@ for peer in $PEERS; do
     luacluster) [ -x "$LUACLUSTER" ] || {
       say "bench: skipping luacluster: $LUACLUSTER not built (make build)"
       continue; } ;;
+    base) [ -x "${LUACLUSTER_BASE:-}" ] || {
+      say "bench: skipping base: set LUACLUSTER_BASE to another build"
+      continue; } ;;
     node) command -v node >/dev/null || {
       say "bench: skipping node: not installed"; continue; } ;;
     nginx) command -v nginx >/dev/null || {
       say "bench: skipping nginx: not installed"; continue; } ;;
-    *) say "bench: skipping $peer: not a peer (luacluster, node, nginx)"
+    *) say "bench: skipping $peer: not a peer (luacluster, base, node, nginx)"
       continue ;;
   esac
   if ! start_server "$peer" 1; then

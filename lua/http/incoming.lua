@@ -10,8 +10,10 @@ local C = require('_http')
 local EventEmitter = require('events')
 local Readable = require('internal.stream')
 local response = require('http.response')
+local co = require('co')
 
-local tonumber, rawget, rawset = tonumber, rawget, rawset
+local tonumber, rawget, rawset, concat = tonumber, rawget, rawset,
+  table.concat
 local safe_emit = response.safe_emit
 
 local IncomingMessage = EventEmitter:extend()
@@ -96,6 +98,62 @@ end
 
 -- Once the body was read, the connection reads the next request.
 IncomingMessage._onEnd = IncomingMessage._readStart
+
+-- body([limit]) -> the whole body as one string, or nil and an error:
+-- waits, inside the request's coroutine (a handler runs in one), until the
+-- body is complete. Past limit bytes, nil and 'request body too large',
+-- and the server answers 413 and closes the connection unless the handler
+-- answered already; the rest of the body is dropped as it comes. A
+-- connection closed first gives nil and 'aborted'. A second call returns
+-- the same string.
+function IncomingMessage:body(limit)
+  local got = rawget(self, '_body')
+  if got then return got end
+  local c = co._current('req:body')
+  if limit ~= nil and (type(limit) ~= 'number' or limit < 0) then
+    error('req:body: limit must be a number of bytes >= 0, got '
+      .. tostring(limit), 2)
+  end
+  local parts, n, done, err, waiting = {}, 0, false, nil, false
+  local on_data, on_end, on_abort
+  local function settle(e)
+    if done then return end
+    done, err = true, e
+    self:removeListener('data', on_data)
+    self:removeListener('end', on_end)
+    self:removeListener('aborted', on_abort)
+    self:removeListener('close', on_abort)
+    if waiting then co._wake(c, on_end) end
+  end
+  on_data = function(chunk)
+    n = n + #chunk
+    if limit and n > limit then
+      settle('request body too large')
+      Readable.dump(self)
+      local res = rawget(self, '_res')
+      if res and not res.headersSent then
+        res:writeHead(413, {Connection = 'close'})
+        res:finish('Payload Too Large')
+      end
+      return
+    end
+    parts[#parts + 1] = chunk
+  end
+  on_end = function() settle(nil) end
+  on_abort = function() settle('aborted') end
+  self:on('data', on_data)
+  self:once('end', on_end)
+  self:once('aborted', on_abort)
+  self:once('close', on_abort)
+  if not done then
+    waiting = true
+    co._suspend(c, on_end)
+  end
+  if err then return nil, err end
+  got = concat(parts)
+  rawset(self, '_body', got)
+  return got
+end
 
 function IncomingMessage:setTimeout(ms, cb)
   self.socket:setTimeout(ms, cb)

@@ -12,6 +12,7 @@ local listen = require('internal.listen')
 local IncomingMessage = require('http.incoming')
 local response = require('http.response')
 local Socket = require('http.socket')
+local co_run = require('co').run
 
 local type, ipairs, pairs, rawget, setmetatable, xpcall, error = type,
   ipairs, pairs, rawget, setmetatable, xpcall, error
@@ -26,6 +27,14 @@ local server = {}
 
 local function next_tick(fn, ...)
   return process.nextTick(fn, ...)
+end
+
+-- One request's handler, run in a coroutine of co's pool (so it may wait:
+-- co.sleep, a cosocket, req:body), with what it raises answered by
+-- handler_error (a 500, or the connection cut), whenever it raises.
+local function run_handler(handler, req, res)
+  local ok, err = xpcall(handler, traceback, req, res)
+  if not ok then handler_error(res, err) end
 end
 
 local Server = EventEmitter:extend()
@@ -108,8 +117,7 @@ local function make_callbacks(self)
       res._c, res.req, res.socket = box, req, socket
       setmetatable(res, ServerResponse)
       env[ENV_REQ], env[ENV_RES] = req, res
-      local ok, err = xpcall(self._handler, traceback, req, res)
-      if not ok then handler_error(res, err) end
+      co_run(run_handler, self._handler, req, res)
     end,
     data = IncomingMessage._data,
     ['end'] = IncomingMessage._end,

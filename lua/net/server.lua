@@ -8,6 +8,7 @@ local process = require('process')
 local errors = require('internal.errors')
 local listen = require('internal.listen')
 local Socket = require('net.socket')
+local co_run = require('co').run
 
 local type = type
 
@@ -83,6 +84,13 @@ function Server:listen(...)
   return listen.start(self, sink(self), ...)
 end
 
+-- The 'connection' listeners run in a coroutine of co's pool, so they may
+-- wait (co.sleep, a cosocket); what they raise goes to the uncaught-error
+-- policy, as from any callback.
+local function emit_connection(self, s)
+  self:emit('connection', s)
+end
+
 function Server:_onconnection(tcp)
   if self.maxConnections and self._connections >= self.maxConnections then
     tcp:close()
@@ -93,7 +101,7 @@ function Server:_onconnection(tcp)
   self._connections = self._connections + 1
   if self.noDelay then s:setNoDelay(true) end
   if self.keepAlive then s:setKeepAlive(true, self.keepAliveInitialDelay) end
-  self:emit('connection', s)
+  co_run(emit_connection, self, s)
 end
 
 function Server:_connectionClosed()

@@ -311,7 +311,7 @@ static int on_headers_complete(llhttp_t *p) {
   http_conn *c = (http_conn *)p->data;
   http_server *s = c->s;
   lua_State *L = s->L;
-  int keys;
+  int keys, env;
   if (STOPPED(c))
     return -1;
   if (!gap_check(c, lc__llhttp_at))
@@ -354,17 +354,18 @@ static int on_headers_complete(llhttp_t *p) {
    * copy, cheaper than field stores through the C API) from what is
    * pushed here, and keeps them in env; http_send learns the response's
    * identity on its first call.
-   * Stack: keys dispatch method url version head socket complete box env */
+   * Pushed in call order, no shuffling.
+   * Stack: keys env dispatch method url version head socket complete box env
+   */
   keys = push_keys(s);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_env);
+  env = keys + 1;
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->refs[CB_DISPATCH]);
   push_request_fields(c, keys);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_env);
-  lc__http_conn_socket(c, lua_gettop(L));
-  lua_insert(L, -2);
+  lc__http_conn_socket(c, env);
   lua_pushboolean(L, !c->req_body);
-  lua_insert(L, -2);
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_box);
-  lua_insert(L, -2);
+  lua_pushvalue(L, env);
   c->res_ptr = NULL;
   c->req_obj = 1;
   lc_pcall(L, 8, 0);

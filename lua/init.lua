@@ -68,6 +68,11 @@ local function globals()
       'clearTimeout', 'clearInterval', 'clearImmediate'}) do
     _G[k] = timers[k]
   end
+  -- OpenResty's pure-Lua drivers (resty.redis and the like) use the
+  -- global ngx: it is there, loaded on first use (lua/ngx.lua sets it).
+  setmetatable(_G, {__index = function(_, k)
+    if k == 'ngx' then return require('ngx') end
+  end})
   -- Lua's os is in package.loaded already, so require('os') returns it:
   -- lua/os.lua extends that very table the first time a name it lacks is
   -- looked up.

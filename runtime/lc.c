@@ -15,8 +15,26 @@ static const char lc_ctx_key = 'c';
 static const char lc_tb_key = 't';
 static const char lc_reraise_key = 'r';
 
+/* The context of the state lc_get found last, by its registry (which the
+ * state's coroutines share): a cache of the registry lookup below, the
+ * hot path's most frequent call. The context's __gc forgets it, so a state
+ * closed and another opened at the same address cannot be confused. */
+static const void *last_registry;
+static lc_ctx *last_ctx;
+
+static int ctx_gc(lua_State *L) {
+  if (lua_touserdata(L, 1) == (void *)last_ctx) {
+    last_ctx = NULL;
+    last_registry = NULL;
+  }
+  return 0;
+}
+
 lc_ctx *lc_get(lua_State *L) {
   lc_ctx *ctx;
+  const void *registry = lua_topointer(L, LUA_REGISTRYINDEX);
+  if (registry == last_registry && last_ctx != NULL)
+    return last_ctx;
   lua_pushlightuserdata(L, (void *)&lc_ctx_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
   ctx = (lc_ctx *)lua_touserdata(L, -1);
@@ -30,8 +48,14 @@ lc_ctx *lc_get(lua_State *L) {
     ctx->ref_onerror = LUA_NOREF;
     ctx->ref_ontick = LUA_NOREF;
     ctx->ref_traceback = LUA_NOREF;
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, ctx_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
     lua_rawset(L, LUA_REGISTRYINDEX);
   }
+  last_registry = registry;
+  last_ctx = ctx;
   return ctx;
 }
 

@@ -55,10 +55,9 @@ function http.get(...)
 end
 
 -- fetch(url[, opts]) -> response | nil, err, inside a coroutine: see
--- lua/http/fetch.lua.
+-- lua/http/fetch.lua. (A tail call: its errors name the caller's line.)
 function http.fetch(url, opts)
-  local res, err = require('http.fetch').fetch(url, opts)
-  return res, err
+  return require('http.fetch').fetch(url, opts)
 end
 
 return http

@@ -11,8 +11,8 @@
 -- close, the response did not either and is HTTP/1.1 framed by length or
 -- chunks), the response was read to its end (consumed, or dumped when
 -- nobody listened) and the request was all written; nothing may follow
--- the response on the socket. The request and the response then emit
--- 'close' and the socket 'free', on the next tick.
+-- the response on the socket. The socket then emits 'free' (the agent
+-- takes it), and the request and the response 'close' on the next tick.
 
 local C = require('_http')
 local EventEmitter = require('events')
@@ -81,11 +81,18 @@ end
 
 local keep_alive
 
--- The body was read to its end: the socket may go back to the agent.
+-- The body was read to its end: the socket may go back to the agent; then
+-- a coroutine waiting in body() goes on (so a request it makes next finds
+-- the socket free).
 function IncomingMessage:_onEnd()
   local req = self.req
   req._ended = true
   keep_alive(req)
+  local wake = rawget(self, '_afterEnd')
+  if wake then
+    self._afterEnd = nil
+    wake()
+  end
 end
 
 -- body([limit]) -> the whole body as one string, or nil and an error:
@@ -105,14 +112,17 @@ function IncomingMessage:body(limit)
   if self.readableEnded then return nil, 'body already read' end
   local parts, n, done, err, waiting = {}, 0, false, nil, false
   local on_data, on_end, on_abort
-  local function settle(e)
+  local function wake() co._wake(c, on_end) end
+  -- at_end: wake once the response's end is dealt with (_onEnd).
+  local function settle(e, at_end)
     if done then return end
     done, err = true, e
     self:removeListener('data', on_data)
     self:removeListener('end', on_end)
     self:removeListener('aborted', on_abort)
     self:removeListener('close', on_abort)
-    if waiting then co._wake(c, on_end) end
+    if not waiting then return end
+    if at_end then self._afterEnd = wake else wake() end
   end
   on_data = function(chunk)
     n = n + #chunk
@@ -125,7 +135,7 @@ function IncomingMessage:body(limit)
     end
     parts[#parts + 1] = chunk
   end
-  on_end = function() settle(nil) end
+  on_end = function() settle(nil, true) end
   on_abort = function() settle('aborted') end
   self:on('data', on_data)
   self:once('end', on_end)
@@ -197,7 +207,9 @@ local function on_socket_close(req)
 end
 
 -- keep_alive(req): gives req's socket back to its agent once the
--- exchange is over (see the top of the file); else does nothing.
+-- exchange is over (see the top of the file), at once (a request made
+-- next finds it free); the request and the response emit 'close' on the
+-- next tick. Else does nothing.
 function keep_alive(req)
   if req._released or not req._ended or not req.writableFinished
       or not req.shouldKeepAlive or req.destroyed or req._destroying then
@@ -208,15 +220,10 @@ function keep_alive(req)
   req._released = true
   req.destroyed = true
   req.res.socket = nil
-  -- Until the tick, anything the socket hears still reaches the request's
-  -- listeners, which close it.
-  next_tick(function()
-    detach(req)
-    emit_close(req)
-    if socket.destroyed then return end
-    socket:setTimeout(0)
-    if not socket:emit('free') then socket:destroy() end
-  end)
+  detach(req)
+  socket:setTimeout(0)
+  if not socket:emit('free') then socket:destroy() end
+  next_tick(emit_close, req)
 end
 M.keep_alive = keep_alive
 

@@ -442,6 +442,42 @@ describe('http.Agent', function()
     assert.equal('x', r1.body)
   end)
 
+  it('a waiting request keeps what it writes, in order, and its timeout',
+      function()
+    local srv = serve(function(req, res)
+      co.sleep(20)
+      res:finish(req.method .. ' ' .. tostring(req.headers['transfer-encoding'])
+        .. ' ' .. req:body())
+    end)
+    local a = agent({keepAlive = true, maxSockets = 1})
+    local r1 = start({host = '127.0.0.1', port = srv.port, agent = a})
+    local rec = {}
+    local req = http.request({host = '127.0.0.1', port = srv.port, agent = a,
+      method = 'POST'}, function(res)
+      local parts = {}
+      res:on('data', function(d) parts[#parts + 1] = d end)
+      res:on('end', function() rec.body = table.concat(parts) end)
+    end)
+    assert.is_nil(req.socket)
+    assert.is_true(req:write('one '))
+    req:write('two ')
+    req:setTimeout(5000)
+    req:finish('three')
+    assert.is_true(h.wait(function() return r1.done and rec.body end))
+    assert.equal('POST chunked one two three', rec.body)
+    assert.equal(5000, req.timeout)
+    assert.is_true(req.reusedSocket)
+    -- Once the socket is back in the pool, the request's abort and destroy
+    -- leave it alone.
+    local sock = req.socket
+    assert.is_true(h.wait(function() return sock._agentFree ~= nil end))
+    req:abort()
+    req:destroy()
+    h.sleep(10)
+    assert.is_false(sock.destroyed)
+    assert.equal(1, srv.conns)
+  end)
+
   it('is the default of http.get (the global agent)', function()
     local srv = serve(function(req, res) res:finish('g') end)
     local r1 = get({host = '127.0.0.1', port = srv.port})

@@ -374,6 +374,8 @@ function ClientRequest:abort()
     fail(self, conn_reset('aborted'))
   end
   self._failed = true
+  -- After the exchange the socket is the agent's again: left alone.
+  if self.destroyed or self._destroying then return end
   self._destroying = true
   drop(self)
 end

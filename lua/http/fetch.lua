@@ -33,6 +33,8 @@ local MAX_REDIRECTS = 20
 -- reused turned out closed (RFC 9110, 9.2.2).
 local IDEMPOTENT = {GET = true, HEAD = true, OPTIONS = true, TRACE = true,
   PUT = true, DELETE = true}
+-- How such a connection fails: closed as the request arrived, or before.
+local CLOSING = {ECONNRESET = true, EPIPE = true}
 -- Dropped when a redirect turns the request into a GET without a body.
 local BODY_HEADERS = {['content-type'] = true, ['content-length'] = true,
   ['content-encoding'] = true, ['content-language'] = true,
@@ -130,7 +132,7 @@ local function exchange(c, st, href, method, headers, body, opts)
   if st.timedout then return nil, timeout_error(opts.timeout) end
   if not res then
     return nil, err, req.reusedSocket and not req.res
-      and IDEMPOTENT[method] and err.code == 'ECONNRESET'
+      and IDEMPOTENT[method] and type(err) == 'table' and CLOSING[err.code]
   end
   local data, berr = res:body(opts.maxBodySize)
   if st.timedout then return nil, timeout_error(opts.timeout) end
@@ -205,7 +207,9 @@ function M.fetch(input, opts)
   local headers = {}
   for k, v in pairs(opts.headers or {}) do headers[k] = v end
   if not has(headers, 'accept') then headers.Accept = '*/*' end
-  if not has(headers, 'user-agent') then headers['User-Agent'] = 'luacluster' end
+  if not has(headers, 'user-agent') then
+    headers['User-Agent'] = 'luacluster'
+  end
   if body and not has(headers, 'content-type') then
     headers['Content-Type'] = 'text/plain;charset=UTF-8'
   end

@@ -196,7 +196,7 @@ local function take_free(self, name)
       self.freeSockets[name] = nil
       list = nil
     end
-    if s.destroyed or not s.writable then
+    if s.destroyed or not s.writable or s._peerEnded then
       self.totalSocketCount = self.totalSocketCount - 1
       s._agentFree = nil
       s:destroy()
@@ -273,6 +273,7 @@ end
 -- addRequest(req, options): gives req a socket (req:onSocket(socket)) now
 -- or once one is free. options: host, port, localAddress, family.
 function Agent:addRequest(req, options)
+  options = connect_options(self, options)
   local name = self:getName(options)
   local s = take_free(self, name)
   if s then

@@ -39,9 +39,10 @@ local CLOSING = {ECONNRESET = true, EPIPE = true}
 local BODY_HEADERS = {['content-type'] = true, ['content-length'] = true,
   ['content-encoding'] = true, ['content-language'] = true,
   ['content-location'] = true, ['transfer-encoding'] = true}
--- Dropped when a redirect leads to another origin.
-local CREDENTIALS = {authorization = true, cookie = true,
-  ['proxy-authorization'] = true}
+-- Dropped when a redirect leads to another origin: credentials, and a
+-- Host of the caller's (the new origin's is written instead).
+local ORIGIN_BOUND = {authorization = true, cookie = true,
+  ['proxy-authorization'] = true, host = true}
 
 ------------------------------------------------------------------------------
 -- The response.
@@ -263,7 +264,7 @@ function M.fetch(input, opts)
         drop(headers, BODY_HEADERS)
       end
       local nexthref = url.resolve(href, location)
-      if origin(nexthref) ~= origin(href) then drop(headers, CREDENTIALS) end
+      if origin(nexthref) ~= origin(href) then drop(headers, ORIGIN_BOUND) end
       href, redirected = nexthref, true
     end
   end

@@ -393,7 +393,7 @@ describe('http.Agent', function()
   it('takes the most recently freed socket (lifo) or the oldest (fifo)',
       function()
     local srv = serve(function(req, res)
-      if req.url == '/slow' then co.sleep(60) end
+      if req.url == '/slow' then co.sleep(150) end
       res:finish('x')
     end)
     for _, mode in ipairs({'lifo', 'fifo'}) do

@@ -254,6 +254,20 @@ describe('http.fetch', function()
     r, err = run(function() return http.fetch(slow.url, {timeout = 100}) end)
     assert.is_nil(r)
     assert.equal('ETIMEDOUT', err.code)
+    -- The deadline is the whole fetch's, redirects included.
+    local hops = serve(function(req, res)
+      -- /2 never answers.
+      if req.url == '/1' then
+        res:writeHead(302, {Location = '/2'})
+        res:finish()
+      end
+    end)
+    r, err = run(function()
+      return http.fetch(hops.url .. '/1', {timeout = 150})
+    end)
+    assert.is_nil(r)
+    assert.equal('ETIMEDOUT', err.code)
+    assert.equal(2, hops.hits)
   end)
 
   it('gives nil and an error past maxBodySize, and the connection goes',

@@ -111,6 +111,8 @@ end
 -- any answer on a reused connection). st: the fetch's state (its current
 -- request, and whether its deadline passed).
 local function exchange(c, st, href, method, headers, body, opts)
+  -- The deadline may pass between two redirects.
+  if st.timedout then return nil, timeout_error(opts.timeout) end
   local ok, req = pcall(client.request, href, {method = method,
     headers = headers, agent = opts.agent})
   if not ok then return nil, req end

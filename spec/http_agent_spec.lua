@@ -7,7 +7,7 @@ local http = require('http')
 local net = require('net')
 local co = require('co')
 
-local servers, agents = {}, {}
+local servers, agents, raws = {}, {}, {}
 
 -- serve(handler[, options]) -> a server on a free port with st.conns (the
 -- connections it accepted) and st.port.
@@ -49,9 +49,12 @@ local function raw(respond)
   st.port = s:address().port
   st.server = s
   function st.close()
+    if st.closed then return end
+    st.closed = true
     s:close()
     for _, c in ipairs(st.socks) do c:destroy() end
   end
+  raws[#raws + 1] = st
   return st
 end
 
@@ -107,6 +110,8 @@ describe('http.Agent', function()
       s:closeAllConnections()
     end
     servers = {}
+    for _, st in ipairs(raws) do st.close() end
+    raws = {}
     h.untrack_tcp()
     assert.is_true(h.wait(function() return h.open_tcp() == 0 end, 2000),
       'a TCP handle was left open')

@@ -7,7 +7,7 @@ local http = require('http')
 local net = require('net')
 local co = require('co')
 
-local servers = {}
+local servers, others = {}, {}
 
 local function serve(handler)
   local s = http.createServer(handler)
@@ -47,6 +47,8 @@ describe('http.fetch', function()
       s:closeAllConnections()
     end
     servers = {}
+    for _, close in ipairs(others) do close() end
+    others = {}
     h.untrack_tcp()
     assert.is_true(h.wait(function() return h.open_tcp() == 0 end, 2000),
       'a TCP handle was left open')
@@ -300,6 +302,10 @@ describe('http.fetch', function()
       end)
       sock:on('error', function() end)
     end)
+    others[#others + 1] = function()
+      srv:close()
+      for _, s in ipairs(socks) do s:destroy() end
+    end
     local ready
     srv:listen(0, '127.0.0.1', function() ready = true end)
     assert.is_true(h.wait(function() return ready end))
@@ -315,8 +321,6 @@ describe('http.fetch', function()
       return http.fetch(base, {method = 'POST', body = 'x'})
     end)
     assert.equal('ECONNRESET', err.code)
-    srv:close()
-    for _, s in ipairs(socks) do s:destroy() end
   end)
 
   it('answers HEAD and 204 without a body', function()
@@ -363,6 +367,8 @@ describe('the client response\'s body()', function()
       s:closeAllConnections()
     end
     servers = {}
+    for _, close in ipairs(others) do close() end
+    others = {}
     h.untrack_tcp()
     assert.is_true(h.wait(function() return h.open_tcp() == 0 end, 2000),
       'a TCP handle was left open')

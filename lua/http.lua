@@ -4,10 +4,13 @@
 --   response.lua  ServerResponse, and what a handler's error does
 --   socket.lua    the connection (req.socket)
 --   common.lua    the header rule and lines both halves use
---   client.lua    ClientRequest and its response (request, get)
+--   client.lua    ClientRequest (request, get), the writing half
+--   client_response.lua  the client's response, and its socket's end
+--   agent.lua     Agent, the client's pool of connections (globalAgent)
+--   fetch.lua     fetch: a whole exchange, inside a coroutine
 --   inject.lua    inject: a request without a port
--- over the C side in runtime/http/ (`_http`). The client and inject load
--- on first use.
+-- over the C side in runtime/http/ (`_http`). The client, fetch and
+-- inject load on first use.
 
 local C = require('_http')
 local server = require('http.server')
@@ -22,6 +25,11 @@ http.maxHeaderSize = C.DEFAULTS.maxHeaderSize
 http.Server = server.Server
 http.IncomingMessage = require('http.incoming')
 http.ServerResponse = require('http.response').ServerResponse
+http.Agent = require('http.agent')
+
+-- As Node 20's (19 on): connections kept alive, idle ones closed after 5 s.
+http.globalAgent = http.Agent:new({keepAlive = true, scheduling = 'lifo',
+  timeout = 5000})
 
 -- createServer([options,] [handler]) -> Server.
 function http.createServer(options, handler)
@@ -44,6 +52,12 @@ end
 
 function http.get(...)
   return require('http.client').get(...)
+end
+
+-- fetch(url[, opts]) -> response | nil, err, inside a coroutine: see
+-- lua/http/fetch.lua. (A tail call: its errors name the caller's line.)
+function http.fetch(url, opts)
+  return require('http.fetch').fetch(url, opts)
 end
 
 return http

@@ -5,6 +5,7 @@ local uv = require('uv')
 local client = require('http.client')
 
 local track, open_tcp = h.track_tcp, h.open_tcp
+local globalAgent = require('http').globalAgent
 
 -- Parses one request from buf: {method=, path=, version=, headers=
 -- (lower-case), head=, body=} once its head and body are complete.
@@ -128,6 +129,8 @@ end
 describe('http client', function()
   before_each(track)
   after_each(function()
+    -- The global agent keeps connections alive (as Node 20's): close them.
+    globalAgent:destroy()
     h.untrack_tcp()
     assert.is_true(h.wait(function() return open_tcp() == 0 end, 2000),
       'a TCP handle was left open')
@@ -161,7 +164,7 @@ describe('http client', function()
     assert.equal('/some/path?q=1', r.path)
     assert.equal('1.1', r.version)
     assert.equal('127.0.0.1:' .. srv.port, r.headers.host)
-    assert.equal('close', r.headers.connection)
+    assert.equal('keep-alive', r.headers.connection)
     assert.equal('abc', r.headers['x-test'])
     assert.is_nil(r.headers['content-length'])
     assert.is_nil(r.headers['transfer-encoding'])
@@ -224,9 +227,11 @@ describe('http client', function()
 
   it('sends a POST body with Content-Length, or chunked when streamed',
       function()
+    -- The server closes each connection after its answer, and says so
+    -- (the next request must not go on a connection about to close).
     local srv = raw_server(function(r)
-      return 'HTTP/1.1 201 Created\r\nContent-Length: ' .. #r.body
-        .. '\r\n\r\n' .. r.body
+      return 'HTTP/1.1 201 Created\r\nConnection: close\r\n'
+        .. 'Content-Length: ' .. #r.body .. '\r\n\r\n' .. r.body
     end)
     -- finish(body): the length is known.
     local rec = run(function(cb)

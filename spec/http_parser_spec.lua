@@ -21,6 +21,7 @@ local function recorder(opts)
     chunk = opts.chunks and function() log[#log + 1] = {'chunk'} end,
     complete = function(trailers, raw)
       log[#log + 1] = {'complete', trailers, raw}
+      return opts.stop
     end,
   }, opts.max)
   return p, log
@@ -47,7 +48,7 @@ describe('the response parser', function()
     local p, log = recorder()
     local raw = 'HTTP/1.1 201 Made It\r\nContent-Length: 5\r\n'
       .. 'X-A: 1\r\n\r\nhello'
-    assert.same({#raw, false}, {p:execute(raw)})
+    assert.same({#raw, false, false}, {p:execute(raw)})
     assert.equal('head body complete', kinds(log))
     local head = log[1]
     assert.equal(201, head[2])
@@ -120,6 +121,23 @@ describe('the response parser', function()
     assert.equal('head complete head complete', kinds(log))
   end)
 
+  it('stops after a message whose complete callback says so', function()
+    -- What a keep-alive client does: anything after its response is not
+    -- its response's (execute says how much was the response's).
+    local p, log = recorder({stop = true})
+    local raw = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'
+    assert.same({#raw, false, true}, {p:execute(raw .. raw)})
+    assert.equal('head body complete', kinds(log))
+    -- Without stray bytes, all of it was the response.
+    p, log = recorder({stop = true})
+    assert.same({#raw, false, true}, {p:execute(raw)})
+    -- A body framed by the connection's end: finish completes it.
+    p, log = recorder({stop = true})
+    p:execute('HTTP/1.0 200 OK\r\n\r\nall')
+    assert.is_true(p:finish())
+    assert.equal('head body complete', kinds(log))
+  end)
+
   it('reads a body to the end of the connection, and says when that is '
       .. 'too soon', function()
     local p, log = recorder()
@@ -145,7 +163,7 @@ describe('the response parser', function()
     end})
     local head = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n'
       .. 'Connection: upgrade\r\n\r\n'
-    assert.same({#head, true}, {p:execute(head .. 'not http')})
+    assert.same({#head, true, false}, {p:execute(head .. 'not http')})
     -- The 101 itself is a whole message.
     assert.equal('head complete', kinds(log))
     assert.is_true(log[1][8])

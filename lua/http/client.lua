@@ -1,31 +1,34 @@
--- http.client: the client side of Node's http (http.request, http.get).
---
--- A ClientRequest opens its own connection with net (no agent, so no
--- keep-alive: it asks for Connection: close), writes the request head with
--- its first body bytes, and reads the response with llhttp (the C response
--- parser, runtime/http/response.c): 1xx answers as 'information', then the
--- response, an IncomingMessage whose body flows as 'data' then 'end' (the
--- shared Readable side, lua/internal/stream.lua). Headers are checked by
--- the rule the server's are (lua/http/common.lua).
+-- http.client: the client side of Node's http (http.request, http.get):
+-- ClientRequest, the writing half. A request asks its agent (Node's
+-- http.Agent, lua/http/agent.lua; http.globalAgent unless told otherwise,
+-- a fresh one for agent = false) for a socket: a free one from its pool,
+-- a new connection, or, past maxSockets, the next one given back. What it
+-- writes before it has one waits in order. Its head goes with its first
+-- body bytes, checked by the rule the server's headers are
+-- (lua/http/common.lua); the response is read in
+-- lua/http/client_response.lua, which also gives the socket back.
 
-local C = require('_http')
-local net = require('net')
 local EventEmitter = require('events')
 local process = require('process')
 local errors = require('internal.errors')
-local Readable = require('internal.stream')
 local url = require('internal.url')
 local common = require('http.common')
+local Agent = require('http.agent')
+local reading = require('http.client_response')
 
 local type, tostring, tonumber, pairs, ipairs, error = type, tostring,
   tonumber, pairs, ipairs, error
 local lower, upper, concat, format = string.lower, string.upper,
   table.concat, string.format
 local conn_reset = errors.conn_reset
+local fail = reading.fail
+local huge = math.huge
+
+-- Bytes a request keeps while it waits for a socket before write()
+-- asks the caller to wait for 'drain' (net.Socket's high-water mark).
+local HWM = 16384
 
 local client = {}
-
-local MAX_HEADER_SIZE = C.DEFAULTS.maxHeaderSize
 
 local function next_tick(fn, ...)
   return process.nextTick(fn, ...)
@@ -57,97 +60,7 @@ end
 -- parseUrl(url) -> options (lua/internal/url.lua).
 client.parseUrl = url.parse
 
-------------------------------------------------------------------------------
--- IncomingMessage: the response.
-
-local IncomingMessage = EventEmitter:extend()
-client.IncomingMessage = IncomingMessage
--- As the server's request does, the body also flows once an 'end'
--- listener is added; 'end' comes even if nobody reads.
-IncomingMessage._endFlows = true
-IncomingMessage._endUnread = true
-Readable.install(IncomingMessage)
-
-local function new_response(req, status, reason, major, minor, headers, raw)
-  local res = EventEmitter.new(IncomingMessage, {})
-  res.req, res.socket = req, req.socket
-  res.statusCode, res.statusMessage = status, reason
-  res.httpVersionMajor, res.httpVersionMinor = major, minor
-  res.httpVersion = major .. '.' .. minor
-  res.headers, res.rawHeaders = headers, raw
-  res.trailers, res.rawTrailers = {}, {}
-  res.complete, res.aborted = false, false
-  res.readable = true
-  return res
-end
-
-function IncomingMessage:_readStart()
-  if not self.socket.destroyed then self.socket:resume() end
-end
-
-function IncomingMessage:_readStop()
-  if not self.socket.destroyed then self.socket:pause() end
-end
-
-function IncomingMessage:setTimeout(ms, cb)
-  self.req:setTimeout(ms, cb)
-  return self
-end
-
-function IncomingMessage:destroy(err)
-  self.req:destroy(err)
-  return self
-end
-
-------------------------------------------------------------------------------
--- Reading the response.
-
-local function response_complete(req)
-  local res = req.res
-  req._done = true
-  res.complete = true
-  Readable.push(res, nil)
-  -- No keep-alive: the connection ends here.
-  local socket = req.socket
-  if not socket.destroyed then socket:destroySoon() end
-end
-
--- The parser of req's response: what llhttp reads becomes events.
-local function parser_for(req)
-  return C.response_parser({
-    head = function(status, reason, major, minor, headers, raw)
-      if status >= 100 and status < 200 and status ~= 101 then
-        -- An interim answer: report it and wait for the real one.
-        if status == 100 then req:emit('continue') end
-        req:emit('information', {statusCode = status, statusMessage = reason,
-          httpVersion = major .. '.' .. minor, httpVersionMajor = major,
-          httpVersionMinor = minor, headers = headers, rawHeaders = raw})
-        return
-      end
-      local res = new_response(req, status, reason, major, minor, headers,
-        raw)
-      req.res = res
-      if status == 101 then
-        -- What follows is another protocol (see on_data).
-        req._upgraded = true
-        return C.UPGRADE
-      end
-      if not req:emit('response', res) then
-        -- Nobody wants it: read and drop the body, as Node's _dump.
-        res:resume()
-      end
-      if req.method == 'HEAD' then return C.SKIP_BODY end
-    end,
-    body = function(chunk) Readable.push(req.res, chunk) end,
-    complete = function(trailers, rawTrailers)
-      local res = req.res
-      -- The end of an interim answer, or of what was done already.
-      if not res or req._done or req._upgraded then return end
-      if trailers then res.trailers, res.rawTrailers = trailers, rawTrailers end
-      response_complete(req)
-    end,
-  }, MAX_HEADER_SIZE)
-end
+client.IncomingMessage = reading.IncomingMessage
 
 ------------------------------------------------------------------------------
 -- ClientRequest.
@@ -155,93 +68,23 @@ end
 local ClientRequest = EventEmitter:extend()
 client.ClientRequest = ClientRequest
 
--- Settles a request that did not get (all of) its response: the error
--- goes to the request before a response, else the response is aborted.
-local function fail(req, err)
-  if req._failed then return end
-  req._failed = true
-  local res = req.res
-  if res == nil or req._upgraded then
-    if err then req:emit('error', err) end
-  elseif not res.complete then
-    res.aborted = true
-    res:emit('aborted')
-    -- Node: 'error' on the response only for those who listen.
-    if res:listenerCount('error') > 0 then
-      res:emit('error', err or conn_reset('aborted'))
-    end
+-- agent_of(opts) -> the request's agent: opts.agent, http.globalAgent
+-- when nil, a new Agent (keepAlive false) when false.
+local function agent_of(agent)
+  if agent == nil then return require('http').globalAgent end
+  if agent == false then return Agent:new() end
+  if type(agent) ~= 'table' or type(agent.addRequest) ~= 'function' then
+    error(errors.type_error('ERR_INVALID_ARG_TYPE', 'The "options.agent" '
+      .. 'property must be an Agent-like table, nil or false. Received '
+      .. type(agent)), 4)
   end
-end
-
-local function on_socket_close(req)
-  local res = req.res
-  if res == nil or not res.complete then
-    fail(req, req._sockerr or conn_reset(res and 'aborted'
-      or 'socket hang up'))
-  end
-  req.destroyed = true
-  req.closed = true
-  req:emit('close')
-  if res then
-    res.closed = true
-    res:emit('close')
-  end
-end
-
--- A broken response: before its head the request fails; after, the
--- response is aborted and the request reports it too, as Node.
-local function parse_failed(req, err)
-  req._sockerr = err
-  if req.res and not req.res.complete then
-    req._failed = true
-    req.res.aborted = true
-    req.res:emit('aborted')
-    req:emit('error', err)
-  else
-    fail(req, err)
-  end
-  req.socket:destroy()
-end
-
--- request(options) wiring: the connection and its events.
-local function attach(req, opts)
-  local socket = net.connect({host = req.host, port = req.port,
-    localAddress = opts.localAddress, family = opts.family})
-  req.socket, req.connection = socket, socket
-  local parser = parser_for(req)
-  local function ondata(data)
-    if req._done or req._upgraded then return end
-    -- n, upgraded | nil, code, reason, bytes parsed.
-    local n, a, b, c = parser:execute(data)
-    if not n then return parse_failed(req, errors.http_parse(a, b, c, data)) end
-    if a then
-      -- Upgraded: the rest is the new protocol's.
-      if req:listenerCount('upgrade') > 0 then
-        socket:removeListener('data', ondata)
-        req:emit('upgrade', req.res, socket, data:sub(n + 1))
-      else
-        socket:destroy()
-      end
-    end
-  end
-  socket:on('data', ondata)
-  socket:on('end', function()
-    -- A body framed by the connection's end is complete now.
-    if not req._done and not req._upgraded then parser:finish() end
-  end)
-  socket:on('error', function(err)
-    req._sockerr = err
-    fail(req, err)
-  end)
-  socket:on('close', function() on_socket_close(req) end)
-  socket:on('timeout', function() req:emit('timeout') end)
-  socket:on('drain', function() req:emit('drain') end)
-  next_tick(function() req:emit('socket', socket) end)
+  return agent
 end
 
 -- ClientRequest:new(options[, cb]); see client.request.
 function ClientRequest:new(opts, cb)
   local req = EventEmitter.new(self, {})
+  local agent = agent_of(opts.agent)
   local protocol = opts.protocol or 'http:'
   if protocol ~= 'http:' then
     error(errors.type_error('ERR_INVALID_PROTOCOL', 'Protocol "' .. protocol
@@ -268,6 +111,13 @@ function ClientRequest:new(opts, cb)
   req.writableFinished, req.reusedSocket = false, false
   req._headers, req._names = {}, {}
   req._order = {}
+  -- What is written before the request has a socket: data, cb, ...
+  req._out, req._outLen = {}, 0
+  -- A connection that no other request could use is asked to close (as
+  -- Node: an agent that neither keeps sockets nor limits them).
+  req.agent = agent
+  req.shouldKeepAlive = agent.keepAlive == true
+    or (tonumber(agent.maxSockets) or huge) < huge
 
   local headers = opts.headers
   if headers then
@@ -286,9 +136,60 @@ function ClientRequest:new(opts, cb)
     req:setHeader('Authorization', 'Basic ' .. base64(opts.auth))
   end
   if cb then req:once('response', cb) end
-  attach(req, opts)
   if opts.timeout then req:setTimeout(opts.timeout) end
+  agent:addRequest(req, {host = host, port = port,
+    localAddress = opts.localAddress, family = opts.family,
+    noDelay = opts.noDelay ~= false})
   return req
+end
+
+-- onSocket(socket[, err]): from the agent: the request's socket, or why it
+-- has none. The request reads its response from it, writes what waited,
+-- and emits 'socket' on the next tick.
+function ClientRequest:onSocket(socket, err)
+  if err or self._destroying then
+    if socket then socket:destroy() end
+    if self.closed then return end
+    return next_tick(function()
+      fail(self, err or conn_reset('socket hang up'))
+      self.destroyed, self.closed = true, true
+      self:emit('close')
+    end)
+  end
+  self.socket, self.connection = socket, socket
+  local agent_timeout = self.agent.options and self.agent.options.timeout
+  socket:setTimeout(self.timeout or agent_timeout or 0)
+  reading.attach(self, socket)
+  local out = self._out
+  self._out, self._outLen = nil, 0
+  for i = 1, #out, 2 do
+    socket:write(out[i], out[i + 1] or nil)
+  end
+  next_tick(function() self:emit('socket', socket) end)
+end
+
+-- _send(data[, cb]) -> false when the caller should wait for 'drain':
+-- writes on the socket, or keeps data until there is one.
+function ClientRequest:_send(data, cb)
+  local socket = self.socket
+  if socket then return socket:write(data, cb) end
+  local out = self._out
+  out[#out + 1] = data
+  out[#out + 1] = cb or false
+  self._outLen = self._outLen + #data
+  if self._outLen >= HWM then
+    self._needDrain = true
+    if not self._drainHooked then
+      self._drainHooked = true
+      self:once('socket', function(s)
+        if s.writableLength < s.writableHighWaterMark then
+          self:emit('drain')
+        end
+      end)
+    end
+    return false
+  end
+  return true
 end
 
 function ClientRequest:setHeader(name, value)
@@ -338,7 +239,13 @@ function ClientRequest:_head(body)
     local v = hs[k]
     if v ~= nil then common.add_lines(lines, self._names[k], v) end
   end
-  if hs['connection'] == nil then lines[#lines + 1] = 'Connection: close' end
+  local conn = hs['connection']
+  if conn == nil then
+    lines[#lines + 1] = self.shouldKeepAlive and 'Connection: keep-alive'
+      or 'Connection: close'
+  elseif lower(tostring(conn)):find('close', 1, true) then
+    self.shouldKeepAlive = false
+  end
   local te = hs['transfer-encoding']
   if te ~= nil then
     self._chunked = lower(tostring(te)):find('chunked%s*$') ~= nil
@@ -394,13 +301,13 @@ function ClientRequest:write(chunk, encoding, cb)
     if cb then next_tick(cb) end
     return true
   end
-  return self.socket:write(out, cb)
+  return self:_send(out, cb)
 end
 
 -- flushHeaders(): sends the head now (the body will be chunked).
 function ClientRequest:flushHeaders()
   if not self.headersSent and not self.destroyed then
-    self.socket:write(self:_head(nil))
+    self:_send(self:_head(nil))
   end
 end
 
@@ -434,14 +341,29 @@ function ClientRequest:finish(data, encoding, cb)
   self.finished, self.writableEnded = true, true
   if cb then self:once('finish', cb) end
   if self.destroyed then return self end
-  self.socket:write(out, function(err)
+  self:_send(out, function(err)
     if err then return end
     self.writableFinished = true
     self:emit('finish')
+    -- The response may have ended first.
+    reading.keep_alive(self)
   end)
   return self
 end
 ClientRequest['end'] = ClientRequest.finish
+
+-- Closes the request's connection; a request still waiting for one
+-- leaves its agent's queue and closes on the next tick.
+local function drop(self)
+  if self.socket then return self.socket:destroy() end
+  local agent = self.agent
+  if agent._removeRequest then agent:_removeRequest(self) end
+  next_tick(function()
+    if self.closed then return end
+    self.destroyed, self.closed = true, true
+    self:emit('close')
+  end)
+end
 
 -- abort(): Node's deprecated form of destroy(): 'abort', no error.
 function ClientRequest:abort()
@@ -452,7 +374,10 @@ function ClientRequest:abort()
     fail(self, conn_reset('aborted'))
   end
   self._failed = true
-  self.socket:destroy()
+  -- After the exchange the socket is the agent's again: left alone.
+  if self.destroyed or self._destroying then return end
+  self._destroying = true
+  drop(self)
 end
 
 -- destroy([err]): closes the connection. Before a response the request
@@ -466,24 +391,43 @@ function ClientRequest:destroy(err)
     if err then self._sockerr = err end
     next_tick(fail, self, e)
   end
-  self.socket:destroy()
+  drop(self)
   return self
 end
 
 -- setTimeout(ms[, cb]): 'timeout' after ms without activity on the
--- connection; the request stays open until destroyed.
+-- connection (counted once the request has one); the request stays open
+-- until destroyed.
 function ClientRequest:setTimeout(ms, cb)
-  if cb then self:once('timeout', cb) end
-  self.socket:setTimeout(ms)
+  if self._released then return self end
+  ms = tonumber(ms)
+  if not ms or ms < 0 or ms ~= ms then
+    error(errors.range_error('ERR_OUT_OF_RANGE', 'The value of "msecs" is '
+      .. 'out of range. It must be a non-negative finite number. Received '
+      .. tostring(ms)), 2)
+  end
+  if self.socket then self.socket:setTimeout(ms) end
+  if cb then
+    if ms == 0 then self:removeListener('timeout', cb)
+    else self:once('timeout', cb) end
+  end
+  self.timeout = ms > 0 and ms or nil
   return self
 end
 
+-- Calls socket:method(...) once the request has a socket.
+local function on_socket(self, method, ...)
+  if self.socket then return self.socket[method](self.socket, ...) end
+  local a, b = ...
+  self:once('socket', function(s) s[method](s, a, b) end)
+end
+
 function ClientRequest:setNoDelay(on)
-  self.socket:setNoDelay(on)
+  on_socket(self, 'setNoDelay', on)
 end
 
 function ClientRequest:setSocketKeepAlive(enable, delay)
-  self.socket:setKeepAlive(enable, delay)
+  on_socket(self, 'setKeepAlive', enable, delay)
 end
 
 ------------------------------------------------------------------------------
@@ -492,8 +436,8 @@ end
 -- request(url|options[, options][, cb]) -> ClientRequest. options:
 -- protocol ('http:' only), host/hostname, port, path, method, headers
 -- (a table, or a flat list of names and values), auth ('user:pass'),
--- setHost, timeout, localAddress, family; agent is accepted and ignored
--- (every request has its own connection).
+-- setHost, timeout, localAddress, family, noDelay (default true), agent
+-- (an Agent; nil: http.globalAgent; false: a connection of its own).
 function client.request(a, b, c)
   local t = type(a)
   if t ~= 'string' and t ~= 'table' then

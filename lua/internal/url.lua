@@ -1,6 +1,7 @@
--- internal.url: the one parser of URLs (the http client's). No dependency
--- of the project parses URLs (luv, cjson and llhttp do not), hence this
--- file.
+-- internal.url: the one parser of URLs (the http client's), and the
+-- resolver of a reference against a base (fetch's redirects). No
+-- dependency of the project parses URLs (luv, cjson and llhttp do not),
+-- hence this file.
 
 local errors = require('internal.errors')
 
@@ -45,6 +46,44 @@ function url.parse(input, level)
   o.hostname = lower(host)
   o.port = tonumber(port)
   return o
+end
+
+-- Removes '.' and '..' segments from an absolute path (RFC 3986, 5.2.4).
+local function remove_dots(path)
+  local out = {}
+  local trailing = path:match('/%.%.?$') or path:sub(-1) == '/'
+  for seg in path:gmatch('[^/]+') do
+    if seg == '..' then
+      out[#out] = nil
+    elseif seg ~= '.' then
+      out[#out + 1] = seg
+    end
+  end
+  local p = '/' .. table.concat(out, '/')
+  if trailing and p ~= '/' then p = p .. '/' end
+  return p
+end
+
+-- resolve(base, ref) -> the absolute URL ref names, read against the
+-- absolute URL base (RFC 3986, 5.2): 'http://h/a/b' and '../c' give
+-- 'http://h/c'; '//h2/x', '/x', '?q' and a full URL work as a browser's
+-- Location does. The fragment is dropped.
+function url.resolve(base, ref)
+  ref = ref:gsub('#.*$', '')
+  if ref:match('^%a[%w+.-]*:') then return ref end
+  local scheme, authority, path, query = base:match(
+    '^(%a[%w+.-]*:)//([^/?#]*)([^?#]*)(%??[^#]*)')
+  if not scheme then invalid(base, 2) end
+  if path == '' then path = '/' end
+  if ref:sub(1, 2) == '//' then return scheme .. ref end
+  local origin = scheme .. '//' .. authority
+  if ref == '' then return origin .. path .. query end
+  if ref:sub(1, 1) == '?' then return origin .. path .. ref end
+  local rpath, rquery = ref:match('^([^?]*)(.*)$')
+  if rpath:sub(1, 1) ~= '/' then
+    rpath = path:gsub('[^/]*$', '') .. rpath
+  end
+  return origin .. remove_dots(rpath) .. rquery
 end
 
 return url

@@ -1,7 +1,7 @@
 /* Bytes to HTTP responses, for the http client (lua/http/client.lua) and
  * http.inject: a parser object over llhttp, made by
  * _http.response_parser(callbacks[, maxHeaderSize]), with
- *   parser:execute(data) -> bytes used, upgraded
+ *   parser:execute(data) -> bytes used, upgraded, paused
  *                         | nil, code, reason, bytes used (a bad response)
  *   parser:finish()      -> true | nil, code, reason (the peer ended: a
  *                           body framed by the connection's end is done)
@@ -18,7 +18,13 @@
  *   chunk()                           a chunk of a chunked body ended
  *                                     (optional)
  *   complete(trailers, rawTrailers)   the message ended (trailers nil when
- *                                     there were none)
+ *                                     there were none); a true result
+ *                                     stops the parser right after it:
+ *                                     execute returns the bytes used up
+ *                                     to there and paused = true (what
+ *                                     follows is not this message's: a
+ *                                     keep-alive client checks that
+ *                                     nothing does)
  * Every message on the connection goes through them in turn: 1xx answers
  * (head, then complete), then the response, then any later ones
  * (keep-alive). Headers are merged by the rules requests use
@@ -176,6 +182,7 @@ static int on_chunk_complete(llhttp_t *lp) {
 static int on_message_complete(llhttp_t *lp) {
   rparser *p = (rparser *)lp->data;
   lua_State *L = p->L;
+  int stop;
   /* Stack: trailers rawTrailers (nil, nil without). */
   if (p->trailers && p->head.n > 0) {
     push_collected(p);
@@ -186,8 +193,9 @@ static int on_message_complete(llhttp_t *lp) {
   reset(p);
   if (call(p, "complete", 2) != 0)
     return -1;
+  stop = lua_toboolean(L, -1);
   lua_pop(L, 1);
-  return 0;
+  return stop ? HPE_PAUSED : 0;
 }
 
 static const llhttp_settings_t settings = {
@@ -223,7 +231,7 @@ static int end_run(lua_State *L, rparser *p, llhttp_errno_t err) {
     lua_pushvalue(L, p->err);
     return lc_reraise(L);
   }
-  if (err == HPE_OK || err == HPE_PAUSED_UPGRADE)
+  if (err == HPE_OK || err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE)
     return 0;
   lua_pushnil(L);
   if (p->overflow) {
@@ -236,8 +244,8 @@ static int end_run(lua_State *L, rparser *p, llhttp_errno_t err) {
   return 3;
 }
 
-/* parser:execute(data) -> bytes used, upgraded | nil, code, reason, bytes
- * used. */
+/* parser:execute(data) -> bytes used, upgraded, paused | nil, code,
+ * reason, bytes used. */
 static int rparser_execute(lua_State *L) {
   rparser *p = check_rparser(L, 1);
   size_t len;
@@ -258,7 +266,8 @@ static int rparser_execute(lua_State *L) {
   }
   lua_pushinteger(L, (lua_Integer)(stop - data));
   lua_pushboolean(L, err == HPE_PAUSED_UPGRADE);
-  return 2;
+  lua_pushboolean(L, err == HPE_PAUSED);
+  return 3;
 }
 
 /* parser:finish() -> true | nil, code, reason. */

@@ -205,8 +205,9 @@ end
 
 -- request(options) wiring: the connection and its events.
 local function attach(req, opts)
-  local socket = net.connect({host = req.host, port = req.port,
-    localAddress = opts.localAddress, family = opts.family})
+  local socket = net.connect({path = req.socketPath, host = req.host,
+    port = req.port, localAddress = opts.localAddress,
+    family = opts.family})
   req.socket, req.connection = socket, socket
   local parser = parser_for(req)
   local function ondata(data)
@@ -262,6 +263,7 @@ function ClientRequest:new(opts, cb)
       'Request path contains unescaped characters'), 3)
   end
   req.method, req.path, req.host, req.port = method, path, host, port
+  req.socketPath = opts.socketPath
   req.protocol = protocol
   req.aborted, req.destroyed, req.finished = false, false, false
   req.headersSent, req.writableEnded = false, false
@@ -492,8 +494,10 @@ end
 -- request(url|options[, options][, cb]) -> ClientRequest. options:
 -- protocol ('http:' only), host/hostname, port, path, method, headers
 -- (a table, or a flat list of names and values), auth ('user:pass'),
--- setHost, timeout, localAddress, family; agent is accepted and ignored
--- (every request has its own connection).
+-- setHost, timeout, localAddress, family, socketPath (a Unix socket to
+-- connect to instead of host and port; Host still names host, 'localhost'
+-- by default); agent is accepted and ignored (every request has its own
+-- connection).
 function client.request(a, b, c)
   local t = type(a)
   if t ~= 'string' and t ~= 'table' then

@@ -154,6 +154,14 @@ describe('unix sockets', function()
       close_server(srv)
       assert.is_false(exists(path), 'form ' .. i)
     end
+    -- A path that is not a string that is not a number.
+    local bad = net.createServer()
+    local ok, err = pcall(bad.listen, bad, {path = 5})
+    assert.is_false(ok)
+    assert.equal('ERR_INVALID_ARG_VALUE', err.code)
+    ok, err = pcall(net.connect, {path = 5})
+    assert.is_false(ok)
+    assert.equal('ERR_INVALID_ARG_TYPE', err.code)
     -- A port wins over a path, as in Node.
     local srv = listening(net.createServer(), {port = 0, host = '127.0.0.1',
       path = path})

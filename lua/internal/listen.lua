@@ -64,7 +64,7 @@ end
 -- is_path(v) -> whether v names a Unix socket rather than a port: a
 -- string that is not a number (Node's isPipeName).
 local function is_path(v)
-  return type(v) == 'string' and tonumber(v) == nil
+  return type(v) == 'string' and v ~= '' and tonumber(v) == nil
 end
 listen.is_path = is_path
 
@@ -104,8 +104,8 @@ local function args(...)
   if o.port == nil and o.path ~= nil then
     if not is_path(o.path) then
       error(errors.type_error('ERR_INVALID_ARG_VALUE', 'The argument '
-        .. "'options.path' must be a string that is not a number. Received "
-        .. tostring(o.path)), 4)
+        .. "'options' must have the property \"port\" or \"path\". "
+        .. 'Received path ' .. tostring(o.path)), 4)
     end
     o.host = nil
     return o, cb

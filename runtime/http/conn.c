@@ -506,13 +506,17 @@ static int http_end_connection(lua_State *L) {
   return 0;
 }
 
-/* _http.name(c, peer) -> address table, or nil once closed or on a Unix
- * socket (Node gives a pipe's sockets no address). */
+/* _http.name(c, peer) -> address table ({} on a Unix socket: Node gives
+ * a pipe's sockets no address), or nil once closed. */
 static int http_name(lua_State *L) {
   http_conn *c = lc__http_check_conn(L, 1);
   uv_os_fd_t fd;
-  if (c == NULL || c->pipe || uv_fileno(&c->sock.handle, &fd) != 0) {
+  if (c == NULL || uv_fileno(&c->sock.handle, &fd) != 0) {
     lua_pushnil(L);
+    return 1;
+  }
+  if (c->pipe) {
+    lua_createtable(L, 0, 0);
     return 1;
   }
   return lc__tcp_push_name(L, fd, lua_toboolean(L, 2));

@@ -64,12 +64,10 @@ local function check(req)
   return n
 end
 
--- Whether res's connection is still open: _http.name gives nil alone once
--- it is closed; open, it is a Unix socket, which has no address to give
--- (nil, message, code).
+-- Whether res's connection is still open: _http.name gives nil once it is
+-- closed; open, it is a Unix socket, whose address is {}.
 local function open(res)
-  local a, msg = C.name(res._c, false)
-  return a ~= nil or msg ~= nil
+  return C.name(res._c, false) ~= nil
 end
 
 -- Counts an answer about to start (its head leaves with its first write)

@@ -1,5 +1,6 @@
 /* `_ipc`: the channel between a primary and its workers (sockets
- * themselves are runtime/tcp.c's, descriptors runtime/fd.c's).
+ * themselves are runtime/tcp.c's and runtime/unix.c's, descriptors
+ * runtime/fd.c's).
  *
  * The channel is a Unix socket pair. Messages travel as frames:
  *   u32 length (little-endian, of what follows), u8 flags, payload
@@ -20,6 +21,7 @@
 #include "buf.h"
 #include "codec.h"
 #include "fd.h"
+#include "unix.h"
 
 #define IPC_INTERNAL 1
 #define IPC_HANDLE 2
@@ -53,7 +55,7 @@ typedef struct {
   ipc_chan *ch;
   char *data;
   int ref_cb;
-  uv_tcp_t *send_handle;
+  uv_stream_t *send_handle;
 } ipc_write;
 
 /* What on_event(kind, ...) is told; exported as _ipc.EV_* so the Lua
@@ -146,7 +148,7 @@ static void write_done(uv_write_t *req, int status) {
 /* Writes what out holds: as much as the socket takes at once, the rest
  * through a queued write. ref_cb (or LUA_NOREF) runs once all is written.
  * send_handle, when given, rides along with the whole buffer. */
-static int chan_write(ipc_chan *ch, int ref_cb, uv_tcp_t *send_handle) {
+static int chan_write(ipc_chan *ch, int ref_cb, uv_stream_t *send_handle) {
   ipc_write *w;
   uv_buf_t buf;
   size_t off = 0;
@@ -191,7 +193,7 @@ static int chan_write(ipc_chan *ch, int ref_cb, uv_tcp_t *send_handle) {
   ch->out.len = 0;
   if (send_handle)
     rc = uv_write2(&w->req, (uv_stream_t *)&ch->pipe, &buf, 1,
-                   (uv_stream_t *)send_handle, write_done);
+                   send_handle, write_done);
   else
     rc = uv_write(&w->req, (uv_stream_t *)&ch->pipe, &buf, 1, write_done);
   if (rc < 0) {
@@ -235,21 +237,57 @@ static void chan_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
                      (unsigned)(ch->in.cap - ch->in.len));
 }
 
-/* Takes the socket passed with a frame: returns a new fd, or -1. */
+/* Takes the socket passed with a frame (TCP or a Unix socket): returns a
+ * new fd, or -1. */
 static int chan_take_handle(ipc_chan *ch) {
-  uv_tcp_t *t;
+  union uv_any_handle *t;
+  uv_handle_type type;
   uv_os_fd_t fd;
-  int dupfd = -1;
-  if (uv_pipe_pending_count(&ch->pipe) == 0 ||
-      uv_pipe_pending_type(&ch->pipe) != UV_TCP)
+  int dupfd = -1, err;
+  if (uv_pipe_pending_count(&ch->pipe) == 0)
+    return -1;
+  type = uv_pipe_pending_type(&ch->pipe);
+  if (type != UV_TCP && type != UV_NAMED_PIPE)
     return -1;
   t = lc__xmalloc(sizeof(*t));
-  uv_tcp_init(ch->pipe.loop, t);
-  if (uv_accept((uv_stream_t *)&ch->pipe, (uv_stream_t *)t) == 0 &&
-      uv_fileno((uv_handle_t *)t, &fd) == 0)
+  err = type == UV_TCP ? uv_tcp_init(ch->pipe.loop, &t->tcp)
+                       : uv_pipe_init(ch->pipe.loop, &t->pipe, 0);
+  if (err != 0) {
+    free(t);
+    return -1;
+  }
+  if (uv_accept((uv_stream_t *)&ch->pipe, &t->stream) == 0 &&
+      uv_fileno(&t->handle, &fd) == 0)
     dupfd = lc__fd_dup(fd);
-  uv_close((uv_handle_t *)t, tmp_closed);
+  uv_close(&t->handle, tmp_closed);
   return dupfd;
+}
+
+/* A handle of the socket fd's kind (a uv_pipe_t on a Unix socket, else a
+ * uv_tcp_t) opened on a duplicate of fd, to ride along a write; NULL when
+ * fd cannot be. Freed by tmp_closed. */
+static uv_stream_t *send_handle_of(uv_loop_t *loop, int fd) {
+  union uv_any_handle *t;
+  int pipe = lc__unix_is(fd), dupfd, err;
+  if (pipe < 0)
+    return NULL;
+  dupfd = lc__fd_dup(fd);
+  if (dupfd < 0)
+    return NULL;
+  t = lc__xmalloc(sizeof(*t));
+  err = pipe ? uv_pipe_init(loop, &t->pipe, 0) : uv_tcp_init(loop, &t->tcp);
+  if (err != 0) {
+    close(dupfd);
+    free(t);
+    return NULL;
+  }
+  err = pipe ? uv_pipe_open(&t->pipe, dupfd) : uv_tcp_open(&t->tcp, dupfd);
+  if (err != 0) {
+    close(dupfd);
+    uv_close(&t->handle, tmp_closed);
+    return NULL;
+  }
+  return &t->stream;
 }
 
 /* Delivers the complete frames in the read buffer to Lua in batches: up
@@ -428,7 +466,7 @@ static int chan_send(lua_State *L) {
   int fd = (int)luaL_optinteger(L, 4, -1);
   size_t start = ch->out.len;
   int ref_cb = LUA_NOREF;
-  uv_tcp_t *t = NULL;
+  uv_stream_t *t = NULL;
   luaL_checkany(L, 3);
   if (!lua_isnoneornil(L, 5))
     luaL_checktype(L, 5, LUA_TFUNCTION); /* Before anything is queued. */
@@ -445,17 +483,8 @@ static int chan_send(lua_State *L) {
     lua_pushvalue(L, 5);
     ref_cb = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  if (fd >= 0) {
-    int dupfd = lc__fd_dup(fd);
-    t = lc__xmalloc(sizeof(*t));
-    uv_tcp_init(ch->pipe.loop, t);
-    if (dupfd < 0 || uv_tcp_open(t, dupfd) != 0) {
-      if (dupfd >= 0)
-        close(dupfd);
-      uv_close((uv_handle_t *)t, tmp_closed);
-      t = NULL;
-    }
-  }
+  if (fd >= 0)
+    t = send_handle_of(ch->pipe.loop, fd);
   if (t != NULL || ref_cb != LUA_NOREF) {
     /* Frames before it first, then this one with its socket. */
     if (t != NULL && start > 0) {

@@ -9,6 +9,7 @@
 
 int luaopen_cjson_safe(lua_State *L);
 int luaopen_lc_tcp(lua_State *L);
+int luaopen_lc_unix(lua_State *L);
 int luaopen_lc_shared(lua_State *L);
 int luaopen_lc_systemd(lua_State *L);
 
@@ -68,6 +69,7 @@ void lc_preload(lua_State *L) {
     {"_lc", luaopen_lc_core},
     {"_http", luaopen_lc_http},
     {"_tcp", luaopen_lc_tcp},
+    {"_unix", luaopen_lc_unix},
     {"_ipc", luaopen_lc_ipc},
     {"_shared", luaopen_lc_shared},
     {"_systemd", luaopen_lc_systemd},

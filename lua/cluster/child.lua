@@ -64,8 +64,10 @@ end
 -- Listening.
 
 -- _getServer(opts, cb[, owner]): asks the primary for a listening socket.
--- opts = {address=, port=, addressType=, backlog=}. cb(err, lst) where lst
--- is {handle = luv tcp listening socket | nil, address = {address=, port=,
+-- opts = {address=, port=, addressType=, backlog=}; for a Unix socket,
+-- address is its path, port and addressType -1 (as Node's), with
+-- readableAll, writableAll. cb(err, lst) where lst is {handle = luv tcp
+-- (or pipe) listening socket | nil, address = {address=, port=,
 -- addressType=}, close = function()}. handle is the socket to accept from:
 -- shared by every worker (SCHED_NONE), or this worker's own SO_REUSEPORT
 -- socket, which the primary keeps for its replacement (SCHED_REUSEPORT);
@@ -81,7 +83,8 @@ function cluster._getServer(opts, cb, owner)
   indexes[ikey] = index + 1
   local msg = {act = 'queryServer', address = opts.address,
     port = opts.port, addressType = opts.addressType or 4,
-    backlog = opts.backlog, index = index}
+    backlog = opts.backlog, index = index,
+    readableAll = opts.readableAll, writableAll = opts.writableAll}
   send(msg, function(reply, handle)
     if reply.errno then
       if handle then handle:close() end

@@ -36,6 +36,7 @@ local huge = math.huge
 
 local ipc = require('_ipc')
 local tcp = require('_tcp')
+local unix = require('_unix')
 local null = cjson.null
 
 ------------------------------------------------------------------------------
@@ -116,10 +117,11 @@ Channel.__index = Channel
 local EV_MESSAGE, EV_CLOSE, EV_BATCH, EV_RESUME = ipc.EV_MESSAGE,
   ipc.EV_CLOSE, ipc.EV_BATCH, ipc.EV_RESUME
 
--- wrap_fd(fd) -> a luv tcp owning fd, or nil (fd closed) if it is not one.
+-- wrap_fd(fd) -> a luv handle owning the socket fd: a pipe for a Unix
+-- socket, a tcp otherwise; or nil (fd closed) if it is not a socket.
 local function wrap_fd(fd)
   if not fd then return nil end
-  local t = uv.new_tcp()
+  local t = unix.is_unix(fd) and uv.new_pipe(false) or uv.new_tcp()
   if not t:open(fd) then
     t:close()
     tcp.close(fd)
@@ -132,7 +134,8 @@ utils.wrap_fd = wrap_fd
 -- utils.Channel(fd, handlers) opens the channel on fd (owned from now on).
 -- handlers:
 --   message(msg)            a user message
---   internal(msg, handle)   a control message (handle: a luv tcp or nil)
+--   internal(msg, handle)   a control message (handle: a luv tcp or pipe,
+--                           or nil)
 --   close()                 the channel closed (EOF, error or close())
 --   error(text)             garbage on the channel (it is closed after)
 function utils.Channel(fd, handlers)
@@ -206,8 +209,8 @@ function Channel:send(msg, cb)
 end
 
 -- internal(msg[, handle][, reply]) -> true, or false, message, code when
--- the channel is closed: a control message. handle (an fd or a luv tcp) rides along; the
--- caller may close its own copy at once. reply(answer, handle) runs when
+-- the channel is closed: a control message. handle (an fd, or a luv tcp
+-- or pipe) rides along; the caller may close its own copy at once. reply(answer, handle) runs when
 -- the other side answers with ack = msg.seq (never, if the channel closes
 -- first).
 function Channel:internal(msg, handle, reply)

@@ -88,7 +88,9 @@ end
 function Agent:getName(options)
   local name = (options.host or 'localhost') .. ':' .. (options.port or '')
     .. ':' .. (options.localAddress or '')
-  if options.family == 4 or options.family == 6 then
+  if options.socketPath then
+    name = name .. ':' .. options.socketPath
+  elseif options.family == 4 or options.family == 6 then
     name = name .. ':' .. options.family
   end
   return name
@@ -210,12 +212,12 @@ end
 
 -- Connect options for an origin: what net.connect takes of the request's
 -- and the agent's options (never a request's path: net reads a path as a
--- unix socket's).
+-- unix socket's; socketPath becomes that path, as Node's agent does).
 local function connect_options(self, options)
   local o = {}
   for k, v in pairs(options) do o[k] = v end
   for k, v in pairs(self.options) do o[k] = v end
-  o.path, o.keepAlive = nil, nil
+  o.path, o.keepAlive = o.socketPath, nil
   return o
 end
 

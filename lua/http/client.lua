@@ -105,6 +105,7 @@ function ClientRequest:new(opts, cb)
       'Request path contains unescaped characters'), 3)
   end
   req.method, req.path, req.host, req.port = method, path, host, port
+  req.socketPath = opts.socketPath
   req.protocol = protocol
   req.aborted, req.destroyed, req.finished = false, false, false
   req.headersSent, req.writableEnded = false, false
@@ -138,8 +139,8 @@ function ClientRequest:new(opts, cb)
   if cb then req:once('response', cb) end
   if opts.timeout then req:setTimeout(opts.timeout) end
   agent:addRequest(req, {host = host, port = port,
-    localAddress = opts.localAddress, family = opts.family,
-    noDelay = opts.noDelay ~= false})
+    socketPath = opts.socketPath, localAddress = opts.localAddress,
+    family = opts.family, noDelay = opts.noDelay ~= false})
   return req
 end
 
@@ -436,8 +437,10 @@ end
 -- request(url|options[, options][, cb]) -> ClientRequest. options:
 -- protocol ('http:' only), host/hostname, port, path, method, headers
 -- (a table, or a flat list of names and values), auth ('user:pass'),
--- setHost, timeout, localAddress, family, noDelay (default true), agent
--- (an Agent; nil: http.globalAgent; false: a connection of its own).
+-- setHost, timeout, localAddress, family, socketPath (a Unix socket to
+-- connect to instead of host and port; Host still names host, 'localhost'
+-- by default), noDelay (default true), agent (an Agent; nil:
+-- http.globalAgent; false: a connection of its own).
 function client.request(a, b, c)
   local t = type(a)
   if t ~= 'string' and t ~= 'table' then

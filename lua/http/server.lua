@@ -205,9 +205,10 @@ end
 ------------------------------------------------------------------------------
 -- Listening and closing.
 
--- What the listening path hands the C server: a listening socket (it
--- listens on a duplicate), none (round robin: it serves what comes), or
--- connections the primary accepted (it serves a duplicate).
+-- What the listening path hands the C server: a listening socket, TCP or
+-- Unix (it listens on a duplicate), none (round robin: it serves what
+-- comes), or connections the primary accepted (it serves a duplicate).
+-- The C side tells a Unix socket from a TCP one by itself.
 local function sink(self)
   local srv = self._srv
   return {
@@ -218,22 +219,24 @@ local function sink(self)
       return {address = function() return srv:address() end}
     end,
     serve = function() srv:serve() end,
-    connection = function(tcp)
-      local fd = tcp:fileno()
+    connection = function(h)
+      local fd = h:fileno()
       if fd then srv:adopt(fd) end
-      tcp:close()
+      h:close()
     end,
     listening = function() self._serving = true end,
   }
 end
 
--- listen(port[, host][, backlog][, cb]) and Node's other forms.
+-- listen(port[, host][, backlog][, cb]), listen(path[, backlog][, cb])
+-- (a Unix socket) and Node's other forms.
 function Server:listen(...)
   self:_configure()
   return listen.start(self, sink(self), ...)
 end
 
--- address() -> {address=, port=, family=, addressType=} or nil.
+-- address() -> {address=, port=, family=, addressType=}, the path when
+-- listening on one, or nil.
 Server.address = listen.address
 
 -- close([cb]): stops accepting; 'close' comes once every connection is

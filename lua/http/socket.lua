@@ -36,8 +36,10 @@ Socket.__index = function(self, k)
   return Socket[k]
 end
 
+-- address() -> {address=, port=, family=, addressType=}, or {} (closed,
+-- or a Unix socket's, as Node's).
 function Socket:address()
-  return C.name(rawget(self, '_c'), false)
+  return C.name(rawget(self, '_c'), false) or {}
 end
 
 function Socket:destroy()

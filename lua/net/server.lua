@@ -1,6 +1,7 @@
 -- net.server: Node's net.Server. It listens through the one listening
--- path (lua/internal/listen.lua), accepts with luv and makes a net.Socket
--- of each connection, and counts them so that 'close' waits for the last.
+-- path (lua/internal/listen.lua), on a TCP port or a Unix socket's path,
+-- accepts with luv and makes a net.Socket of each connection, and counts
+-- them so that 'close' waits for the last.
 
 local uv = require('uv')
 local EventEmitter = require('events')
@@ -35,16 +36,21 @@ function Server:new(options, listener)
   return s
 end
 
--- Starts accepting on a luv listening handle: each connection goes to
--- onconnection(tcp). accept failing is normal where several processes
--- share the socket (another one took it). Returns true or nil, err.
+-- Starts accepting on a luv listening handle (a tcp, or a pipe on a
+-- path): each connection, a handle of the same kind, goes to
+-- onconnection(c). accept failing is normal where several processes share
+-- the socket (another one took it). Returns true or nil, err.
 local function accept_on(h, backlog, onconnection, onerror)
+  local new_handle = uv.new_tcp
+  if h:get_type() == 'pipe' then
+    new_handle = function() return uv.new_pipe(false) end
+  end
   return h:listen(backlog, function(err)
     if err then
       if onerror then onerror(errors.sys(err, 'accept')) end
       return
     end
-    local c = uv.new_tcp()
+    local c = new_handle()
     if not h:accept(c) then
       c:close()
       return
@@ -55,7 +61,7 @@ end
 
 -- What the listening path hands this server (see internal/listen.lua).
 local function sink(self)
-  local function onconnection(tcp) self:_onconnection(tcp) end
+  local function onconnection(c) self:_onconnection(c) end
   return {
     accept = function(h, backlog)
       local ok, msg = accept_on(h, backlog, onconnection,
@@ -78,8 +84,9 @@ local function sink(self)
   }
 end
 
--- listen(port[, host][, backlog][, cb]) and Node's other forms; port 0
--- picks a free port. 'listening' or 'error' follows.
+-- listen(port[, host][, backlog][, cb]), listen(path[, backlog][, cb])
+-- (a Unix socket) and Node's other forms; port 0 picks a free port.
+-- 'listening' or 'error' follows.
 function Server:listen(...)
   return listen.start(self, sink(self), ...)
 end
@@ -91,12 +98,12 @@ local function emit_connection(self, s)
   self:emit('connection', s)
 end
 
-function Server:_onconnection(tcp)
+function Server:_onconnection(c)
   if self.maxConnections and self._connections >= self.maxConnections then
-    tcp:close()
+    c:close()
     return
   end
-  local s = Socket:new({handle = tcp, server = self,
+  local s = Socket:new({handle = c, server = self,
     allowHalfOpen = self.allowHalfOpen, pauseOnConnect = self.pauseOnConnect})
   self._connections = self._connections + 1
   if self.noDelay then s:setNoDelay(true) end
@@ -127,8 +134,8 @@ function Server:close(cb)
   return self
 end
 
--- address() -> {address=, port=, family=, addressType=}, or nil when not
--- listening.
+-- address() -> {address=, port=, family=, addressType=}, the path when
+-- listening on one, or nil when not listening.
 Server.address = listen.address
 
 -- getConnections(cb): cb(nil, count).

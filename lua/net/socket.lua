@@ -1,4 +1,6 @@
--- net.socket: Node's net.Socket on a luv uv_tcp handle.
+-- net.socket: Node's net.Socket on a luv uv_tcp handle, or a uv_pipe
+-- handle for a Unix socket (Node's pipe: no addresses, and the TCP
+-- options, setNoDelay and setKeepAlive, do nothing).
 --
 -- The socket gives the handle Node's stream shape: reads go through the
 -- shared Readable side (lua/internal/stream.lua), writes report
@@ -21,6 +23,7 @@ local type, tonumber, select, pairs, error = type, tonumber, select, pairs,
 local new_error, sys_exception = errors.new, errors.sys
 local want_read = Readable.want_read
 local name_of = listen.address_of
+local is_path = listen.is_path
 
 local HWM = 16384
 -- Output queued on a socket past which it stops reading (Socket:write).
@@ -40,7 +43,7 @@ Readable.install(Socket)
 -- Socket:new([options]) -> a socket, not connected; options: allowHalfOpen,
 -- highWaterMark (write side, default 16 KiB), noDelay, keepAlive,
 -- keepAliveInitialDelay, timeout, and internally handle (an accepted luv
--- tcp), pauseOnConnect, server.
+-- tcp or pipe), pauseOnConnect, server.
 function Socket:new(options)
   options = options or {}
   local s = EventEmitter.new(self, {})
@@ -134,9 +137,11 @@ function Socket:_connected()
     self.localAddress, self.localPort, self.localFamily = me.address,
       me.port, me.family
   end
-  if self._noDelay ~= nil then h:nodelay(self._noDelay) end
-  if self._keepAlive then
-    h:keepalive(self._keepAlive[1], self._keepAlive[2])
+  if h.nodelay then
+    if self._noDelay ~= nil then h:nodelay(self._noDelay) end
+    if self._keepAlive then
+      h:keepalive(self._keepAlive[1], self._keepAlive[2])
+    end
   end
   local q = self._wq
   self._wq = {}
@@ -147,12 +152,18 @@ end
 ------------------------------------------------------------------------------
 -- Connecting.
 
+-- Node's connect forms: (port[, host][, cb]), (path[, cb]) (a string
+-- that is not a number: a Unix socket), (options[, cb]), where
+-- options.path wins over options.port, as in Node.
 local function connect_args(...)
   local first = ...
   local n = select('#', ...)
   local opts, cb = {}, nil
   if type(first) == 'table' then
     for k, v in pairs(first) do opts[k] = v end
+    cb = select(2, ...)
+  elseif listen.is_path(first) then
+    opts.path = first
     cb = select(2, ...)
   else
     opts.port = first
@@ -162,20 +173,20 @@ local function connect_args(...)
       elseif type(a) == 'string' then opts.host = a end
     end
   end
-  if opts.path then
-    error('net: unix socket paths are not supported', 3)
-  end
-  if type(opts.port) == 'string' and not tonumber(opts.port) then
-    error('net: unix socket paths are not supported', 3)
+  if opts.path ~= nil and not is_path(opts.path) then
+    error(errors.type_error('ERR_INVALID_ARG_TYPE', 'The "options.path" '
+      .. 'property must be a string that is not a number. Received '
+      .. tostring(opts.path)), 3)
   end
   if type(cb) ~= 'function' then cb = nil end
   return opts, cb
 end
 
--- connect(port[, host][, cb]) / connect(options[, cb]): options port,
--- host (default 'localhost'), localAddress, localPort, family, timeout,
--- noDelay, keepAlive, keepAliveInitialDelay, autoSelectFamily,
--- autoSelectFamilyAttemptTimeout.
+-- connect(port[, host][, cb]) / connect(path[, cb]) / connect(options[,
+-- cb]): options path (a Unix socket; then no other address option
+-- counts), port, host (default 'localhost'), localAddress, localPort,
+-- family, timeout, noDelay, keepAlive, keepAliveInitialDelay,
+-- autoSelectFamily, autoSelectFamilyAttemptTimeout.
 --
 -- A name is resolved, and its addresses are tried in the order getaddrinfo
 -- gives them, one at a time, until one connects, as Node (20+) does with
@@ -187,7 +198,7 @@ end
 -- When every one fails, the last error is the socket's.
 function Socket:connect(...)
   local opts, cb = connect_args(...)
-  local port = listen.check_port(opts.port, 'Port', 2)
+  local port = opts.path == nil and listen.check_port(opts.port, 'Port', 2)
   if self.connecting or self._isConnected then
     error(new_error('ERR_SOCKET_CONNECTION_IN_PROGRESS',
       'Socket is already connected or connecting'), 2)
@@ -205,6 +216,11 @@ function Socket:connect(...)
   if opts.timeout then self:setTimeout(opts.timeout) end
   if cb then self:once('connect', cb) end
   self.connecting = true
+  if opts.path then
+    self._handle = uv.new_pipe(false)
+    self:_connectPath(opts.path)
+    return self
+  end
   self._handle = uv.new_tcp()
   local host = opts.host
   if host == nil or host == '' then host = 'localhost' end
@@ -223,6 +239,27 @@ function Socket:connect(...)
     end)
   end
   return self
+end
+
+-- The socket's handle connected: 'connect', then 'ready'.
+local function established(self)
+  self:_connected()
+  self:emit('connect')
+  if self.destroyed then return end
+  self:emit('ready')
+  if self.writableEnded then self:_maybeShutdown() end
+end
+
+-- Connects self._handle, a luv pipe, to the Unix socket at path.
+function Socket:_connectPath(path)
+  local h = self._handle
+  h:connect(path, function(err)
+    if self.destroyed or self._handle ~= h then return end
+    if err then
+      return self:destroy(sys_exception(err, 'connect', path))
+    end
+    established(self)
+  end)
 end
 
 -- Connects self._handle to addrs[i] (default 1); on failure, a new handle
@@ -263,11 +300,7 @@ function Socket:_connectTo(addrs, port, opts, i)
       timer:close()
       timer = nil
     end
-    self:_connected()
-    self:emit('connect')
-    if self.destroyed then return end
-    self:emit('ready')
-    if self.writableEnded then self:_maybeShutdown() end
+    established(self)
   end)
   if not ok then
     return next_tick(failed, sys_exception(msg, 'connect', ip, port))
@@ -507,9 +540,8 @@ end
 function Socket:setNoDelay(noDelay)
   if noDelay == nil then noDelay = true end
   self._noDelay = noDelay and true or false
-  if self._handle and not self.destroyed then
-    self._handle:nodelay(self._noDelay)
-  end
+  local h = self._handle
+  if h and h.nodelay and not self.destroyed then h:nodelay(self._noDelay) end
   return self
 end
 
@@ -518,15 +550,17 @@ function Socket:setKeepAlive(enable, initialDelay)
   if type(enable) == 'number' then enable, initialDelay = false, enable end
   self._keepAlive = {enable and true or false,
     math.floor((tonumber(initialDelay) or 0) / 1000)}
-  if self._handle and not self.destroyed then
+  local h = self._handle
+  if h and h.keepalive and not self.destroyed then
     -- A zero delay keeps the system's (libuv reports EINVAL for it, after
     -- turning SO_KEEPALIVE on), as Node.
-    self._handle:keepalive(self._keepAlive[1], self._keepAlive[2])
+    h:keepalive(self._keepAlive[1], self._keepAlive[2])
   end
   return self
 end
 
--- address() -> {address=, port=, family=} of our end, or {}.
+-- address() -> {address=, port=, family=} of our end, or {} (closed, or
+-- a Unix socket's, as Node's).
 function Socket:address()
   local a = self._handle and not self.destroyed and name_of(self._handle)
   if not a then return {} end

@@ -87,7 +87,7 @@ void lc__http_conn_callback(http_conn *c, int cb, int slot) {
 }
 
 size_t lc__http_conn_queued(http_conn *c) {
-  return uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) + c->out.len;
+  return uv_stream_get_write_queue_size(&c->sock.stream) + c->out.len;
 }
 
 /* Resumes the connection's paused parser on the next loop turn, outside
@@ -174,7 +174,7 @@ void lc__http_conn_flush(http_conn *c) {
   touch(c);
   b = uv_buf_init(c->out.base, (unsigned int)c->out.len);
   if (c->nwrites == 0) {
-    n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    n = uv_try_write(&c->sock.stream, &b, 1);
     if (n == (int)b.len) {
       c->out.len = 0;
       return;
@@ -193,7 +193,7 @@ void lc__http_conn_flush(http_conn *c) {
   w->base = c->out.base;
   c->out.base = NULL;
   c->out.len = c->out.cap = 0;
-  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0) {
+  if (uv_write(&w->req, &c->sock.stream, &b, 1, write_cb) != 0) {
     free(w->base);
     free(w);
     lc__http_conn_close(c);
@@ -246,9 +246,9 @@ void lc__http_conn_close(http_conn *c) {
   /* What was written before the cut still gets its chance. */
   if (c->out.len > 0 && c->nwrites == 0) {
     uv_buf_t b = uv_buf_init(c->out.base, (unsigned int)c->out.len);
-    (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    (void)uv_try_write(&c->sock.stream, &b, 1);
   }
-  uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
+  uv_close(&c->sock.handle, conn_close_cb);
   if (aborted && c->ref_env != LUA_NOREF) {
     lua_State *L = s->L;
     /* Stack: abort req|nil res|nil. */
@@ -276,7 +276,7 @@ void lc__http_conn_end(http_conn *c) {
     return;
   c->shutting = 1;
   c->shutdown_req.data = c;
-  if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, shutdown_cb) != 0)
+  if (uv_shutdown(&c->shutdown_req, &c->sock.stream, shutdown_cb) != 0)
     lc__http_conn_close(c);
 }
 
@@ -337,7 +337,7 @@ void lc__http_conn_resume(http_conn *c) {
     return;
   if (c->read_stopped) {
     c->read_stopped = 0;
-    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+    uv_read_start(&c->sock.stream, alloc_cb, read_cb);
   }
   if (!c->busy && !c->in_msg)
     c->idle_since = uv_now(c->s->loop);
@@ -413,8 +413,9 @@ void lc__http_conn_start(http_conn *c) {
   s->conns = c;
   s->nconns++;
   c->head_start = uv_now(s->loop);
-  uv_tcp_nodelay(&c->tcp, 1);
-  if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0) {
+  if (!c->pipe)
+    uv_tcp_nodelay(&c->sock.tcp, 1);
+  if (uv_read_start(&c->sock.stream, alloc_cb, read_cb) != 0) {
     lc__http_conn_close(c);
     return;
   }
@@ -425,17 +426,20 @@ void lc__http_conn_start(http_conn *c) {
   }
 }
 
-/* Allocates a connection with its handle initialised. NULL on failure. */
-http_conn *lc__http_conn_new(http_server *s) {
+/* Allocates a connection with its handle initialised: a uv_pipe_t for a
+ * Unix socket (pipe), else a uv_tcp_t. NULL on failure. */
+http_conn *lc__http_conn_new(http_server *s, int pipe) {
   http_conn *c = (http_conn *)calloc(1, sizeof(*c));
   if (c == NULL)
     return NULL;
-  if (uv_tcp_init(s->loop, &c->tcp) != 0) {
+  if ((pipe ? uv_pipe_init(s->loop, &c->sock.pipe, 0)
+            : uv_tcp_init(s->loop, &c->sock.tcp)) != 0) {
     free(c);
     return NULL;
   }
+  c->pipe = pipe ? 1 : 0;
   c->s = s;
-  c->tcp.data = c;
+  c->sock.handle.data = c;
   c->ref_box = c->ref_env = LUA_NOREF;
   lc__http_parser_init(c);
   return c;
@@ -502,12 +506,17 @@ static int http_end_connection(lua_State *L) {
   return 0;
 }
 
-/* _http.name(c, peer) -> address table, or nil once closed. */
+/* _http.name(c, peer) -> address table ({} on a Unix socket: Node gives
+ * a pipe's sockets no address), or nil once closed. */
 static int http_name(lua_State *L) {
   http_conn *c = lc__http_check_conn(L, 1);
   uv_os_fd_t fd;
-  if (c == NULL || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) {
+  if (c == NULL || uv_fileno(&c->sock.handle, &fd) != 0) {
     lua_pushnil(L);
+    return 1;
+  }
+  if (c->pipe) {
+    lua_createtable(L, 0, 0);
     return 1;
   }
   return lc__tcp_push_name(L, fd, lua_toboolean(L, 2));
@@ -516,8 +525,8 @@ static int http_name(lua_State *L) {
 /* _http.nodelay(c, on) */
 static int http_nodelay(lua_State *L) {
   http_conn *c = lc__http_check_conn(L, 1);
-  if (c != NULL && !c->closing)
-    uv_tcp_nodelay(&c->tcp, lua_toboolean(L, 2));
+  if (c != NULL && !c->closing && !c->pipe)
+    uv_tcp_nodelay(&c->sock.tcp, lua_toboolean(L, 2));
   return 0;
 }
 
@@ -529,10 +538,10 @@ static int http_reading(lua_State *L) {
     return 0;
   if (on && c->read_stopped && c->in.len <= INPUT_LIMIT) {
     c->read_stopped = 0;
-    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+    uv_read_start(&c->sock.stream, alloc_cb, read_cb);
   } else if (!on && !c->read_stopped) {
     c->read_stopped = 1;
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_read_stop(&c->sock.stream);
   }
   return 0;
 }
@@ -563,9 +572,9 @@ static int http_ref(lua_State *L) {
   if (c == NULL || c->closing)
     return 0;
   if (lua_toboolean(L, 2))
-    uv_ref((uv_handle_t *)&c->tcp);
+    uv_ref(&c->sock.handle);
   else
-    uv_unref((uv_handle_t *)&c->tcp);
+    uv_unref(&c->sock.handle);
   return 0;
 }
 

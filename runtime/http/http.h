@@ -252,11 +252,21 @@ typedef struct {
   int state; /* 0 start, 1 in a name, 2 in a value. */
 } http_head;
 
+/* A listening or connected stream socket: TCP, or a Unix socket (Node's
+ * pipe). Its first member is a uv_stream_t whichever it is, so the paths
+ * they share (reads, writes, closing) use stream and handle alike. */
+typedef union {
+  uv_handle_t handle;
+  uv_stream_t stream;
+  uv_tcp_t tcp;
+  uv_pipe_t pipe;
+} http_sock;
+
 typedef struct http_server {
   lua_State *L;
   double *total;      /* Requests of every server of this state. */
   uv_loop_t *loop;
-  uv_tcp_t listener;
+  http_sock listener; /* .tcp, or .pipe with `pipe` set. */
   uv_timer_t timer; /* Scans connections for timeouts. */
   uv_idle_t idle;   /* Resumes paused parsers outside of user calls. */
   int refs[CB_MAX];
@@ -269,6 +279,7 @@ typedef struct http_server {
   unsigned closing : 1;   /* close() was called. */
   unsigned draining : 1;  /* ... as a drain: idle connections stay. */
   unsigned unref : 1;     /* The listener does not keep the loop alive. */
+  unsigned pipe : 1;      /* The listener is a Unix socket. */
   unsigned emit_connection : 1;
   unsigned rbuf_busy : 1;
   /* Limits (milliseconds for times; 0 disables). */
@@ -299,7 +310,7 @@ typedef struct {
 } conn_box;
 
 struct http_conn {
-  uv_tcp_t tcp;
+  http_sock sock; /* .tcp, or .pipe with `pipe` set. */
   uv_shutdown_t shutdown_req;
   llhttp_t parser;
   http_server *s;
@@ -349,6 +360,7 @@ struct http_conn {
   unsigned shutting : 1; /* uv_shutdown issued. */
   unsigned closing : 1;  /* uv_close issued. */
   unsigned idle_fired : 1; /* 'timeout' was reported since last_active. */
+  unsigned pipe : 1;       /* A Unix socket: no TCP options apply. */
 };
 
 typedef struct {
@@ -459,7 +471,7 @@ static inline int head_value(http_head *h, const char *at, size_t len,
 /* ---- Shared between the files. ---- */
 
 /* conn.c */
-http_conn *lc__http_conn_new(http_server *s);
+http_conn *lc__http_conn_new(http_server *s, int pipe);
 void lc__http_conn_start(http_conn *c);
 void lc__http_conn_free_cb(uv_handle_t *h);
 void lc__http_conn_close(http_conn *c);

@@ -8,6 +8,7 @@
 #include "http.h"
 #include "tcp.h"
 #include "fd.h"
+#include "unix.h"
 
 const char *const lc__http_cb_fields[] = {
 #define XX(name, field) field,
@@ -24,11 +25,11 @@ static void listener_cb(uv_stream_t *l, int status) {
   http_conn *c;
   if (status < 0)
     return; /* EMFILE and the like: the next connection may do better. */
-  c = lc__http_conn_new(s);
+  c = lc__http_conn_new(s, s->pipe);
   if (c == NULL)
     return;
-  if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
-    uv_close((uv_handle_t *)&c->tcp, lc__http_conn_free_cb);
+  if (uv_accept(l, &c->sock.stream) != 0) {
+    uv_close(&c->sock.handle, lc__http_conn_free_cb);
     return;
   }
   lc__http_conn_start(c);
@@ -155,32 +156,42 @@ static int server_configure(lua_State *L) {
   return 0;
 }
 
-/* Opens the listener on fd (owned from here on) and starts accepting. */
+/* Opens the listener on fd (owned from here on) and starts accepting: a
+ * uv_pipe_t on a Unix socket, a uv_tcp_t otherwise (libuv opens each kind
+ * only as its own handle type), and so will be its connections. */
 static int server_open(lua_State *L, http_server *s, int fd, int backlog) {
-  int err;
+  int err, pipe;
   if (s->listening) {
     close(fd);
     return luaL_error(L, "the server is already listening");
   }
-  err = uv_tcp_init(s->loop, &s->listener);
+  pipe = lc__unix_is(fd);
+  if (pipe < 0) {
+    close(fd);
+    return lc_push_uverr(L, pipe);
+  }
+  err = pipe ? uv_pipe_init(s->loop, &s->listener.pipe, 0)
+             : uv_tcp_init(s->loop, &s->listener.tcp);
   if (err != 0) {
     close(fd);
     return lc_push_uverr(L, err);
   }
-  s->listener.data = s;
+  s->pipe = pipe ? 1 : 0;
+  s->listener.handle.data = s;
   s->open_handles++;
-  err = uv_tcp_open(&s->listener, fd);
+  err = pipe ? uv_pipe_open(&s->listener.pipe, fd)
+             : uv_tcp_open(&s->listener.tcp, fd);
   if (err != 0)
     close(fd); /* Not the handle's yet. */
   else
-    err = uv_listen((uv_stream_t *)&s->listener, backlog, listener_cb);
+    err = uv_listen(&s->listener.stream, backlog, listener_cb);
   if (err != 0) {
-    uv_close((uv_handle_t *)&s->listener, listener_close_cb);
+    uv_close(&s->listener.handle, listener_close_cb);
     return lc_push_uverr(L, err);
   }
   s->listening = 1;
   if (s->unref)
-    uv_unref((uv_handle_t *)&s->listener);
+    uv_unref(&s->listener.handle);
   server_serve(L, s);
   lua_pushboolean(L, 1);
   return 1;
@@ -193,9 +204,9 @@ static int server_ref(lua_State *L) {
   s->unref = !lua_toboolean(L, 2);
   if (s->listening) {
     if (s->unref)
-      uv_unref((uv_handle_t *)&s->listener);
+      uv_unref(&s->listener.handle);
     else
-      uv_ref((uv_handle_t *)&s->listener);
+      uv_ref(&s->listener.handle);
   }
   return 0;
 }
@@ -242,27 +253,31 @@ static int server_serve_lua(lua_State *L) {
   return 0;
 }
 
-/* srv:adopt(fd): serves a duplicate of an accepted connection. Returns
- * true or nil, message, code. */
+/* srv:adopt(fd): serves a duplicate of an accepted connection (TCP or a
+ * Unix socket). Returns true or nil, message, code. */
 static int server_adopt(lua_State *L) {
   http_server *s = check_server(L);
   int fd = (int)luaL_checkinteger(L, 2);
   http_conn *c;
-  int err;
+  int err, pipe;
   if (s->closing && s->serving)
     return lc_push_uverr(L, UV_ECANCELED);
+  pipe = lc__unix_is(fd);
+  if (pipe < 0)
+    return lc_push_uverr(L, pipe);
   fd = lc__fd_dup(fd);
   if (fd < 0)
     return lc_push_uverr(L, fd);
-  c = lc__http_conn_new(s);
+  c = lc__http_conn_new(s, pipe);
   if (c == NULL) {
     close(fd);
     return lc_push_uverr(L, UV_ENOMEM);
   }
-  err = uv_tcp_open(&c->tcp, fd);
+  err = pipe ? uv_pipe_open(&c->sock.pipe, fd)
+             : uv_tcp_open(&c->sock.tcp, fd);
   if (err != 0) {
     close(fd);
-    uv_close((uv_handle_t *)&c->tcp, lc__http_conn_free_cb);
+    uv_close(&c->sock.handle, lc__http_conn_free_cb);
     return lc_push_uverr(L, err);
   }
   if (!s->serving)
@@ -272,11 +287,13 @@ static int server_adopt(lua_State *L) {
   return 1;
 }
 
-/* srv:address() -> {address=, port=, family=, addressType=} or nil. */
+/* srv:address() -> {address=, port=, family=, addressType=} or nil (also
+ * on a Unix socket: its path is the listening path's to tell). */
 static int server_address(lua_State *L) {
   http_server *s = check_server(L);
   uv_os_fd_t fd;
-  if (!s->listening || uv_fileno((uv_handle_t *)&s->listener, &fd) != 0) {
+  if (!s->listening || s->pipe ||
+      uv_fileno(&s->listener.handle, &fd) != 0) {
     lua_pushnil(L);
     return 1;
   }
@@ -294,7 +311,7 @@ static int server_close(lua_State *L) {
   s->draining = drain ? 1 : 0;
   if (s->listening) {
     s->listening = 0;
-    uv_close((uv_handle_t *)&s->listener, listener_close_cb);
+    uv_close(&s->listener.handle, listener_close_cb);
   }
   /* Draining (a reload or a graceful shutdown) leaves idle keep-alive
    * connections open: a request already on its way gets its answer, with

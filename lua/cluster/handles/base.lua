@@ -10,8 +10,13 @@
 --   h:remove(worker, gone) -> true when no worker is left
 --   h:close()              closes what the handle holds
 -- and, for SCHED_REUSEPORT, h:knows(worker) and h:trim(newcomers).
+--
+-- On a path (a Unix socket), the primary binds the listening socket, and
+-- closing the handle removes the socket file, as Node's primary does when
+-- its pipe server closes.
 
 local tcp = require('_tcp')
+local unix = require('_unix')
 local utils = require('cluster.utils')
 
 local Base = {}
@@ -46,6 +51,16 @@ function Base:remove(worker)
   return self.count == 0
 end
 
+-- unlink(self): removes the socket file of a handle on a path whose
+-- socket this primary bound (not one whose bind failed: the file there is
+-- someone else's).
+function Base.unlink(self)
+  if self.path and self.bound then
+    self.bound = false
+    os.remove(self.path)
+  end
+end
+
 ------------------------------------------------------------------------------
 -- Sockets.
 
@@ -63,9 +78,16 @@ end
 
 -- listener(opts) -> fd, port of a listening socket for opts: a duplicate of
 -- opts.fd (a socket handed over already listening, by systemd socket
--- activation: the original outlives the handle), else a new one; or nil,
--- message, code.
+-- activation: the original outlives the handle), a Unix socket bound to
+-- opts.path (port -1, as Node's cluster says; opts.readableAll and
+-- writableAll), else a new TCP one; or nil, message, code.
 function Base.listener(opts)
+  if opts.path then
+    local fd, msg, code = unix.listen_fd(opts.path, opts.backlog or 511,
+      opts.readableAll, opts.writableAll)
+    if not fd then return nil, msg, code end
+    return fd, -1
+  end
   if opts.fd then
     local fd, msg, code = tcp.dup(opts.fd)
     if not fd then return nil, msg, code end

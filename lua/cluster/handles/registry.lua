@@ -62,10 +62,15 @@ function M.query(worker, msg, policy, answer)
     msg.addressType, msg.index)
   local handle = handles[key]
   if not handle then
-    local fd = activation.socket(msg.port)
-    if fd and policy == SCHED_REUSEPORT then policy = SCHED_NONE end
+    -- A Unix socket (Node's pipe: port -1, the path in address) is round
+    -- robin under SCHED_RR, as in Node, and otherwise the one socket
+    -- shared: SO_REUSEPORT groups are for TCP.
+    local path = msg.port == -1 and msg.address or nil
+    local fd = not path and activation.socket(msg.port) or nil
+    if (fd or path) and policy == SCHED_REUSEPORT then policy = SCHED_NONE end
     handle = require(STRATEGY[policy]).new(key, {address = msg.address,
-      port = msg.port, backlog = msg.backlog, fd = fd})
+      port = msg.port, backlog = msg.backlog, fd = fd, path = path,
+      readableAll = msg.readableAll, writableAll = msg.writableAll})
     handles[key] = handle
   end
   handle:add(worker, function(err, reply, socket)

@@ -8,22 +8,30 @@
 -- server first goes to another.
 
 local uv = require('uv')
+local utils = require('cluster.utils')
 local Base = require('cluster.handles.base')
 local Handoff = require('cluster.handles.handoff')
 
 local RoundRobin = setmetatable({}, Base)
 RoundRobin.__index = RoundRobin
 
--- new(key, opts) binds and listens (or adopts opts.fd); a bind error is
--- kept and answered to every worker that asks.
+-- new(key, opts) binds and listens on a port or opts.path (a Unix socket:
+-- Node's cluster hands those round robin too), or adopts opts.fd; a bind
+-- error is kept and answered to every worker that asks.
 function RoundRobin.new(key, opts)
-  local self = Base.init(setmetatable({handoff = Handoff.new(key)},
-    RoundRobin), key)
+  local self = Base.init(setmetatable({handoff = Handoff.new(key),
+    path = opts.path}, RoundRobin), key)
   local fd, port, code = Base.listener(opts)
   if not fd then return Base.fail(self, port, code) end
+  self.bound = opts.path ~= nil
   self.port = port
-  local server = uv.new_tcp()
-  server:open(fd)
+  -- A luv tcp, or a pipe on a path; connections are of the same kind.
+  local server = utils.wrap_fd(fd)
+  if not server then
+    Base.unlink(self)
+    return Base.fail(self, 'EBADF: bad file descriptor', 'EBADF')
+  end
+  self.pipe = server:get_type() == 'pipe'
   server:listen(opts.backlog or 511, function(err)
     if not err then self:_accept() end
   end)
@@ -32,7 +40,7 @@ function RoundRobin.new(key, opts)
 end
 
 function RoundRobin:_accept()
-  local c = uv.new_tcp()
+  local c = self.pipe and uv.new_pipe(false) or uv.new_tcp()
   if not self.server:accept(c) then
     c:close()
     return
@@ -62,6 +70,7 @@ function RoundRobin:close()
     self.server:close()
   end
   self.handoff:close()
+  Base.unlink(self)
 end
 
 return RoundRobin

@@ -6,20 +6,27 @@
 -- Named for what it shares, a socket: "shared" alone would read as the
 -- shared-dict module (require('shared'), lua/shared.lua).
 
-local uv = require('uv')
 local Base = require('cluster.handles.base')
+local utils = require('cluster.utils')
 
 local SharedSocket = setmetatable({}, Base)
 SharedSocket.__index = SharedSocket
 
--- new(key, opts) binds opts.address:opts.port (opts.backlog), or adopts
--- opts.fd; a bind error is kept and answered to every worker that asks.
+-- new(key, opts) binds opts.address:opts.port (opts.backlog) or
+-- opts.path (a Unix socket), or adopts opts.fd; a bind error is kept and
+-- answered to every worker that asks.
 function SharedSocket.new(key, opts)
-  local self = Base.init(setmetatable({}, SharedSocket), key)
+  local self = Base.init(setmetatable({path = opts.path}, SharedSocket),
+    key)
   local fd, port, code = Base.listener(opts)
   if not fd then return Base.fail(self, port, code) end
-  self.tcp = uv.new_tcp()
-  self.tcp:open(fd)
+  self.bound = opts.path ~= nil
+  -- A luv tcp, or a pipe on a path.
+  self.socket = utils.wrap_fd(fd)
+  if not self.socket then
+    Base.unlink(self)
+    return Base.fail(self, 'EBADF: bad file descriptor', 'EBADF')
+  end
   self.port = port
   return self
 end
@@ -28,11 +35,12 @@ end
 function SharedSocket:add(worker, send)
   if self.err then return send(self.err) end
   self:track(worker)
-  send(nil, {port = self.port}, self.tcp)
+  send(nil, {port = self.port}, self.socket)
 end
 
 function SharedSocket:close()
-  if self.tcp and not self.tcp:is_closing() then self.tcp:close() end
+  if self.socket and not self.socket:is_closing() then self.socket:close() end
+  Base.unlink(self)
 end
 
 return SharedSocket

@@ -48,7 +48,11 @@ function M.run(o)
     log('worker %d (pid %d) started', w.id, w.process.pid)
   end)
   cluster.on('listening', function(w, a)
-    log('worker %d listening on port %d', w.id, a.port)
+    if a.addressType == -1 then
+      log('worker %d listening on %s', w.id, tostring(a.address))
+    else
+      log('worker %d listening on port %d', w.id, a.port)
+    end
   end)
   cluster.on('exit', function(w, code, signal)
     log('worker %d (pid %d) exited (%s)', w.id,

@@ -390,11 +390,12 @@ run_one() {
   local peer=$1 workers=$2 route=$3 round=$4
   local framing dur url c0 c1 reqs rps p50 p99 errs lt_rps="" \
     lt_mean="" rss_sum=0 nworkers=0 rss_primary p npids0 npids1 note="" c0 c1 s0 s1 m0 m1 mt0 mt1 other \
-    r0=0 r1=0 wargs
+    r0=0 r1=0 wargs rpid=""
   local t_run=$SECONDS
   url="http://127.0.0.1:$PORT$route"
   dur=$(dur_of "$route")
   wargs=$(wrk_args "$route")
+  [ "$route" = /redis ] && rpid=$redis
 
   if ! start_server "$peer" "$workers"; then
     printf '%s\t%s\t%s\t%s\tfailed-start\n' "$workers" "$route" "$round" \
@@ -421,14 +422,14 @@ run_one() {
   npids0=$(wc -w <<<"$server_pids")
   read -r c0 s0 <<<"$(cpu_ticks -s $server_pids)"
   read -r m0 mt0 <<<"$(machine_ticks)"
-  [ -n "$redis" ] && r0=$(cpu_ticks "$redis")
+  [ -n "$rpid" ] && r0=$(cpu_ticks "$rpid")
   times >"$tmp/times0"
   # shellcheck disable=SC2086
   run_tool "$tmp/wrk.out" taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" \
     -d"${dur}s" --timeout 10s --latency $wargs "$url" || note="wrk-failed"
   read -r c1 s1 <<<"$(cpu_ticks -s $server_pids)"
   read -r m1 mt1 <<<"$(machine_ticks)"
-  [ -n "$redis" ] && r1=$(cpu_ticks "$redis")
+  [ -n "$rpid" ] && r1=$(cpu_ticks "$rpid")
   times >"$tmp/times1"
   # What ran besides the server, wrk and redis-server, as a share of the
   # whole machine.
@@ -477,14 +478,14 @@ run_one() {
   stop_server
   # workers route round peer status startup_ms reqs rps p50 p99 errors
   # cpu_ticks cpu_us_per_req nworkers rss_worker_kb rss_primary_kb lt_rps
-  # lt_mean_ms framing note sys_ticks other_load_pct redis_ticks (empty
-  # when no redis-server runs)
+  # lt_mean_ms framing note sys_ticks other_load_pct redis_ticks (/redis
+  # only, else empty)
   awk -v OFS='\t' -v w="$workers" -v r="$route" -v n="$round" -v p="$peer" \
     -v st="$startup_us" -v q="$reqs" -v rps="$rps" -v p50="$p50" -v p99="$p99" \
     -v e="$errs" -v t=$((c1 - c0)) -v hz="$HZ" -v nw="$nworkers" \
     -v rs="$rss_sum" -v rp="$rss_primary" -v lr="$lt_rps" -v lm="$lt_mean" \
     -v f="$framing" -v note="$note" -v st_sys=$((s1 - s0)) \
-    -v ol="$other" -v rt="${redis:+$((r1 - r0))}" 'BEGIN {
+    -v ol="$other" -v rt="${rpid:+$((r1 - r0))}" 'BEGIN {
       cpu = q > 0 ? t * 1e6 / hz / q : 0
       print w, r, n, p, "ok", sprintf("%.1f", st / 1000), q, rps, p50, p99,
         e, t, sprintf("%.2f", cpu), nw, (nw ? int(rs / nw) : 0), rp, lr, lm,

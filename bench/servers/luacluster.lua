@@ -1,6 +1,6 @@
 -- The benchmark's luacluster peer: a primary forks WORKERS workers (default
 -- one per CPU) that share PORT. Routes, identical in bench/servers/node.js
--- and bench/servers/nginx.conf.in:
+-- and bench/servers/nginx.conf:
 --   /      "Hello World\n"
 --   /cpu   an empty loop of 10^7 turns, then "done" (a JIT may drop it)
 --   /work  a loop of 10^7 additions whose sum is the body (nothing to drop)

@@ -9,11 +9,20 @@
 # read each worker's RSS, run loadtest on / (the article's tool), and stop
 # every process by pid. Results: bench/results/latest.md (and stdout).
 #
+# Two more routes run when ROUTES names them: /order (wrk -s wrk/order.lua
+# POSTs a JSON order; the handler reads the body, decodes, totals) and
+# /redis (one GET through a pooled Redis connection per request: a
+# redis-server of this run's own, on a free port in a temp dir, seeded,
+# passed to the servers as REDIS_PORT, stopped by pid at the end; its CPU
+# is reported apart, not in the servers' CPU per request).
+#
 # Knobs (env): ROUNDS=3 DUR=5 DUR_WORK=3 DUR_CPU=2 WARMUP=1 CONNS=50
-#   WORKERS_LIST="1 2" ROUTES="/ /work /cpu" PEERS="luacluster node nginx"
+#   WORKERS_LIST="1 2" ROUTES="/ /work /cpu" (also /order /redis)
+#   PEERS="luacluster node nginx"
 #   PORT=18080 WRK_CPU=1 SERVER_CPUS= (e.g. 0 to pin servers; default
 #   unpinned) LOADTEST=1 LT_CONC=100 LT_N=1000 LUACLUSTER=build/luacluster
-#   OUT=bench/results/latest.md QUICK=1 (one short round, for smoke tests).
+#   OUT=bench/results/latest.md TITLE="latest run" QUICK=1 (one short
+#   round, for smoke tests).
 # Every load is bounded in count and time; every process started here is
 # ended by pid, also on Ctrl-C or error.
 
@@ -45,6 +54,7 @@ LT_CONC=${LT_CONC:-100}
 LT_N=${LT_N:-1000}
 LUACLUSTER=${LUACLUSTER:-$root/build/luacluster}
 OUT=${OUT:-$here/results/latest.md}
+TITLE=${TITLE:-latest run}
 STARTUP_TIMEOUT=${STARTUP_TIMEOUT:-10}
 STOP_TIMEOUT=${STOP_TIMEOUT:-5}
 IDLE_MAX=${IDLE_MAX:-5}
@@ -57,6 +67,8 @@ server=""        # pid of the running server's leader (its own session)
 server_pids=""   # every pid of the running server, leader first
 startup_us=0     # its time from exec to the first 200 on /
 helpers=""       # pids of running load tools
+redis=""         # pid of the redis-server for /redis, when running
+REDIS_PORT=""    # its port
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "bench: $*"; exit 1; }
@@ -128,10 +140,10 @@ rss_kb() {
     /proc/"$1"/status 2>/dev/null || echo 0
 }
 
-# Is anything listening on 127.0.0.1:$PORT (v4 or v6)?
+# Is anything listening on 127.0.0.1:$1 (default $PORT; v4 or v6)?
 port_busy() {
   local hex
-  hex=$(printf '%04X' "$PORT")
+  hex=$(printf '%04X' "${1:-$PORT}")
   awk -v p=":$hex" '$4 == "0A" && substr($2, length($2) - 4) == p { f = 1 }
     END { exit !f }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
 }
@@ -163,11 +175,56 @@ stop_server() {
   return 0
 }
 
+# Starts the redis-server for /redis: a free port, a temp dir, nothing
+# persisted; waits for PONG and seeds the key the servers read.
+start_redis() {
+  local i
+  if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null
+  then
+    die "redis-server missing: run sh vendor/setup.sh bench"
+  fi
+  for ((i = 0; i < 100; i++)); do
+    REDIS_PORT=$((20000 + RANDOM % 20000))
+    [ "$REDIS_PORT" != "$PORT" ] && ! port_busy "$REDIS_PORT" && break
+  done
+  mkdir -p "$tmp/redis"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+    --appendonly no --dir "$tmp/redis" --daemonize no \
+    >"$tmp/redis/log" 2>&1 </dev/null &
+  redis=$!
+  for ((i = 0; i < 250; i++)); do
+    [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && break
+    gone "$redis" && break
+    sleep 0.02
+  done
+  [ "$(redis-cli -p "$REDIS_PORT" set bench:greeting "$REDIS_VALUE" \
+    2>/dev/null)" = OK ] || {
+    tail -n 15 "$tmp/redis/log" | sed 's/^/  | /' >&2
+    die "redis-server did not start on port $REDIS_PORT"
+  }
+  say "bench: redis-server $redis on port $REDIS_PORT"
+}
+
+# Stops the redis-server by pid (SIGTERM, SIGKILL after STOP_TIMEOUT).
+stop_redis() {
+  [ -n "$redis" ] || return 0
+  local i
+  kill -TERM "$redis" 2>/dev/null || true
+  for ((i = 0; i < STOP_TIMEOUT * 20; i++)); do
+    gone "$redis" && break
+    sleep 0.05
+  done
+  gone "$redis" || kill -KILL "$redis" 2>/dev/null || true
+  wait "$redis" 2>/dev/null || true
+  redis=""
+}
+
 cleanup() {
   local p
   trap - EXIT INT TERM
   for p in $helpers; do kill -TERM "$p" 2>/dev/null || true; done
   stop_server
+  stop_redis
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -207,7 +264,7 @@ start_server() {
   mkdir -p "$tmp/nginx"
   t0=${EPOCHREALTIME/./}
   # Not a group leader, so setsid execs in place: $! is the server's pid.
-  PORT=$PORT WORKERS=$workers NGINX_PREFIX=$tmp/nginx \
+  PORT=$PORT WORKERS=$workers NGINX_PREFIX=$tmp/nginx REDIS_PORT=$REDIS_PORT \
     setsid "${pin[@]}" $cmd >>"$tmp/$peer.log" 2>&1 </dev/null &
   server=$!
   if ! t1=$(first_200 "$server"); then
@@ -260,11 +317,32 @@ wait_idle() {
   say "bench: server still busy after ${IDLE_MAX}s"
 }
 
+REDIS_VALUE="Hello from Redis"
+ORDER_JSON=$here/wrk/order.json
+ORDER_WRK=$here/wrk/order.lua
+
+# The route's expected bodies, one a line (any of them will do: the JSON
+# encoders do not agree on the order of keys).
 expected_body() {
   case $1 in
     /) echo "Hello World" ;;
     /cpu) echo "done" ;;
     /work) echo "50000005000000" ;;
+    /order) echo '{"total":159.58,"items":8}'
+      echo '{"items":8,"total":159.58}' ;;
+    /redis) echo "$REDIS_VALUE" ;;
+  esac
+}
+
+# curl's and wrk's arguments for the route's request (beyond the URL).
+curl_args() {
+  case $1 in
+    /order) echo "--data-binary @$ORDER_JSON -H Content-Type:application/json" ;;
+  esac
+}
+wrk_args() {
+  case $1 in
+    /order) echo "-s $ORDER_WRK" ;;
   esac
 }
 
@@ -273,11 +351,14 @@ expected_body() {
 check_route() {
   local route=$1 hdr body
   hdr=$tmp/headers
-  body=$(curl -s -m 10 -D "$hdr" "http://127.0.0.1:$PORT$route") || return 1
-  [ "$body" = "$(expected_body "$route")" ] || {
+  # shellcheck disable=SC2046
+  body=$(curl -s -m 10 -D "$hdr" $(curl_args "$route") \
+    "http://127.0.0.1:$PORT$route") || return 1
+  if [ -z "$body" ] || ! grep -qxF -- "$body" <<<"$(expected_body "$route")"
+  then
     say "bench: $route answered '$body'"
     return 1
-  }
+  fi
   if grep -qi '^transfer-encoding: *chunked' "$hdr"; then echo chunked
   elif grep -qi '^content-length:' "$hdr"; then echo length
   else echo close; fi
@@ -308,10 +389,13 @@ to_ms() {
 run_one() {
   local peer=$1 workers=$2 route=$3 round=$4
   local framing dur url c0 c1 reqs rps p50 p99 errs lt_rps="" \
-    lt_mean="" rss_sum=0 nworkers=0 rss_primary p npids0 npids1 note="" c0 c1 s0 s1 m0 m1 mt0 mt1 other
+    lt_mean="" rss_sum=0 nworkers=0 rss_primary p npids0 npids1 note="" c0 c1 s0 s1 m0 m1 mt0 mt1 other \
+    r0=0 r1=0 wargs rpid=""
   local t_run=$SECONDS
   url="http://127.0.0.1:$PORT$route"
   dur=$(dur_of "$route")
+  wargs=$(wrk_args "$route")
+  [ "$route" = /redis ] && rpid=$redis
 
   if ! start_server "$peer" "$workers"; then
     printf '%s\t%s\t%s\t%s\tfailed-start\n' "$workers" "$route" "$round" \
@@ -328,8 +412,9 @@ run_one() {
   fi
 
   if [ "$WARMUP" != 0 ]; then
+    # shellcheck disable=SC2086
     run_tool "$tmp/warmup.out" taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" \
-      -d"${WARMUP}s" --timeout 10s "$url" || true
+      -d"${WARMUP}s" --timeout 10s $wargs "$url" || true
     wait_idle
   fi
 
@@ -337,15 +422,19 @@ run_one() {
   npids0=$(wc -w <<<"$server_pids")
   read -r c0 s0 <<<"$(cpu_ticks -s $server_pids)"
   read -r m0 mt0 <<<"$(machine_ticks)"
+  [ -n "$rpid" ] && r0=$(cpu_ticks "$rpid")
   times >"$tmp/times0"
+  # shellcheck disable=SC2086
   run_tool "$tmp/wrk.out" taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" \
-    -d"${dur}s" --timeout 10s --latency "$url" || note="wrk-failed"
+    -d"${dur}s" --timeout 10s --latency $wargs "$url" || note="wrk-failed"
   read -r c1 s1 <<<"$(cpu_ticks -s $server_pids)"
   read -r m1 mt1 <<<"$(machine_ticks)"
+  [ -n "$rpid" ] && r1=$(cpu_ticks "$rpid")
   times >"$tmp/times1"
-  # What ran besides the server and wrk, as a share of the whole machine.
-  other=$(( (m1 - m0) - (c1 - c0) - $(children_ticks "$tmp/times1") + \
-    $(children_ticks "$tmp/times0") ))
+  # What ran besides the server, wrk and redis-server, as a share of the
+  # whole machine.
+  other=$(( (m1 - m0) - (c1 - c0) - (r1 - r0) - \
+    $(children_ticks "$tmp/times1") + $(children_ticks "$tmp/times0") ))
   other=$(( mt1 > mt0 ? (other < 0 ? 0 : other) * 100 / (mt1 - mt0) : 0 ))
   npids1=$(wc -w <<<"$(collect_pids "$server")")
   [ "$npids0" = "$npids1" ] || note="${note:+$note,}procs-$npids0-to-$npids1"
@@ -389,17 +478,18 @@ run_one() {
   stop_server
   # workers route round peer status startup_ms reqs rps p50 p99 errors
   # cpu_ticks cpu_us_per_req nworkers rss_worker_kb rss_primary_kb lt_rps
-  # lt_mean_ms framing note sys_ticks other_load_pct
+  # lt_mean_ms framing note sys_ticks other_load_pct redis_ticks (/redis
+  # only, else empty)
   awk -v OFS='\t' -v w="$workers" -v r="$route" -v n="$round" -v p="$peer" \
     -v st="$startup_us" -v q="$reqs" -v rps="$rps" -v p50="$p50" -v p99="$p99" \
     -v e="$errs" -v t=$((c1 - c0)) -v hz="$HZ" -v nw="$nworkers" \
     -v rs="$rss_sum" -v rp="$rss_primary" -v lr="$lt_rps" -v lm="$lt_mean" \
     -v f="$framing" -v note="$note" -v st_sys=$((s1 - s0)) \
-    -v ol="$other" 'BEGIN {
+    -v ol="$other" -v rt="${rpid:+$((r1 - r0))}" 'BEGIN {
       cpu = q > 0 ? t * 1e6 / hz / q : 0
       print w, r, n, p, "ok", sprintf("%.1f", st / 1000), q, rps, p50, p99,
         e, t, sprintf("%.2f", cpu), nw, (nw ? int(rs / nw) : 0), rp, lr, lm,
-        f, note, st_sys, ol }' >>"$raw"
+        f, note, st_sys, ol, rt }' >>"$raw"
   say "$(printf '  %-10s w=%s %-5s round %s: %9s req/s  p99 %8s ms  %8s us/req  other load %2s%%  (%ss)' \
     "$peer" "$workers" "$route" "$round" "$rps" "$p99" \
     "$(tail -n 1 "$raw" | cut -f 13)" "$other" $((SECONDS - t_run)))"
@@ -416,6 +506,13 @@ if [ "$LOADTEST" = 1 ] && [ ! -x "$LOADTEST_BIN" ]; then
   die "loadtest missing: run sh vendor/setup.sh bench"
 fi
 [ "$(nproc)" -ge 2 ] || say "bench: one CPU only: wrk and the servers share it"
+for route in $ROUTES; do
+  case $route in
+    / | /work | /cpu | /order) ;;
+    /redis) [ -n "$redis" ] || start_redis ;;
+    *) die "unknown route $route (/ /work /cpu /order /redis)" ;;
+  esac
+done
 
 # Which peers can run at all: each is started once with one worker and must
 # answer every route with the expected body; a peer that cannot is skipped.
@@ -466,11 +563,12 @@ for workers in $WORKERS_LIST; do
   done
 done
 elapsed=$((SECONDS - started))
+stop_redis
 
 mkdir -p "$(dirname "$OUT")"
 version() { "$@" 2>&1 | head -n 1 || true; }
 {
-  echo "# luacluster benchmark: latest run"
+  echo "# luacluster benchmark: $TITLE"
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $elapsed s; $(nproc) CPUs" \
     "($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), Linux" \
@@ -483,13 +581,19 @@ version() { "$@" 2>&1 | head -n 1 || true; }
   echo "- nginx: $(version nginx -v) + lua module"
   echo "- wrk: $(version wrk -v | awk '{ print $1, $2 }'), loadtest:" \
     "$(version "$LOADTEST_BIN" --version 2>/dev/null || true)"
+  if [ -n "$REDIS_PORT" ]; then
+    echo "- /redis: $(version redis-server --version | awk '{ print $1, $2, $3 }')" \
+      "on its own port; node's client: redis" \
+      "$(node -p 'require(process.argv[1]).version' \
+        "$here/node_modules/redis/package.json" 2>/dev/null || echo '?')"
+  fi
   echo "- knobs: ROUNDS=$ROUNDS DUR=$DUR DUR_WORK=$DUR_WORK DUR_CPU=$DUR_CPU" \
     "WARMUP=$WARMUP CONNS=$CONNS WRK_CPU=$WRK_CPU" \
     "SERVER_CPUS=${SERVER_CPUS:-unpinned} LT_CONC=$LT_CONC LT_N=$LT_N" \
     "${QUICK:+QUICK=$QUICK}"
   echo "- peers run: $peers"
   echo
-  awk -f "$here/summarize.awk" "$raw"
+  awk -v hz="$HZ" -f "$here/summarize.awk" "$raw"
 } >"$OUT"
 cat "$OUT"
 say "bench: written to ${OUT#"$root"/}"

@@ -3,8 +3,10 @@
 # rounds, the ratios luacluster/node and luacluster/nginx, then every run.
 # Fields: workers route round peer status startup_ms requests rps p50_ms
 # p99_ms errors cpu_ticks cpu_us_per_req nworkers rss_worker_kb
-# rss_primary_kb lt_rps lt_mean_ms framing note sys_ticks other_load_pct.
-BEGIN { FS = "\t" }
+# rss_primary_kb lt_rps lt_mean_ms framing note sys_ticks other_load_pct
+# redis_ticks (the redis-server's CPU during the run, /redis only; empty
+# otherwise). -v hz=N: clock ticks per second (default 100).
+BEGIN { FS = "\t"; if (hz == "") hz = 100 }
 
 {
   row[NR] = $0
@@ -17,6 +19,10 @@ BEGIN { FS = "\t" }
   for (f = 6; f <= 18; f++) val[k, f, n] = $f
   val[k, 21, n] = $12 > 0 ? 100 * $21 / $12 : ""
   val[k, 22, n] = $22
+  if ($23 != "" && $7 > 0) {
+    val[k, 23, n] = $23 * 1e6 / hz / $7
+    has_redis[cfg] = 1
+  }
   if ($11 + 0 > 0) errors[k] += $11
   if ($19 != "") framing[k] = $19
   if ($20 != "") notes[k] = notes[k] (notes[k] == "" ? "" : ",") $20
@@ -67,17 +73,28 @@ END {
   for (c = 1; c <= ncfg; c++) {
     split(cfgs[c], kv, SUBSEP)
     print ""
-    print "### WORKERS=" kv[1] ", GET " kv[2]
+    # /order is the one route that wrk POSTs to (bench/wrk/order.lua).
+    print "### WORKERS=" kv[1] ", " (kv[2] == "/order" ? "POST " : "GET ") \
+      kv[2]
+    if (kv[2] == "/order")
+      print "\n_A ~440-byte JSON order POSTed; the handler reads the whole" \
+        " body, decodes it, totals qty * price and answers a small JSON._"
+    if (kv[2] == "/redis")
+      print "\n_One Redis GET per request through a pooled connection; the" \
+        " redis-server's own CPU is left out of CPU us/req and shown" \
+        " apart as redis us/req._"
     if (kv[2] == "/cpu")
       print "\n_Unreliable: an empty loop measures how each JIT treats an" \
         " empty loop (it may shrink it or drop it), not the server;" \
         " /work is the comparable figure._"
     print ""
+    rc = cfgs[c] in has_redis
     print "| server | req/s | spread | p50 ms | p99 ms | CPU us/req |" \
+      (rc ? " redis us/req |" : "") \
       " sys % | RSS/worker MB | primary MB | startup ms | loadtest req/s |" \
       " loadtest mean ms | other load % | errors | runs |"
-    print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" \
-      "---:|---:|"
+    print "|---|---:|---:|---:|---:|---:|" (rc ? "---:|" : "") \
+      "---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for (p = 1; p <= npeer; p++) {
       k = cfgs[c] SUBSEP peers[p]
       if (!(k in count) && !(k in failed)) continue
@@ -86,10 +103,12 @@ END {
       extra = ""
       if (failed[k]) extra = extra ", " failed[k] " failed"
       if (notes[k] != "") extra = extra ", " notes[k]
-      printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" \
+      printf "| %s | %s | %s | %s | %s | %s |%s %s | %s | %s | %s | %s | %s |" \
         " %s | %d | %d%s |\n", peers[p], fmt(rps[peers[p]], "%.0f"), spread(k, 8),
         fmt(median(k, 9), "%.2f"), fmt(median(k, 10), "%.2f"),
-        fmt(cpu[peers[p]], "%.1f"), fmt(median(k, 21), "%.0f"),
+        fmt(cpu[peers[p]], "%.1f"),
+        (rc ? " " fmt(median(k, 23), "%.1f") " |" : ""),
+        fmt(median(k, 21), "%.0f"),
         fmt(median(k, 15) == "" ? "" : median(k, 15) / 1024, "%.1f"),
         fmt(median(k, 16) == "" ? "" : median(k, 16) / 1024, "%.1f"),
         fmt(median(k, 6), "%.0f"), fmt(median(k, 17), "%.0f"),
@@ -116,13 +135,13 @@ END {
   print "| workers | route | round | server | status | startup ms | requests" \
     " | req/s | p50 ms | p99 ms | errors | CPU ticks | CPU us/req | workers" \
     " seen | RSS/worker kB | primary kB | loadtest req/s | loadtest mean ms" \
-    " | framing | note | sys ticks | other load % |"
+    " | framing | note | sys ticks | other load % | redis ticks |"
   print "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" \
-    "---:|---:|---:|---:|---|---|---:|---:|"
+    "---:|---:|---:|---:|---|---|---:|---:|---:|"
   for (i = 1; i <= NR; i++) {
     nf = split(row[i], r, "\t")
     line = "|"
-    for (f = 1; f <= 22; f++) line = line " " (f <= nf ? r[f] : "") " |"
+    for (f = 1; f <= 23; f++) line = line " " (f <= nf ? r[f] : "") " |"
     print line
   }
 }

@@ -7,8 +7,9 @@
 #   sh vendor/setup.sh test     + what `make test` needs (busted, the
 #                               tools and modules the specs use,
 #                               redis-server; resty.redis into build/deps)
-#   sh vendor/setup.sh bench    + what bench/ needs (wrk, nginx+lua, node,
-#                               hyperfine)
+#   sh vendor/setup.sh bench    + what bench/ needs (wrk, nginx+lua and
+#                               cjson for it, node, hyperfine; loadtest
+#                               and redis from npm into bench/)
 #   sh vendor/setup.sh fuzz     + clang and its sanitizer runtimes
 # Packages are installed without their recommends, so each one a build or
 # a spec uses is listed here, even where a full Debian would have it anyway
@@ -21,7 +22,7 @@ build="make gcc libc6-dev cmake pkg-config libluajit2-5.1-dev luajit2 \
   libuv1-dev lua-cjson-dev lua-luv-dev node-llhttp"
 test="lua-busted lua-lpeg lua-filesystem procps util-linux mount systemd \
   curl dpkg-dev file groff-base redis-server"
-bench="wrk nginx-light libnginx-mod-http-lua nodejs npm hyperfine"
+bench="wrk nginx-light libnginx-mod-http-lua lua-cjson nodejs npm hyperfine"
 fuzz="clang libclang-rt-14-dev"
 
 what=${1:-build}
@@ -113,11 +114,20 @@ case "$what" in test|bench|all)
   fi
 esac
 
-# The benchmark's load tool from the npm registry, in bench/node_modules,
-# at the version bench/package.json pins (no lock file is written).
+# The benchmark's npm packages (loadtest, the node peer's redis client) in
+# bench/node_modules, at the versions bench/package.json pins (no lock file
+# is written); installed again when one is missing or at another version.
 if [ "$what" = bench ] || [ "$what" = all ]; then
-  if [ ! -x "$here/bench/node_modules/.bin/loadtest" ]; then
-    echo "setup: npm install loadtest (bench/)"
+  if ! (cd "$here/bench" && node -e '
+      const deps = require("./package.json").dependencies;
+      for (const [name, v] of Object.entries(deps)) {
+        let got;
+        try { got = require("./node_modules/" + name + "/package.json").version; }
+        catch (e) {}
+        if (got !== v) process.exit(1);
+      }' 2>/dev/null); then
+    echo "setup: npm install $(cd "$here/bench" && node -p \
+      'Object.keys(require("./package.json").dependencies).join(" ")') (bench/)"
     (cd "$here/bench" && npm install --no-audit --no-fund --silent \
       --no-package-lock >/dev/null)
   fi

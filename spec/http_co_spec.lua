@@ -153,6 +153,25 @@ describe('req:body()', function()
     assert.truthy(data:find('\r\n\r\n0:$'), data)
   end)
 
+  it('returns what came before it was called, and what comes after',
+    function()
+    local _, port = serve(function(req, res)
+      co.sleep(50)            -- the first piece waits in the stream
+      res:finish(assert(req:body()))
+    end)
+    local c = uv.new_tcp()
+    local data = ''
+    c:connect('127.0.0.1', port, function()
+      c:read_start(function(_, chunk) if chunk then data = data .. chunk end end)
+      c:write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n' ..
+        'Connection: close\r\n\r\nhello')
+      setTimeout(function() c:write('world') end, 100)
+    end)
+    assert.is_true(h.wait(function() return data:find('helloworld$') end,
+      2000), data)
+    c:close()
+  end)
+
   it('past its limit gives nil, an error, and the server answers 413',
     function()
     local got_err

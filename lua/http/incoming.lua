@@ -106,6 +106,10 @@ IncomingMessage._onEnd = IncomingMessage._readStart
 -- answered already; the rest of the body is dropped as it comes. A
 -- connection closed first gives nil and 'aborted'. A second call returns
 -- the same string.
+--
+-- The pieces go straight from C's callbacks (_data, _end, _abort below)
+-- into a list, with no events: a request without a body returns at once,
+-- one whose body came with its head wakes once.
 function IncomingMessage:body(limit)
   local got = rawget(self, '_body')
   if got then return got end
@@ -114,45 +118,44 @@ function IncomingMessage:body(limit)
     error('req:body: limit must be a number of bytes >= 0, got '
       .. tostring(limit), 2)
   end
-  local parts, n, done, err, waiting = {}, 0, false, nil, false
-  local on_data, on_end, on_abort
-  local function settle(e)
-    if done then return end
-    done, err = true, e
-    self:removeListener('data', on_data)
-    self:removeListener('end', on_end)
-    self:removeListener('aborted', on_abort)
-    self:removeListener('close', on_abort)
-    if waiting then co._wake(c, on_end) end
-  end
-  on_data = function(chunk)
-    n = n + #chunk
-    if limit and n > limit then
-      settle('request body too large')
-      Readable.dump(self)
-      local res = rawget(self, '_res')
-      if res and not res.headersSent then
-        res:writeHead(413, {Connection = 'close'})
-        res:finish('Payload Too Large')
-      end
-      return
+  self._consuming = true
+  -- What came before anybody read: the Readable's queue.
+  local parts, n = {}, 0
+  local q, h, t = rawget(self, '_rq'), rawget(self, '_rh'), rawget(self, '_rt')
+  if q then
+    for i = h, t do
+      parts[#parts + 1] = q[i]
+      n = n + #q[i]
     end
-    parts[#parts + 1] = chunk
+    self._rq, self._rh, self._rt, self._rlen = nil, nil, nil, 0
+    self:_readStart()
   end
-  on_end = function() settle(nil) end
-  on_abort = function() settle('aborted') end
-  self:on('data', on_data)
-  self:once('end', on_end)
-  self:once('aborted', on_abort)
-  self:once('close', on_abort)
-  if not done then
-    waiting = true
-    co._suspend(c, on_end)
+  local col = {parts = parts, n = n, limit = limit, c = c}
+  if limit and n > limit then return self:_tooLarge(col) end
+  if not rawget(self, 'complete') then
+    self._collect = col
+    co._suspend(c, col)
+    self._collect = nil
+    if col.err then return nil, col.err end
   end
-  if err then return nil, err end
   got = concat(parts)
   rawset(self, '_body', got)
+  -- The stream has been read to its end.
+  self._eof, self._endEmitted, self.readableEnded = true, true, true
   return got
+end
+
+-- Past body()'s limit: the rest is dropped; 413 unless answered.
+function IncomingMessage:_tooLarge(col)
+  col.err = 'request body too large'
+  self._collect = nil
+  Readable.dump(self)
+  local res = rawget(self, '_res')
+  if res and not res.headersSent then
+    res:writeHead(413, {Connection = 'close'})
+    res:finish('Payload Too Large')
+  end
+  return nil, col.err
 end
 
 function IncomingMessage:setTimeout(ms, cb)
@@ -168,6 +171,18 @@ end
 -- From C: a piece of body (res is nil once the response finished).
 function IncomingMessage._data(req, chunk, res)
   if res then req._res = res end
+  local col = rawget(req, '_collect')
+  if col then
+    local n = col.n + #chunk
+    col.n = n
+    if col.limit and n > col.limit then
+      req:_tooLarge(col)
+      return co._wake(col.c, col)
+    end
+    local parts = col.parts
+    parts[#parts + 1] = chunk
+    return
+  end
   Readable.push(req, chunk)
 end
 
@@ -175,7 +190,18 @@ end
 function IncomingMessage._end(req, res)
   if res then req._res = res end
   req.complete = true
+  local col = rawget(req, '_collect')
+  if col then return co._wake(col.c, col) end
   Readable.push(req, nil)
+end
+
+-- From C (through the server's abort): the connection closed mid-body.
+function IncomingMessage._abort(req)
+  local col = rawget(req, '_collect')
+  if col then
+    col.err = 'aborted'
+    return co._wake(col.c, col)
+  end
 end
 
 return IncomingMessage

@@ -86,6 +86,7 @@ end
 -- The connection closed before the request or response was done (maybe
 -- inside a write of the handler's: the events wait a tick).
 local function on_abort(req, res)
+  if req then IncomingMessage._abort(req) end
   if (req and rawget(req, '_events')) or (res and rawget(res, '_events')) then
     next_tick(emit_abort, req, res)
   end

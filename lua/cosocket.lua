@@ -368,7 +368,10 @@ function Socket:setkeepalive(idle, size)
     p = pools.create(self._key, floor(size))
   end
   self._c = nil
-  if not Conn.peek(conn.h) then
+  -- What the loop has read is in conn.buf (checked above); what the
+  -- kernel holds still is found by the peek when the pool hands the
+  -- connection out (Conn.unkeep): one recv a reuse, not two.
+  if conn.eof or conn.rerr then
     Conn.close(conn)
     return nil, 'connection in dubious state'
   end

@@ -337,10 +337,8 @@ describe('cosocket', function()
     assert.same({nil, 'bad port number: 70000'}, r[3])
   end)
 
-  it('connects to a host name', function()
-    local res = uv.getaddrinfo('localhost', nil, {socktype = 'stream',
-      family = 'inet'})
-    if not res then return pending('localhost does not resolve here') end
+  it('connects to a host name (localhost resolves even without /etc/hosts)',
+    function()
     local st = serve(function(c) c:write('hi\n') end)
     local line = go(function()
       local s = tcp()

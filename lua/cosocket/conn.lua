@@ -8,6 +8,7 @@
 -- what woke them (nil: the condition may hold now; TIMEOUT; CLOSED).
 
 local uv = require('uv')
+local dns = require('internal.dns')
 local co = require('co')
 local Buffer = require('cosocket.buffer')
 
@@ -52,6 +53,7 @@ local messages = {
   ECANCELED = 'operation canceled',
   EINVAL = 'invalid argument',
   EAI_NONAME = 'unknown node or service',
+  ENOTFOUND = 'host not found',
   EAI_AGAIN = 'temporary failure',
 }
 
@@ -304,15 +306,16 @@ function M.open(c, host, port, deadline)
   if is_ip(host) then
     addrs = {host}
   else
-    local err, res = call(c, remaining(deadline), nil, uv.getaddrinfo, host,
-      nil, {socktype = 'stream'})
+    -- The runtime's one lookup (lua/internal/dns.lua: 'localhost'
+    -- resolves even where nothing lists it).
+    local err, res = call(c, remaining(deadline), nil, dns.lookup, host,
+      nil)
     if err == TIMEOUT then return nil, 'timeout' end
     if err or not res or not res[1] then
       return nil, host .. ' could not be resolved (' ..
-        message(err or 'EAI_NONAME') .. ')'
+        message(err and err.code or 'EAI_NONAME') .. ')'
     end
-    addrs = {}
-    for i = 1, #res do addrs[i] = res[i].addr end
+    addrs = res
   end
   local last
   for i = 1, #addrs do

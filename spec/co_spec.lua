@@ -3,18 +3,7 @@ local h = require('helper')
 local uv = require('uv')
 local co = require('co')
 
--- go(fn) -> fn's results, fn run in a coroutine while the loop runs until
--- it ends; an error in fn fails the spec.
-local function pack(...) return {n = select('#', ...), ...} end
-
-local function go(fn, ms)
-  local out
-  co.spawn(function() out = pack(pcall(fn)) end)
-  assert(h.wait(function() return out ~= nil end, ms or 5000),
-    'the coroutine did not end')
-  if not out[1] then error(out[2], 0) end
-  return unpack(out, 2, out.n)
-end
+local go = h.go
 
 local function now() return uv.hrtime() / 1e6 end
 

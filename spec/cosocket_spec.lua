@@ -6,17 +6,8 @@ local ngx = require('ngx')
 
 local tcp = ngx.socket.tcp
 
+local go = h.go
 local function pack(...) return {n = select('#', ...), ...} end
-
--- go(fn) -> fn's results; fn runs in a coroutine while the loop runs.
-local function go(fn, ms)
-  local out
-  co.spawn(function() out = pack(pcall(fn)) end)
-  assert(h.wait(function() return out ~= nil end, ms or 5000),
-    'the coroutine did not end')
-  if not out[1] then error(out[2], 0) end
-  return unpack(out, 2, out.n)
-end
 
 local function now() return uv.hrtime() / 1e6 end
 

@@ -259,6 +259,57 @@ function h.tmpfile(content, suffix)
 end
 
 ------------------------------------------------------------------------------
+-- Servers in this process, and code in a coroutine.
+
+local servers = {}
+
+-- serve(handler[, options]) -> server, port: an http server of this
+-- process listening on 127.0.0.1 (a free port). close_servers() closes
+-- every one, with its connections, and waits for them (an after_each).
+function h.serve(handler, options)
+  local http = require('http')
+  local s = options and http.createServer(options, handler)
+    or http.createServer(handler)
+  local ready = false
+  s:listen(0, '127.0.0.1', function() ready = true end)
+  assert(h.wait(function() return ready end, 2000), 'listen timed out')
+  h.track_server(s)
+  return s, s:address().port
+end
+
+-- track_server(s): close_servers() closes s too.
+function h.track_server(s)
+  servers[#servers + 1] = s
+end
+
+function h.close_servers()
+  local pending = 0
+  for _, s in ipairs(servers) do
+    if s.listening then
+      pending = pending + 1
+      s:close(function() pending = pending - 1 end)
+      s:closeAllConnections()
+    end
+  end
+  servers = {}
+  assert(h.wait(function() return pending == 0 end, 3000),
+    'servers did not close')
+end
+
+local function pack(...) return {n = select('#', ...), ...} end
+
+-- go(fn[, ms]) -> fn's results: fn runs in a coroutine of co's pool while
+-- the loop turns (ms, 5000 by default); an error in fn is raised here.
+function h.go(fn, ms)
+  local out
+  require('co').spawn(function() out = pack(pcall(fn)) end)
+  assert(h.wait(function() return out ~= nil end, ms or 5000),
+    'the coroutine did not end')
+  if not out[1] then error(out[2], 0) end
+  return unpack(out, 2, out.n)
+end
+
+------------------------------------------------------------------------------
 -- Loopback clients.
 
 -- free_port() -> a TCP port nothing listens on now.

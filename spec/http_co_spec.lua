@@ -11,26 +11,7 @@ local net = require('net')
 local co = require('co')
 local ngx = require('ngx')
 
-local servers = {}
-
-local function serve(handler)
-  local s = http.createServer(handler)
-  local ready = false
-  s:listen(0, '127.0.0.1', function() ready = true end)
-  assert(h.wait(function() return ready end, 2000), 'listen timed out')
-  servers[#servers + 1] = s
-  return s, s:address().port
-end
-
-local function close_all()
-  for _, s in ipairs(servers) do
-    if s.listening then
-      s:close()
-      if s.closeAllConnections then s:closeAllConnections() end
-    end
-  end
-  servers = {}
-end
+local serve, close_all = h.serve, h.close_servers
 
 -- get_async(port, path, done): one GET on a new connection; done(status,
 -- body) once the server closed it (Connection: close).

@@ -23,20 +23,7 @@ local function serve(handler)
   return st
 end
 
--- run(fn) -> what fn returned, run in a coroutine (fn's error raised
--- here).
-local function run(fn, timeout)
-  local out
-  co.spawn(function()
-    out = {n = 0}
-    local r = {pcall(fn)}
-    out = r
-  end)
-  assert(h.wait(function() return out and out[1] ~= nil end,
-    timeout or 5000), 'the coroutine did not finish')
-  if not out[1] then error(out[2], 0) end
-  return unpack(out, 2, table.maxn(out))
-end
+local run = h.go
 
 describe('http.fetch', function()
   before_each(h.track_tcp)

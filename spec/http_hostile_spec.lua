@@ -88,27 +88,7 @@ local function count(s, pat)
   return n
 end
 
-local servers = {}
-
-local function serve(handler, options)
-  local s = options and http.createServer(options, handler)
-    or http.createServer(handler)
-  local ready = false
-  s:listen(0, '127.0.0.1', function() ready = true end)
-  assert(h.wait(function() return ready end, 2000), 'listen timed out')
-  servers[#servers + 1] = s
-  return s, s:address().port
-end
-
-local function close_servers()
-  for _, s in ipairs(servers) do
-    if s.listening then
-      s:close()
-      s:closeAllConnections()
-    end
-  end
-  servers = {}
-end
+local serve, close_servers = h.serve, h.close_servers
 
 -- A server that records the URL of every request it dispatches.
 local function recorder()

@@ -276,23 +276,8 @@ describe('http.inject over the response parser', function()
 end)
 
 describe('the http server\'s sockets', function()
-  local servers = {}
-  after_each(function()
-    for _, s in ipairs(servers) do
-      s:close()
-      s:closeAllConnections()
-    end
-    servers = {}
-  end)
-
-  local function serve(handler)
-    local s = http.createServer(handler)
-    local ready = false
-    s:listen(0, '127.0.0.1', function() ready = true end)
-    assert(h.wait(function() return ready end, 2000), 'listen timed out')
-    servers[#servers + 1] = s
-    return s, s:address().port
-  end
+  after_each(h.close_servers)
+  local serve = h.serve
 
   it('emit timeout after setTimeout\'s ms without traffic, once a spell',
       function()

@@ -126,32 +126,8 @@ local function responses(c, n, head_only, timeout)
   return list
 end
 
-local servers = {}
-
 -- serve(handler[, options]) -> server, port: listening on 127.0.0.1.
-local function serve(handler, options)
-  local s = options and http.createServer(options, handler)
-    or http.createServer(handler)
-  local ready = false
-  s:listen(0, '127.0.0.1', function() ready = true end)
-  assert(h.wait(function() return ready end, 2000), 'listen timed out')
-  servers[#servers + 1] = s
-  return s, s:address().port
-end
-
-local function close_servers()
-  local pending = 0
-  for _, s in ipairs(servers) do
-    if s.listening then
-      pending = pending + 1
-      s:close(function() pending = pending - 1 end)
-      s:closeAllConnections()
-    end
-  end
-  servers = {}
-  assert(h.wait(function() return pending == 0 end, 3000),
-    'servers did not close')
-end
+local serve, close_servers = h.serve, h.close_servers
 
 -- hello(req, res): answers 'hello'.
 local function hello(req, res)
@@ -1012,7 +988,7 @@ end)
 describe('http server listen and close', function()
   it('listens on an ephemeral port with listen(0)', function()
     local s = http.createServer(hello)
-    servers[#servers + 1] = s
+    h.track_server(s)
     local listening = false
     s:on('listening', function() listening = true end)
     assert.equal(s, s:listen(0, '127.0.0.1'))
@@ -1038,7 +1014,7 @@ describe('http server listen and close', function()
     }
     for i, form in ipairs(forms) do
       local s = http.createServer(hello)
-      servers[#servers + 1] = s
+      h.track_server(s)
       local port = h.free_port()
       local called = false
       form(s, port, function() called = true end)
@@ -1050,7 +1026,7 @@ describe('http server listen and close', function()
         'form ' .. i)
     end
     local s = http.createServer(hello)
-    servers[#servers + 1] = s
+    h.track_server(s)
     local called = false
     s:listen(function() called = true end)
     assert.is_true(h.wait(function() return called end, 1000))
@@ -1066,8 +1042,7 @@ describe('http server listen and close', function()
     assert.equal('ERR_SOCKET_BAD_PORT', err.code)
     ok, err = pcall(s.listen, s, -1)
     assert.is_false(ok)
-    local _, port = serve(hello)
-    local t = servers[#servers]
+    local t, port = serve(hello)
     ok, err = pcall(t.listen, t, port)
     assert.is_false(ok)
     assert.equal('ERR_SERVER_ALREADY_LISTEN', err.code)

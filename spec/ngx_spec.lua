@@ -4,16 +4,7 @@ local uv = require('uv')
 local co = require('co')
 local ngx = require('ngx')
 
-local function pack(...) return {n = select('#', ...), ...} end
-
-local function go(fn, ms)
-  local out
-  co.spawn(function() out = pack(pcall(fn)) end)
-  assert(h.wait(function() return out ~= nil end, ms or 5000),
-    'the coroutine did not end')
-  if not out[1] then error(out[2], 0) end
-  return unpack(out, 2, out.n)
-end
+local go = h.go
 
 describe('ngx', function()
   it('is the global ngx too, with cjson.null and the constants', function()

@@ -8,17 +8,7 @@ local ngx = require('ngx')
 
 local DEPS = h.root .. '/build/deps/lua/'
 
-local function pack(...) return {n = select('#', ...), ...} end
-
--- go(fn) -> fn's results; fn runs in a coroutine while the loop runs.
-local function go(fn, ms)
-  local out
-  co.spawn(function() out = pack(pcall(fn)) end)
-  assert(h.wait(function() return out ~= nil end, ms or 5000),
-    'the coroutine did not end')
-  if not out[1] then error(out[2], 0) end
-  return unpack(out, 2, out.n)
-end
+local go = h.go
 
 local function exists(path)
   return uv.fs_stat(path) ~= nil

@@ -174,6 +174,23 @@ local function timer_of(conn, field)
   return t
 end
 
+-- wait(conn, c, field, on_timeout, token, ms) -> why: c waits for
+-- token's wake with the timer conn[field] running for ms (on_timeout
+-- ends it) and the handle keeping the process alive meanwhile.
+local function wait(conn, c, field, on_timeout, token, ms)
+  local timer = timer_of(conn, field)
+  uv.update_time()
+  timer:start(ms, 0, on_timeout)
+  timer:ref()
+  conn.h:ref()
+  local why = suspend(c, token, conn.cancel)
+  if conn.h then
+    timer:stop()
+    conn.h:unref()
+  end
+  return why
+end
+
 -- wait_read(conn, c, want, ms): c waits until want bytes are buffered,
 -- EOF, a read error, close, or ms pass. Returns nil, TIMEOUT or CLOSED.
 function M.wait_read(conn, c, want, ms)
@@ -182,17 +199,8 @@ function M.wait_read(conn, c, want, ms)
     conn.h:read_start(conn.on_read)
   end
   conn.want, conn.reader = want, c
-  local timer = timer_of(conn, 'rtimer')
-  uv.update_time()
-  timer:start(ms, 0, conn.on_rtimeout)
-  timer:ref()
-  conn.h:ref()
-  local why = suspend(c, conn.rtok, conn.cancel)
+  local why = wait(conn, c, 'rtimer', conn.on_rtimeout, conn.rtok, ms)
   conn.reader = nil
-  if conn.h then
-    timer:stop()
-    conn.h:unref()
-  end
   return why
 end
 
@@ -201,16 +209,8 @@ end
 -- CLOSED.
 function M.wait_write(conn, c, ms)
   conn.writer = c
-  local timer = timer_of(conn, 'wtimer')
-  uv.update_time()
-  timer:start(ms, 0, conn.on_wtimeout)
-  conn.h:ref()
-  local why = suspend(c, conn.wtok, conn.cancel)
+  local why = wait(conn, c, 'wtimer', conn.on_wtimeout, conn.wtok, ms)
   conn.writer = nil
-  if conn.h then
-    timer:stop()
-    conn.h:unref()
-  end
   return why
 end
 

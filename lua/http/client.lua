@@ -12,6 +12,7 @@ local EventEmitter = require('events')
 local process = require('process')
 local errors = require('internal.errors')
 local url = require('internal.url')
+local arm_timeout = require('internal.timeout').arm
 local common = require('http.common')
 local Agent = require('http.agent')
 local reading = require('http.client_response')
@@ -401,18 +402,8 @@ end
 -- until destroyed.
 function ClientRequest:setTimeout(ms, cb)
   if self._released then return self end
-  ms = tonumber(ms)
-  if not ms or ms < 0 or ms ~= ms then
-    error(errors.range_error('ERR_OUT_OF_RANGE', 'The value of "msecs" is '
-      .. 'out of range. It must be a non-negative finite number. Received '
-      .. tostring(ms)), 2)
-  end
+  ms = arm_timeout(self, ms, cb, 2)
   if self.socket then self.socket:setTimeout(ms) end
-  if cb then
-    if ms == 0 then self:removeListener('timeout', cb)
-    else self:once('timeout', cb) end
-  end
-  self.timeout = ms > 0 and ms or nil
   return self
 end
 

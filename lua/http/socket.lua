@@ -65,7 +65,7 @@ function Socket:setKeepAlive() return self end
 
 -- setTimeout(ms[, cb]): net.Socket's (lua/internal/timeout.lua); the
 -- clock is the C server's timeout scan.
-Socket.setTimeout = require('internal.timeout')
+Socket.setTimeout = require('internal.timeout').setTimeout
 
 function Socket:_idle(ms)
   C.set_timeout(rawget(self, '_c'), ms)

@@ -506,7 +506,7 @@ end
 
 -- setTimeout(ms[, cb]): 'timeout' after ms without reads or writes (the
 -- socket stays open; 0 disables); cb is a one-time 'timeout' listener.
-Socket.setTimeout = require('internal.timeout')
+Socket.setTimeout = require('internal.timeout').setTimeout
 
 -- A luv timer, restarted by every read and write (_touch).
 function Socket:_idle(ms)

@@ -12,6 +12,11 @@
 #include "tcp.h"
 
 static void idle_cb(uv_idle_t *h);
+static void conn_callback(http_conn *c, int cb, int slot);
+static void conn_end(http_conn *c);
+static void conn_end_soon(http_conn *c);
+static void conn_queue_resume(http_conn *c);
+static void conn_resume(http_conn *c);
 static inline void touch(http_conn *c);
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
@@ -79,7 +84,7 @@ static void conn_push_socket(http_conn *c) {
 }
 
 /* Calls callback cb with env[slot] as its argument. */
-void lc__http_conn_callback(http_conn *c, int cb, int slot) {
+static void conn_callback(http_conn *c, int cb, int slot) {
   lua_State *L = c->s->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->s->refs[cb]);
   lc__http_conn_get(L, c, slot);
@@ -92,7 +97,7 @@ size_t lc__http_conn_queued(http_conn *c) {
 
 /* Resumes the connection's paused parser on the next loop turn, outside
  * of any user call. */
-void lc__http_conn_queue_resume(http_conn *c) {
+static void conn_queue_resume(http_conn *c) {
   http_server *s = c->s;
   if (c->resume_queued)
     return;
@@ -123,16 +128,16 @@ void lc__http_response_done(http_conn *c) {
   /* A plain close() ends each connection with its response; a drain
    * leaves idle ones to their next request or keepAliveTimeout. */
   if (!c->keep || (s->closing && !s->draining)) {
-    lc__http_conn_end_soon(c);
+    conn_end_soon(c);
     return;
   }
   if (c->paused)
-    lc__http_conn_queue_resume(c);
+    conn_queue_resume(c);
   else if (!c->in_msg)
     c->idle_since = uv_now(s->loop);
   /* Outside a parser run nobody else acts on a close_after set earlier. */
   if (c->close_after && c->depth == 0)
-    lc__http_conn_end(c);
+    conn_end(c);
 }
 
 static void write_cb(uv_write_t *req, int status) {
@@ -149,7 +154,7 @@ static void write_cb(uv_write_t *req, int status) {
   }
   if (c->out_full && lc__http_conn_queued(c) < c->s->hwm) {
     c->out_full = 0;
-    lc__http_conn_queue_resume(c);
+    conn_queue_resume(c);
   }
   if (c->nwrites > 0)
     return;
@@ -159,7 +164,7 @@ static void write_cb(uv_write_t *req, int status) {
   if (c->want_drain) {
     c->want_drain = 0;
     if (c->busy)
-      lc__http_conn_callback(c, CB_DRAIN, ENV_RES);
+      conn_callback(c, CB_DRAIN, ENV_RES);
   }
 }
 
@@ -267,7 +272,7 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
 
 /* Ends the connection gracefully: flushes, then shuts the write side down
  * once the queue drains, then closes. */
-void lc__http_conn_end(http_conn *c) {
+static void conn_end(http_conn *c) {
   if (c->closing || c->shutting)
     return;
   c->stop_parse = 1;
@@ -293,16 +298,16 @@ void lc__http_conn_fail(http_conn *c, int status) {
     buf_add(&c->out, msg, strlen(msg));
     buf_lit(&c->out, "\r\nConnection: close\r\n\r\n");
   }
-  lc__http_conn_end_soon(c);
+  conn_end_soon(c);
 }
 
 /* Ends the connection after what is written: now, or, inside a parser run
  * (a handler called from llhttp's callbacks), once that run returns
  * (conn_settle acts on close_after). */
-void lc__http_conn_end_soon(http_conn *c) {
+static void conn_end_soon(http_conn *c) {
   c->stop_parse = 1;
   if (c->depth == 0)
-    lc__http_conn_end(c);
+    conn_end(c);
   else
     c->close_after = 1;
 }
@@ -312,7 +317,7 @@ void lc__http_conn_settle(http_conn *c) {
   if (c->closing)
     return;
   if (c->close_after) {
-    lc__http_conn_end(c);
+    conn_end(c);
     return;
   }
   lc__http_conn_flush(c);
@@ -321,12 +326,12 @@ void lc__http_conn_settle(http_conn *c) {
   if (c->want_drain && c->nwrites == 0) {
     c->want_drain = 0;
     if (c->busy)
-      lc__http_conn_callback(c, CB_DRAIN, ENV_RES);
+      conn_callback(c, CB_DRAIN, ENV_RES);
   }
 }
 
 /* Resumes a parser paused behind a response that has now finished. */
-void lc__http_conn_resume(http_conn *c) {
+static void conn_resume(http_conn *c) {
   if (c->closing || c->out_full)
     return;
   c->paused = 0;
@@ -349,7 +354,7 @@ static void idle_cb(uv_idle_t *h) {
   while ((c = s->resume) != NULL) {
     s->resume = c->resume_next;
     c->resume_queued = 0;
-    lc__http_conn_resume(c);
+    conn_resume(c);
   }
   uv_idle_stop(h);
 }
@@ -394,7 +399,7 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     /* The peer is gone or done sending. As Node (allowHalfOpen false), a
      * request in flight is aborted; an idle connection ends gracefully. */
     if (nread == UV_EOF && !c->busy && !c->in_msg && !c->paused)
-      lc__http_conn_end(c);
+      conn_end(c);
     else
       lc__http_conn_close(c);
   }
@@ -502,7 +507,7 @@ static int http_destroy(lua_State *L) {
 static int http_end_connection(lua_State *L) {
   http_conn *c = lc__http_check_conn(L, 1);
   if (c != NULL)
-    lc__http_conn_end_soon(c);
+    conn_end_soon(c);
   return 0;
 }
 

@@ -475,13 +475,9 @@ http_conn *lc__http_conn_new(http_server *s, int pipe);
 void lc__http_conn_start(http_conn *c);
 void lc__http_conn_free_cb(uv_handle_t *h);
 void lc__http_conn_close(http_conn *c);
-void lc__http_conn_end(http_conn *c);
-void lc__http_conn_end_soon(http_conn *c);
 void lc__http_conn_fail(http_conn *c, int status);
 void lc__http_conn_flush(http_conn *c);
 void lc__http_conn_settle(http_conn *c);
-void lc__http_conn_resume(http_conn *c);
-void lc__http_conn_queue_resume(http_conn *c);
 size_t lc__http_conn_queued(http_conn *c);
 int lc__http_conn_idle(const http_conn *c);
 void lc__http_response_done(http_conn *c);
@@ -489,7 +485,6 @@ void lc__http_conn_lua(http_conn *c);
 void lc__http_conn_get(lua_State *L, http_conn *c, int slot);
 void lc__http_conn_set(http_conn *c, int slot);
 void lc__http_conn_socket(http_conn *c, int env);
-void lc__http_conn_callback(http_conn *c, int cb, int slot);
 void lc__http_timeouts(http_server *s);
 http_conn *lc__http_check_conn(lua_State *L, int idx);
 extern const luaL_Reg lc__http_conn_fns[];
@@ -509,7 +504,6 @@ extern const luaL_Reg lc__http_respond_fns[];
 void lc__http_respond_open(lua_State *L);
 
 /* response.c */
-extern const luaL_Reg lc__http_response_fns[];
 void lc__http_response_open(lua_State *L);
 
 /* server.c */

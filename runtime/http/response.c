@@ -311,7 +311,7 @@ static int http_response_parser(lua_State *L) {
   return 1;
 }
 
-const luaL_Reg lc__http_response_fns[] = {
+static const luaL_Reg response_fns[] = {
     {"response_parser", http_response_parser}, {NULL, NULL}};
 
 /* Adds the parser's constructor, its metatable and the head callback's
@@ -327,7 +327,7 @@ void lc__http_response_open(lua_State *L) {
   lua_pushcfunction(L, rparser_gc);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
-  luaL_register(L, NULL, lc__http_response_fns);
+  luaL_register(L, NULL, response_fns);
 #define XX(name, n)                                                            \
   lua_pushinteger(L, n);                                                       \
   lua_setfield(L, -2, #name);

@@ -27,8 +27,8 @@ local pools = require('cosocket.pool')
 local current, suspend, wake = co._current, co._suspend, co._wake
 local wait_write = Conn.wait_write
 local TIMEOUT, CLOSED = Conn.TIMEOUT, Conn.CLOSED
-local type, tostring, tonumber, setmetatable, getmetatable, error =
-  type, tostring, tonumber, setmetatable, getmetatable, error
+local type, tostring, tonumber, setmetatable, error =
+  type, tostring, tonumber, setmetatable, error
 local concat, sub, floor = table.concat, string.sub, math.floor
 
 local M = {}
@@ -44,27 +44,14 @@ M.Socket = Socket
 
 -- tcp() -> a socket object, not connected.
 function M.tcp()
-  return setmetatable({}, Socket)
+  -- Every field in place from the start: setting them adds no key.
+  return setmetatable({_c = false, _g = false, _key = false,
+    _connecting = false, _ct = false, _st = false, _rt = false}, Socket)
 end
 
 local timeout_of = Conn.timeout_of
 
--- The socket takes conn. The connection closes when the socket object is
--- collected unclosed (ngx closes it with the request).
-local function attach(self, conn)
-  self._c = conn
-  if not self._gc then
-    local proxy = newproxy(true)
-    getmetatable(proxy).__gc = function()
-      local cn = self._c
-      if cn then
-        self._c = nil
-        Conn.close(cn)
-      end
-    end
-    self._gc = proxy
-  end
-end
+local attach, detach = Conn.attach, Conn.detach
 
 ------------------------------------------------------------------------------
 -- connect
@@ -157,7 +144,7 @@ function Socket:connect(host, port, opts)
   if self._connecting then return nil, 'socket busy connecting' end
   local old = self._c
   if old then
-    self._c = nil
+    detach(self)
     Conn.close(old)
   end
   self._key = key
@@ -200,6 +187,8 @@ end
 ------------------------------------------------------------------------------
 -- send
 
+local scratch = {}
+
 local function flatten(t, out, n, total, level)
   for i = 1, #t do
     local v = t[i]
@@ -226,7 +215,7 @@ end
 
 -- A failed write closes the connection (ngx: "any connection error").
 local function write_failed(self, conn, err)
-  if self._c == conn then self._c = nil end
+  if self._c == conn then detach(self) end
   Conn.close(conn)
   return nil, err
 end
@@ -246,9 +235,13 @@ function Socket:send(data)
     buf = tostring(data)
     n = #buf
   elseif t == 'table' then
-    buf = {}
-    local _
-    _, n = flatten(data, buf, 0, 0, 3)
+    -- Flattened into one scratch array (no table a call), sent as one
+    -- string. An error part-way leaves stale entries there: harmless, as
+    -- only 1..k is ever read.
+    local k
+    k, n = flatten(data, scratch, 0, 0, 3)
+    buf = concat(scratch, '', 1, k)
+    for i = 1, k do scratch[i] = nil end
   else
     error("bad argument #1 to 'send' (string, number or table expected, " ..
       'got ' .. t .. ')', 2)
@@ -263,8 +256,7 @@ function Socket:send(data)
     end
     w = 0
   end
-  local rest = type(buf) == 'string' and sub(buf, w + 1) or
-    sub(concat(buf), w + 1)
+  local rest = sub(buf, w + 1)
   local req
   req, _, code = h:write(rest, conn.on_write)
   if not req then return write_failed(self, conn, Conn.message(code)) end
@@ -334,7 +326,7 @@ end
 function Socket:close()
   local conn = self._c
   if not conn then return nil, 'closed' end
-  self._c = nil
+  detach(self)
   Conn.close(conn)
   return 1
 end
@@ -367,7 +359,7 @@ function Socket:setkeepalive(idle, size)
     end
     p = pools.create(self._key, floor(size))
   end
-  self._c = nil
+  detach(self)
   -- What the loop has read is in conn.buf (checked above); what the
   -- kernel holds still is found by the peek when the pool hands the
   -- connection out (Conn.unkeep): one recv a reuse, not two.

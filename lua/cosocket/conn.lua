@@ -14,6 +14,7 @@ local Buffer = require('cosocket.buffer')
 
 local suspend, wake = co._suspend, co._wake
 local tostring, select, pcall, sub = tostring, select, pcall, string.sub
+local newproxy, getmetatable = newproxy, getmetatable
 
 local M = {}
 
@@ -150,6 +151,7 @@ function close(conn)
   h:close()
   if conn.rtimer then conn.rtimer:close() end
   if conn.wtimer then conn.wtimer:close() end
+  if conn.itimer then conn.itimer:close() end
   if conn.idle then
     conn.idle = false
     conn.pool:drop(conn)
@@ -165,29 +167,28 @@ function M.ended(conn)
   return conn.eof or conn.rerr ~= nil or not conn.h
 end
 
-local function timer_of(conn, field)
-  local t = conn[field]
-  if not t then
-    t = uv.new_timer()
-    conn[field] = t
-  end
-  return t
-end
-
--- wait(conn, c, field, on_timeout, token, ms) -> why: c waits for
--- token's wake with the timer conn[field] running for ms (on_timeout
--- ends it) and the handle keeping the process alive meanwhile.
-local function wait(conn, c, field, on_timeout, token, ms)
-  local timer = timer_of(conn, field)
+-- wait(conn, c, timer, ms_field, on_timeout, token, ms) -> why: c waits
+-- for token's wake with the timer conn[timer] running for ms (on_timeout
+-- ends it). The running timer keeps the process alive meanwhile. The
+-- timer keeps its callback from its first start and is restarted with
+-- again() (a new ms only when it changed): one call into libuv a wait
+-- and one after, no callback re-registered.
+local function wait(conn, c, field, ms_field, on_timeout, token, ms)
+  local timer = conn[field]
   uv.update_time()
-  timer:start(ms, 0, on_timeout)
-  timer:ref()
-  conn.h:ref()
-  local why = suspend(c, token, conn.cancel)
-  if conn.h then
-    timer:stop()
-    conn.h:unref()
+  if not timer then
+    timer = uv.new_timer()
+    conn[field], conn[ms_field] = timer, ms
+    timer:start(ms, ms, on_timeout)
+  else
+    if conn[ms_field] ~= ms then
+      conn[ms_field] = ms
+      timer:set_repeat(ms)
+    end
+    timer:again()
   end
+  local why = suspend(c, token, conn.cancel)
+  if conn.h then timer:stop() end
   return why
 end
 
@@ -199,7 +200,7 @@ function M.wait_read(conn, c, want, ms)
     conn.h:read_start(conn.on_read)
   end
   conn.want, conn.reader = want, c
-  local why = wait(conn, c, 'rtimer', conn.on_rtimeout, conn.rtok, ms)
+  local why = wait(conn, c, 'rtimer', 'rms', conn.on_rtimeout, conn.rtok, ms)
   conn.reader = nil
   return why
 end
@@ -209,7 +210,7 @@ end
 -- CLOSED.
 function M.wait_write(conn, c, ms)
   conn.writer = c
-  local why = wait(conn, c, 'wtimer', conn.on_wtimeout, conn.wtok, ms)
+  local why = wait(conn, c, 'wtimer', 'wms', conn.on_wtimeout, conn.wtok, ms)
   conn.writer = nil
   return why
 end
@@ -219,9 +220,19 @@ end
 function M.keep(conn, idle_ms)
   conn.idle = true
   if idle_ms > 0 then
-    local timer = timer_of(conn, 'rtimer')
-    timer:start(idle_ms, 0, conn.cancel)
-    timer:unref()
+    local timer = conn.itimer
+    if not timer then
+      timer = uv.new_timer()
+      conn.itimer, conn.ims = timer, idle_ms
+      timer:start(idle_ms, idle_ms, conn.cancel)
+      timer:unref()
+    else
+      if conn.ims ~= idle_ms then
+        conn.ims = idle_ms
+        timer:set_repeat(idle_ms)
+      end
+      timer:again()
+    end
   end
 end
 
@@ -229,7 +240,7 @@ end
 -- reused once more); closes it and returns nil otherwise.
 function M.unkeep(conn)
   conn.idle = false
-  if conn.rtimer then conn.rtimer:stop() end
+  if conn.itimer then conn.itimer:stop() end
   if conn.h and conn.buf.n == 0 and not conn.eof and not conn.rerr
       and M.peek(conn.h) then
     conn.reused = conn.reused + 1
@@ -237,6 +248,65 @@ function M.unkeep(conn)
   end
   close(conn)
   return nil
+end
+
+------------------------------------------------------------------------------
+-- A socket's guard: the connection closes when its socket object is
+-- collected unclosed (ngx closes it with the request). The guard is a
+-- userdata whose __gc reads the socket from a cell; a socket that gives its
+-- connection up (close, setkeepalive, an error: the usual end) hands the
+-- guard back for the next socket, so the common case allocates nothing and
+-- leaves no finalizer to the collector.
+
+local spare, nspare, MAX_SPARE = {}, 0, 64
+
+local function new_guard()
+  local cell = {s = false}
+  local proxy = newproxy(true)
+  getmetatable(proxy).__gc = function()
+    local s = cell.s
+    if s then
+      local cn = s._c
+      if cn then
+        s._c = nil
+        close(cn)
+      end
+    end
+  end
+  cell.proxy = proxy
+  return cell
+end
+
+-- attach(sock, conn): sock owns conn.
+function M.attach(sock, conn)
+  sock._c = conn
+  if not sock._g then
+    local g
+    if nspare > 0 then
+      g = spare[nspare]
+      spare[nspare] = nil
+      nspare = nspare - 1
+    else
+      g = new_guard()
+    end
+    g.s = sock
+    sock._g = g
+  end
+end
+
+-- detach(sock): sock owns no connection any more (what it had is closed
+-- or pooled by the caller).
+function M.detach(sock)
+  sock._c = nil
+  local g = sock._g
+  if g then
+    sock._g = nil
+    g.s = false
+    if nspare < MAX_SPARE then
+      nspare = nspare + 1
+      spare[nspare] = g
+    end
+  end
 end
 
 ------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ local function read_failed(self, conn, why, strip)
     conn.rclosed = true
     return nil, 'closed', partial
   end
-  if self._c == conn then self._c = nil end
+  if self._c == conn then Conn.detach(self) end
   Conn.close(conn)
   return nil, conn.rerr, partial
 end

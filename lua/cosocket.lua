@@ -75,6 +75,26 @@ local function check_opt(what, v, min)
   return floor(v)
 end
 
+-- pool_key(host, port) -> 'host:port', the default pool's name, made once
+-- for each pair (formatting a number and interning a string a connect
+-- would cost more than the rest of a pooled connect).
+local keys, nkeys = {}, 0
+local function pool_key(host, port)
+  local byport = keys[host]
+  if not byport then
+    if nkeys >= 1024 then keys, nkeys = {}, 0 end -- bound it
+    byport = {}
+    keys[host] = byport
+    nkeys = nkeys + 1
+  end
+  local key = byport[port]
+  if not key then
+    key = host .. ':' .. port
+    byport[port] = key
+  end
+  return key
+end
+
 -- Waits (with a backlog) until the pool has an idle connection or room
 -- for one. Returns the idle connection or true, or nil and err.
 local function slot(p, c, deadline)
@@ -118,7 +138,7 @@ function Socket:connect(host, port, opts)
     if port < 0 or port > 65535 then
       return nil, 'bad port number: ' .. port
     end
-    key = host .. ':' .. port
+    key = pool_key(host, port)
     if unix then port = nil end
   elseif unix then
     port, key = nil, host

@@ -174,6 +174,20 @@ static int tcp_accept_all(lua_State *L) {
   return 1;
 }
 
+/* _tcp.idle(fd) -> true when a connected socket has nothing to read and
+ * no EOF waiting (a peek would block): a pooled connection fit for reuse.
+ * One recv with MSG_PEEK; nothing is consumed. */
+static int tcp_idle(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  char c;
+  ssize_t n;
+  do
+    n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  lua_pushboolean(L, n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+  return 1;
+}
+
 /* _tcp.sockname(fd) -> address table. */
 static int tcp_sockname(lua_State *L) {
   return lc__tcp_push_name(L, (int)luaL_checkinteger(L, 1), 0);
@@ -186,6 +200,7 @@ int luaopen_lc_tcp(lua_State *L) {
     {"accept_all", tcp_accept_all},
     {"close", tcp_close},
     {"sockname", tcp_sockname},
+    {"idle", tcp_idle},
     {NULL, NULL}};
   lua_newtable(L);
   luaL_register(L, NULL, fns);

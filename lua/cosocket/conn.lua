@@ -67,25 +67,21 @@ local message = M.message
 
 ------------------------------------------------------------------------------
 -- Is a connection still fit to reuse (no EOF, no unread byte waiting in
--- the kernel)? ngx peeks at the socket before reuse; so do we, through the
--- FFI (luv has no peek).
+-- the kernel)? The loop reads idle connections, so what it has seen closes
+-- them (as ngx's idle handler); a peek at reuse (_tcp.idle: luv has none)
+-- also catches what arrived since the loop last looked.
 
-do
-  local ok, ffi = pcall(require, 'ffi')
-  if ok then
-    pcall(ffi.cdef, 'long recv(int, void *, unsigned long, int);')
-    local buf = ffi.new('char[1]')
-    local MSG_PEEK, MSG_DONTWAIT, EAGAIN = 0x2, 0x40, 11
-    -- peek(h) -> true when recv would block (nothing to read, no EOF).
-    M.peek = function(h)
-      local fd = uv.fileno(h)
-      if not fd then return false end
-      local n = ffi.C.recv(fd, buf, 1, MSG_PEEK + MSG_DONTWAIT)
-      return n < 0 and ffi.errno() == EAGAIN
-    end
-  else
-    M.peek = function() return true end
+local idle = require('_tcp').idle
+
+-- peek(conn) -> true when a recv would block (nothing to read, no EOF).
+function M.peek(conn)
+  local fd = conn.fd
+  if not fd then
+    fd = uv.fileno(conn.h)
+    if not fd then return false end
+    conn.fd = fd
   end
+  return idle(fd)
 end
 
 ------------------------------------------------------------------------------
@@ -242,7 +238,7 @@ function M.unkeep(conn)
   conn.idle = false
   if conn.itimer then conn.itimer:stop() end
   if conn.h and conn.buf.n == 0 and not conn.eof and not conn.rerr
-      and M.peek(conn.h) then
+      and M.peek(conn) then
     conn.reused = conn.reused + 1
     return conn
   end

@@ -209,6 +209,9 @@ end
 
 local scratch = {}
 
+local numstr = {}
+for i = 0, 1024 do numstr[i] = tostring(i) end
+
 local function flatten(t, out, n, total, level)
   for i = 1, #t do
     local v = t[i]
@@ -217,7 +220,9 @@ local function flatten(t, out, n, total, level)
       n, total = flatten(v, out, n, total, level + 1)
     else
       if tv == 'number' then
-        v = tostring(v)
+        -- Drivers send counts and lengths as numbers (resty.redis: every
+        -- argument's): small integers come from a table, not a format.
+        v = numstr[v] or tostring(v)
       elseif tv == 'boolean' then
         v = v and 'true' or 'false'
       elseif v == null then

@@ -120,8 +120,23 @@ function IncomingMessage:body(limit)
   end
   self._consuming = true
   -- What came before anybody read: the Readable's queue.
-  local parts, n = {}, 0
   local q, h, t = rawget(self, '_rq'), rawget(self, '_rh'), rawget(self, '_rt')
+  if rawget(self, 'complete') and (not q or h == t) then
+    -- All here in at most one piece (a body that came with its head):
+    -- no list, no wait.
+    got = q and q[h] or ''
+    if q then
+      self._rq, self._rh, self._rt, self._rlen = nil, nil, nil, 0
+      self:_readStart()
+    end
+    if limit and #got > limit then
+      return self:_tooLarge({parts = {got}, n = #got, limit = limit, c = c})
+    end
+    rawset(self, '_body', got)
+    self._eof, self._endEmitted, self.readableEnded = true, true, true
+    return got
+  end
+  local parts, n = {}, 0
   if q then
     for i = h, t do
       parts[#parts + 1] = q[i]

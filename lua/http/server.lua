@@ -117,6 +117,13 @@ local function make_callbacks(self)
         _wh = false}
       res._c, res.req, res.socket = box, req, socket
       setmetatable(res, ServerResponse)
+      if type(complete) == 'string' then
+        -- The whole body came with the head: queued as the Readable
+        -- queue's one piece (what req:body() and the flow read first),
+        -- with the response C would name in its data and end calls.
+        req._rq, req._rh, req._rt, req._rlen = {complete}, 1, 1, #complete
+        req.complete, req._res = true, res
+      end
       env[ENV_REQ], env[ENV_RES] = req, res
       co_run(run_handler, self._handler, req, res)
     end,

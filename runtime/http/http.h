@@ -336,11 +336,13 @@ struct http_conn {
   uint64_t idle_timeout;    /* socket:setTimeout(ms); 0: none. */
   uint64_t last_active;     /* The last read or write, with idle_timeout. */
   int depth;                /* Nesting of parser runs. */
+  const char *feed_end;     /* The end of the bytes the parser runs on. */
   int framing;              /* FRAME_* of the response in flight. */
   unsigned in_msg : 1;      /* Between message begin and complete. */
   unsigned in_head : 1;     /* ... and before its headers completed. */
   unsigned req_obj : 1;     /* The request in parse has a Lua req. */
   unsigned req_body : 1;    /* ... and a body, so 'end' is reported. */
+  unsigned req_whole : 1;   /* ... handed whole to dispatch: no data/end. */
   unsigned busy : 1;        /* A response is in flight. */
   unsigned out_full : 1;    /* Parsing waits for the output to drain. */
   unsigned in_trailers : 1; /* After the last chunk of the body. */

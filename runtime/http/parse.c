@@ -254,6 +254,7 @@ static int on_message_begin(llhttp_t *p) {
   c->expect = 0;
   c->req_obj = 0;
   c->req_body = 0;
+  c->req_whole = 0;
   c->in_trailers = 0;
   c->gap_bytes = 0;
   return 0;
@@ -363,7 +364,16 @@ static int on_headers_complete(llhttp_t *p) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->refs[CB_DISPATCH]);
   push_request_fields(c, keys);
   lc__http_conn_socket(c, env);
-  lua_pushboolean(L, !c->req_body);
+  /* complete: true without a body; a Content-Length body already read
+   * whole, after the head, goes with the head as a string (the handler's
+   * req:body() returns it at once; no data or end calls follow). */
+  if (c->req_body && !(p->flags & F_CHUNKED) && c->feed_end &&
+      p->content_length <= (uint64_t)(c->feed_end - lc__llhttp_at)) {
+    lua_pushlstring(L, lc__llhttp_at, (size_t)p->content_length);
+    c->req_whole = 1;
+  } else {
+    lua_pushboolean(L, !c->req_body);
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_box);
   lua_pushvalue(L, env);
   c->res_ptr = NULL;
@@ -381,7 +391,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
   c->gap = at + len;
   c->gap_last = 0;
   c->gap_bytes = 0;
-  if (!c->req_obj)
+  if (!c->req_obj || c->req_whole)
     return 0;
   /* Stack: data req chunk res|nil. */
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->s->refs[CB_DATA]);
@@ -402,7 +412,7 @@ static int on_message_complete(llhttp_t *p) {
   c->req_start = 0;
   c->in_trailers = 0;
   if (c->req_obj) {
-    if (c->req_body) {
+    if (c->req_body && !c->req_whole) {
       /* Stack: end req res|nil. */
       lua_rawgeti(L, LUA_REGISTRYINDEX, s->refs[CB_END]);
       lc__http_conn_get(L, c, ENV_REQ);
@@ -466,7 +476,9 @@ void lc__http_parser_init(http_conn *c) {
 void lc__http_feed(http_conn *c, const char *data, size_t len, int own) {
   llhttp_errno_t err;
   const char *p = data, *end = data + len, *stop;
+  const char *outer_end = c->feed_end; /* A nested run's ends first. */
   c->depth++;
+  c->feed_end = end;
   for (;;) {
     c->gap = p;
     err = llhttp_execute(&c->parser, p, (size_t)(end - p));
@@ -482,6 +494,7 @@ void lc__http_feed(http_conn *c, const char *data, size_t len, int own) {
     p = stop;
   }
   c->depth--;
+  c->feed_end = outer_end;
   if (err == HPE_PAUSED) {
     size_t rest = (size_t)(end - stop);
     c->paused = 1;

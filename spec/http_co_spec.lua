@@ -134,6 +134,39 @@ describe('req:body()', function()
     assert.truthy(data:find('\r\n\r\n0:$'), data)
   end)
 
+  it('gets a body that came with its head at once, as data events too',
+    function()
+    -- Three pipelined requests in one write: each body is whole in the
+    -- first read, so it goes to the handler with its head. req:body()
+    -- returns it without waiting; a 'data' listener added after a wait
+    -- still gets it, then 'end'; the last body is sent in two writes (whole
+    -- or not in the first read, it comes out the same).
+    local seen = {}
+    local _, port = serve(function(req, res)
+      if req.url == '/body' then
+        seen[#seen + 1] = tostring(req.complete)
+        res:finish('b:' .. assert(req:body()))
+      elseif req.url == '/stream' then
+        co.sleep(20)
+        local got = {}
+        req:on('data', function(d) got[#got + 1] = d end)
+        req:on('end', function() res:finish('s:' .. table.concat(got)) end)
+      else
+        res:finish('r:' .. assert(req:body()))
+      end
+    end)
+    local data = h.raw(port, {
+      'POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc' ..
+      'POST /stream HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\ndefg' ..
+      'POST /rest HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n' ..
+      'Connection: close\r\n\r\nhij', 'klm'})
+    assert.truthy(data:find('b:abc', 1, true), data)
+    assert.truthy(data:find('s:defg', 1, true), data)
+    assert.truthy(data:find('r:hijklm', 1, true), data)
+    assert.truthy(data:find('b:abc.*s:defg.*r:hijklm'), data)
+    assert.same({'true'}, seen)
+  end)
+
   it('returns what came before it was called, and what comes after',
     function()
     local _, port = serve(function(req, res)

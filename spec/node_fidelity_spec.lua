@@ -1,0 +1,48 @@
+-- Node fidelity (issue 17): each case runs a Node program
+-- (spec/fixtures/node/NAME.js, under `node`) and its Lua port
+-- (spec/fixtures/node/NAME.lua, under luacluster) and asserts the two agree
+-- on what a user sees: output, event order, exit codes. Each case also
+-- asserts the expected output itself, so a difference in Node cannot make
+-- a broken port pass.
+
+local h = require('helper')
+
+local DIR = 'spec/fixtures/node/'
+
+-- both(name[, opts]) -> node's process, luacluster's process, both ended.
+-- opts.env: extra environment for both.
+local function both(name, opts)
+  opts = opts or {}
+  local js = h.spawn({DIR .. name .. '.js'}, {cmd = 'node', env = opts.env})
+  local lua = h.spawn({DIR .. name .. '.lua'}, {env = opts.env})
+  assert(js:wait(opts.timeout or 15000), 'node timed out: ' .. name)
+  assert(lua:wait(opts.timeout or 15000), 'luacluster timed out: ' .. name)
+  return js, lua
+end
+
+after_each(function() h.cleanup() end)
+
+describe('cluster as Node', function()
+  it("keeps a worker with a 'disconnect' listener until it fires", function()
+    -- Several runs: the event must come every time, as in Node.
+    for _ = 1, 3 do
+      local js, lua = both('disconnect_listener')
+      local want = 'worker disconnect\nexit 0 null true\n'
+      assert.equal(want, js.stdout)
+      assert.equal(js.stdout, lua.stdout)
+      assert.equal(js.code, lua.code)
+      assert.equal(0, lua.code)
+    end
+  end)
+
+  it("forwards the worker's process 'error' to cluster.worker", function()
+    local js, lua = both('worker_error')
+    assert.equal('worker error: boom\nprimary got: error boom\n'
+      .. 'listening worker exit 0 null\nunlistened worker exit 1 null\n',
+      js.stdout)
+    assert.equal(js.stdout, lua.stdout)
+    assert.equal(js.code, lua.code)
+    -- Unheard, the error is uncaught in the worker, as Node's.
+    assert.truthy(lua.stderr:find('unheard', 1, true))
+  end)
+end)

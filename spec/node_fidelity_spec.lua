@@ -46,3 +46,18 @@ describe('cluster as Node', function()
     assert.truthy(lua.stderr:find('unheard', 1, true))
   end)
 end)
+
+describe('http and net as Node', function()
+  it('makes http.Server and net.Server by a call and by new', function()
+    local js, lua = both('server_construct')
+    local want = {}
+    for _, name in ipairs({'http call', 'http new', 'net call', 'net new'}) do
+      want[#want + 1] = name .. ' instance true\n' .. name .. ' answered '
+        .. name .. '\n'
+    end
+    assert.equal(table.concat(want), js.stdout)
+    assert.equal(js.stdout, lua.stdout)
+    assert.equal(0, js.code)
+    assert.equal(0, lua.code)
+  end)
+end)

@@ -61,3 +61,19 @@ describe('http and net as Node', function()
     assert.equal(0, lua.code)
   end)
 end)
+
+describe('listen errors as Node', function()
+  it("says 'bind' where a worker's bind failed, 'listen' alone", function()
+    local js, lua = both('eaddrinuse')
+    assert.equal(
+      'primary EADDRINUSE -98 listen 127.0.0.1 true listen EADDRINUSE: '
+      .. 'address already in use 127.0.0.1:PORT\n'
+      .. 'worker EADDRINUSE -98 bind 127.0.0.1 true bind EADDRINUSE '
+      .. '127.0.0.1:PORT\n'
+      .. 'worker any EADDRINUSE -98 bind null true bind EADDRINUSE '
+      .. 'null:PORT\n'
+      .. 'worker exit 3\n', js.stdout)
+    assert.equal(js.stdout, lua.stdout)
+    assert.equal(js.code, lua.code)
+  end)
+end)

@@ -90,10 +90,14 @@ function cluster._getServer(opts, cb, owner)
   send(msg, function(reply, handle)
     if reply.errno then
       if handle then handle:close() end
-      return cb(utils.error(reply.errno, ('listen %s: %s'):format(
-        reply.errno, tostring(reply.message):gsub('^%u+: ', '')),
-        {errno = reply.errno, syscall = 'listen', address = opts.address,
-          port = opts.port}))
+      -- The primary failed to bind: 'bind EADDRINUSE 127.0.0.1:8000', as
+      -- Node's listenInCluster words it (a path has no port).
+      local where = opts.port and opts.port > 0
+        and ('%s:%d'):format(opts.address or 'null', opts.port)
+        or tostring(opts.address)
+      return cb(utils.error(reply.errno, ('bind %s %s'):format(reply.errno,
+        where), {errno = reply.errno, syscall = 'bind',
+          address = opts.address, port = opts.port}))
     end
     local key = reply.key
     local lst = {

@@ -77,3 +77,39 @@ describe('listen errors as Node', function()
     assert.equal(js.code, lua.code)
   end)
 end)
+
+describe('cjson as JSON.stringify', function()
+  it("writes '/' unescaped in a JSON body, as Node's", function()
+    local js, lua = both('json_slash')
+    assert.equal('200 45\n{"links":["http://example.com/a/b","/x/y/z"]}\n'
+      .. 'http://example.com/a/b\n', js.stdout)
+    assert.equal(js.stdout, lua.stdout)
+  end)
+
+  it('keeps encode_escape_forward_slash as a switch per instance', function()
+    local cjson = require('cjson')
+    assert.is_false(cjson.encode_escape_forward_slash())
+    -- Backslashes next to slashes survive the round trip.
+    for _, s in ipairs({'a/b', '\\/', '\\\\/', '/\\', 'x\\', '\\'}) do
+      assert.equal(s, cjson.decode(cjson.encode(s)))
+    end
+    assert.equal('["\\\\/"]', cjson.encode({'\\/'}))
+    local j = cjson.new()
+    assert.is_true(j.encode_escape_forward_slash(true))
+    assert.equal('["a\\/b"]', j.encode({'a/b'}))
+    assert.equal('["a/b"]', cjson.encode({'a/b'}))
+    assert.equal('["a/b"]', require('json').encode({'a/b'}))
+    assert.equal('["a/b"]', require('cjson.safe').encode({'a/b'}))
+    local v, err = require('cjson.safe').encode(print)
+    assert.is_nil(v)
+    assert.truthy(err:find('Cannot serialise function', 1, true))
+    -- A refused value is reported at the caller's line, as cjson does.
+    local ok, e = pcall(function()
+      local x = cjson.encode(print)
+      return x
+    end)
+    assert.is_false(ok)
+    assert.truthy(e:find('node_fidelity_spec.lua:%d+: Cannot serialise'))
+    assert.has_error(function() j.encode_escape_forward_slash('yes') end)
+  end)
+end)

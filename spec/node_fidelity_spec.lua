@@ -48,6 +48,19 @@ describe('cluster as Node', function()
 end)
 
 describe('http and net as Node', function()
+  it('sends a response finished just before the worker ends itself',
+      function()
+    local js, lua = both('exit_flush')
+    assert.equal('kill: worker is dead: false\n'
+      .. 'kill: 200 Current process PID\n'
+      .. 'kill: exit null SIGTERM, worker is dead: true\n'
+      .. 'exit: worker is dead: false\n'
+      .. 'exit: 200 Current process PID\n'
+      .. 'exit: exit 3 null, worker is dead: true\n', js.stdout)
+    assert.equal(js.stdout, lua.stdout)
+    assert.equal(js.code, lua.code)
+  end)
+
   it('makes http.Server and net.Server by a call and by new', function()
     local js, lua = both('server_construct')
     local want = {}

@@ -316,10 +316,13 @@ end)
 
 ------------------------------------------------------------------------------
 -- stdout / stderr: write(s[, cb]) sends the whole string in one write(2);
--- cb runs on the next tick, as the write is done by then.
+-- cb runs on the next tick, as the write is done by then. A pipe() into
+-- one does not end it, as in Node.
 
 local function stream(fd)
-  local s = {fd = fd, isTTY = lc.isatty(fd), writable = true}
+  -- An emitter, so a readable can pipe() into it.
+  local s = EventEmitter:new({fd = fd, isTTY = lc.isatty(fd),
+    writable = true})
   function s.write(self, data, encoding, cb)
     if self ~= s then data, encoding, cb = self, data, encoding end
     if type(encoding) == 'function' then cb = encoding end

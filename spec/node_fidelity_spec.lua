@@ -126,3 +126,43 @@ describe('cjson as JSON.stringify', function()
     assert.has_error(function() j.encode_escape_forward_slash('yes') end)
   end)
 end)
+
+describe('pipe as Node', function()
+  it('echoes with socket:pipe(socket), events and {end = false}',
+      function()
+    local js, lua = both('pipe_echo')
+    assert.equal('echoed: hello world\n'
+      .. 'pipe true, returns destination true, finish, unpipe true\n'
+      .. 'without end: body[tail]\n', js.stdout)
+    assert.equal(js.stdout, lua.stdout)
+    assert.equal(0, lua.code)
+  end)
+
+  it('proxies: req:pipe(upstream request), upstream response:pipe(res)',
+      function()
+    local js, lua = both('pipe_proxy')
+    assert.equal('201 100000 1048576 1048576 true\n'
+      .. 'upstream request pipe, upstream request unpipe, res pipe, '
+      .. 'res finish, res unpipe\n', js.stdout)
+    assert.equal(js.stdout, lua.stdout)
+    assert.equal(0, lua.code)
+  end)
+
+  it('pipes into process.stdout without ending it; unpipe pauses',
+      function()
+    local js, lua = both('pipe_unpipe')
+    assert.equal('body to stdout [stdout unpipe]\nstatus 200\n'
+      .. 'unpipe true\nreturns source true, paused true\n'
+      .. 'client got firstdone\n', js.stdout)
+    assert.equal(js.stdout, lua.stdout)
+    assert.equal(0, lua.code)
+  end)
+
+  it('pauses the source while the destination is full', function()
+    local js, lua = both('pipe_backpressure')
+    assert.equal('paused true\nread less than all true\n'
+      .. 'no reading while paused true\nsink got 16777216\n', js.stdout)
+    assert.equal(js.stdout, lua.stdout)
+    assert.equal(0, lua.code)
+  end)
+end)

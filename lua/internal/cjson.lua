@@ -6,11 +6,11 @@
 -- lua-cjson's '\/'). Each cjson.new() instance has its own setting.
 --
 -- Undoing the escape afterwards is exact: cjson writes every '\' of a
--- string as '\\' and every '/' as '\/', so a '\' followed by '/' in its
--- output is always the escape of a '/'.
+-- string as '\\' and every '/' as '\/'; _json.unslash (runtime/json.c)
+-- reads the escapes in pairs and makes each '\/' a '/'.
 
-local find, gsub, pcall, error, type = string.find, string.gsub, pcall,
-  error, type
+local unslash = require('_json').unslash
+local pcall, error, type = pcall, error, type
 
 local M = {}
 
@@ -23,9 +23,7 @@ function M.wrap(m)
     local ok, s, err = pcall(encode, v)
     if not ok then error(s, 2) end
     if s == nil then return nil, err end
-    if not escape and find(s, '\\/', 1, true) then
-      s = gsub(s, '\\/', '/')
-    end
+    if not escape then s = unslash(s) end
     return s
   end
   m.encode_escape_forward_slash = function(on)

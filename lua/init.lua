@@ -12,6 +12,9 @@ jit.off()
 -- 'luv' is another name for 'uv': one module table, opened once.
 package.preload.luv = function() return require('uv') end
 
+-- cjson writes '/' as JSON.stringify does (encode_escape_forward_slash).
+require('internal.cjson').install()
+
 local init = {}
 
 local USAGE = [==[

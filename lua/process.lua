@@ -129,12 +129,17 @@ local function signum(sig, level)
 end
 process.signum = signum
 
--- kill(pid[, sig]) -> true; raises on ESRCH/EPERM as Node throws.
+-- kill(pid[, sig]) -> true; raises on ESRCH/EPERM as Node throws. A
+-- signal to this process (or its group) may end it at once: what was
+-- written to http connections goes out first, as Node's writes have
+-- reached the socket before it kills itself.
 function process.kill(pid, sig)
   if type(pid) ~= 'number' or pid % 1 ~= 0 then
     error('The "pid" argument must be an integer, got ' .. tostring(pid), 2)
   end
-  local ok, err = uv.kill(pid, signum(sig, 2))
+  local n = signum(sig, 2)
+  if pid == process.pid or pid <= 0 then lc.flush() end
+  local ok, err = uv.kill(pid, n)
   if not ok then error('kill ' .. err, 2) end
   return true
 end
@@ -252,8 +257,8 @@ local function exit_code(code, level)
   return n
 end
 
--- exit([code]): emits 'exit' and ends the process at once; stdout and
--- stderr are flushed first.
+-- exit([code]): emits 'exit' and ends the process at once; stdout,
+-- stderr and what was written to http connections are flushed first.
 function process.exit(code)
   code = exit_code(code, 2)
   if code ~= nil then process.exitCode = code end
@@ -311,10 +316,13 @@ end)
 
 ------------------------------------------------------------------------------
 -- stdout / stderr: write(s[, cb]) sends the whole string in one write(2);
--- cb runs on the next tick, as the write is done by then.
+-- cb runs on the next tick, as the write is done by then. A pipe() into
+-- one does not end it, as in Node.
 
 local function stream(fd)
-  local s = {fd = fd, isTTY = lc.isatty(fd), writable = true}
+  -- An emitter, so a readable can pipe() into it.
+  local s = EventEmitter:new({fd = fd, isTTY = lc.isatty(fd),
+    writable = true})
   function s.write(self, data, encoding, cb)
     if self ~= s then data, encoding, cb = self, data, encoding end
     if type(encoding) == 'function' then cb = encoding end

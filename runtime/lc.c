@@ -88,8 +88,36 @@ static int lc_traceback(lua_State *L) {
   return 1;
 }
 
-/* Flushes stdio and ends the process with code. */
-static void lc_exit(int code) {
+void lc_flush_add(lc_ctx *ctx, lc_flush_hook *h) {
+  h->prev = NULL;
+  h->next = ctx->flush_hooks;
+  if (h->next)
+    h->next->prev = h;
+  ctx->flush_hooks = h;
+}
+
+void lc_flush_remove(lc_ctx *ctx, lc_flush_hook *h) {
+  if (h->prev)
+    h->prev->next = h->next;
+  else if (ctx->flush_hooks == h)
+    ctx->flush_hooks = h->next;
+  if (h->next)
+    h->next->prev = h->prev;
+  h->prev = h->next = NULL;
+}
+
+void lc_flush(lc_ctx *ctx) {
+  lc_flush_hook *h, *next;
+  for (h = ctx->flush_hooks; h; h = next) {
+    next = h->next;
+    h->fn(h);
+  }
+}
+
+/* Pushes out what the sockets were given (as Node's writes have tried the
+ * socket when they were made), flushes stdio and ends the process. */
+static void lc_exit(lc_ctx *ctx, int code) {
+  lc_flush(ctx);
   fflush(stdout);
   fflush(stderr);
   exit(code);
@@ -134,10 +162,10 @@ static void lc_report(lua_State *L, lc_ctx *ctx) {
     /* The policy itself failed (an uncaughtException listener raised):
      * Node exits 7 then. */
     lc_print_error(L, lua_gettop(L));
-    lc_exit(7);
+    lc_exit(ctx, 7);
   }
   lc_print_error(L, err);
-  lc_exit(1);
+  lc_exit(ctx, 1);
 }
 
 static void lc_drain_ticks(lua_State *L, lc_ctx *ctx) {
@@ -273,9 +301,18 @@ static int core_drain_ticks(lua_State *L) {
   return 0;
 }
 
-/* _lc.exit(code): flushes stdio and ends the process at once. */
+/* _lc.exit(code): pushes out queued socket output, flushes stdio and
+ * ends the process at once. */
 static int core_exit(lua_State *L) {
-  lc_exit((int)luaL_optinteger(L, 1, 0));
+  int code = (int)luaL_optinteger(L, 1, 0);
+  lc_exit(lc_get(L), code);
+  return 0;
+}
+
+/* _lc.flush(): pushes out the output queued for sockets that they take
+ * now (before process.kill of this process). */
+static int core_flush(lua_State *L) {
+  lc_flush(lc_get(L));
   return 0;
 }
 
@@ -358,6 +395,7 @@ int luaopen_lc_core(lua_State *L) {
     {"tick_pending", core_tick_pending},
     {"drain_ticks", core_drain_ticks},
     {"exit", core_exit},
+    {"flush", core_flush},
     {"write", core_write},
     {"isatty", core_isatty},
     {"run", core_run},

@@ -18,6 +18,16 @@ typedef struct {
 
 extern const lc_module lc_lua_modules[];
 
+/* Output to push out before the process ends at once (process.exit, an
+ * uncaught error, a signal it sends itself): what a module has queued for
+ * its sockets and libuv has not taken yet. A module embeds one in the
+ * object that queues (an http server) and adds it while that lives. fn
+ * writes what the sockets take now without blocking and calls no Lua. */
+typedef struct lc_flush_hook {
+  void (*fn)(struct lc_flush_hook *h);
+  struct lc_flush_hook *prev, *next;
+} lc_flush_hook;
+
 /* Per-state context, owned by the Lua state (a userdata under a registry
  * key). Every libuv handle of the runtime reaches it through its data. */
 typedef struct lc_ctx {
@@ -28,9 +38,16 @@ typedef struct lc_ctx {
   int ref_traceback; /* The error handler of every protected call. */
   int tick_pending; /* set when nextTick queued something. */
   int depth;        /* nesting of lc_pcall; ticks drain at depth 0. */
+  lc_flush_hook *flush_hooks; /* See lc_flush_hook. */
 } lc_ctx;
 
 lc_ctx *lc_get(lua_State *L);
+
+/* Adds or removes a flush hook; lc_flush runs every one (the exit path
+ * does, and _lc.flush()). */
+void lc_flush_add(lc_ctx *ctx, lc_flush_hook *h);
+void lc_flush_remove(lc_ctx *ctx, lc_flush_hook *h);
+void lc_flush(lc_ctx *ctx);
 
 /* Calls the function below nargs arguments on the stack, protected, with a
  * traceback. On error the error goes to process' policy (uncaughtException

@@ -739,7 +739,7 @@ describe('cluster listen plumbing', function()
     ]]):format(port))
     busy:close()
     assert.equal(0, p.code)
-    assert.same({('EADDRINUSE\tlisten EADDRINUSE: address already in use')},
+    assert.same({('EADDRINUSE\tbind EADDRINUSE 127.0.0.1:' .. port)},
       lines(p.stdout))
   end)
 end)

@@ -535,7 +535,7 @@ end
       local path = h.tmpfile(busy)
       local p = h.run({path, tostring(port)},
         {env = {LUACLUSTER_SCHED = sched}})
-      assert.equal('EADDRINUSE|listen EADDRINUSE: address already in use '
+      assert.equal('EADDRINUSE|bind EADDRINUSE '
         .. '127.0.0.1:' .. port .. '|-98\n', p.stdout)
       os.remove(path)
       local closed

@@ -433,8 +433,8 @@ describe('unix sockets', function()
       end
     ]]):format(path))
     assert.equal(0, r.code, r.stderr)
-    assert.same({'EADDRINUSE\tlisten\t' .. path ..
-      '\tlisten EADDRINUSE: address already in use ' .. path},
+    assert.same({'EADDRINUSE\tbind\t' .. path ..
+      '\tbind EADDRINUSE ' .. path},
       h.lines(r.stdout))
     assert.is_true(exists(path))
     os.remove(path)

@@ -28,8 +28,9 @@ local indexes = {}   -- address:port:type -> next index
 local channel
 
 -- The channel keeps the worker alive only while something waits on it: an
--- answer from the primary, or a 'message' listener (as Node refs its
--- channel for 'message' listeners).
+-- answer from the primary, or a 'message' or process 'disconnect' listener
+-- (as Node's _forkChild refs its channel for 'message' and 'disconnect'
+-- listeners: one waiting for the disconnect sees it).
 -- A round-robin server has no handle of its own here: like Node's faux
 -- handle, it holds the channel ref'd while it listens.
 local waiting_replies, rr_servers = 0, 0
@@ -38,6 +39,7 @@ local function update_ref()
   local w = cluster.worker
   if waiting_replies > 0 or rr_servers > 0
       or process:listenerCount('message') > 0
+      or process:listenerCount('disconnect') > 0
       or (w and w:listenerCount('message') > 0) then
     channel:ref(true)
   else
@@ -88,10 +90,14 @@ function cluster._getServer(opts, cb, owner)
   send(msg, function(reply, handle)
     if reply.errno then
       if handle then handle:close() end
-      return cb(utils.error(reply.errno, ('listen %s: %s'):format(
-        reply.errno, tostring(reply.message):gsub('^%u+: ', '')),
-        {errno = reply.errno, syscall = 'listen', address = opts.address,
-          port = opts.port}))
+      -- The primary failed to bind: 'bind EADDRINUSE 127.0.0.1:8000', as
+      -- Node's listenInCluster words it (a path has no port).
+      local where = opts.port and opts.port > 0
+        and ('%s:%d'):format(opts.address or 'null', opts.port)
+        or tostring(opts.address)
+      return cb(utils.error(reply.errno, ('bind %s %s'):format(reply.errno,
+        where), {errno = reply.errno, syscall = 'bind',
+          address = opts.address, port = opts.port}))
     end
     local key = reply.key
     local lst = {
@@ -247,13 +253,20 @@ function cluster._setupWorker(id, fd)
   -- The channel does not keep a worker alive by itself, as in Node: a
   -- worker whose script has nothing left to do exits.
   local function on_listeners(name)
-    if name == 'message' then process.nextTick(update_ref) end
+    if name == 'message' or name == 'disconnect' then
+      process.nextTick(update_ref)
+    end
   end
   process:on('newListener', on_listeners)
   process:on('removeListener', on_listeners)
   worker:on('newListener', on_listeners)
   worker:on('removeListener', on_listeners)
   update_ref()
+
+  -- The process's 'error' events are the worker's, as Node's Worker
+  -- forwards its process's (lib/internal/cluster/worker.js): with no
+  -- listener on cluster.worker, the error is uncaught there.
+  process:on('error', function(...) worker:emit('error', ...) end)
 
   process.connected = true
   -- process.send(msg[, cb]) / process:send(msg[, cb])

@@ -40,6 +40,23 @@ end
 local Server = EventEmitter:extend()
 server.Server = Server
 
+-- Server([options,] [handler]) and Server:new([options,] [handler]) are
+-- createServer's, as Node's Server works with and without new; a subclass
+-- (Server:extend()) makes its own instances.
+local function construct(class, options, handler)
+  local http = package.loaded.http
+  return server.createServer(options, handler,
+    http and http.maxHeaderSize or C.DEFAULTS.maxHeaderSize, class)
+end
+function Server.new(class, options, handler)
+  if type(class) ~= 'table' or rawget(class, '__index') ~= class then
+    -- Server.new(handler): called with a dot.
+    return construct(Server, class, options)
+  end
+  return construct(class, options, handler)
+end
+setmetatable(Server, {__index = EventEmitter, __call = construct})
+
 -- Every server of this process, for _stats.
 local live = setmetatable({}, {__mode = 'k'})
 
@@ -160,10 +177,11 @@ local function check_timeout(v, name)
   return v
 end
 
--- createServer([options,] [handler], maxHeaderSize) -> Server;
+-- createServer([options,] [handler], maxHeaderSize[, class]) -> Server
+-- (an instance of class, a subclass of Server, when given);
 -- maxHeaderSize is the default (http.maxHeaderSize). Raises at the
 -- caller's caller.
-function server.createServer(options, handler, maxHeaderSize)
+function server.createServer(options, handler, maxHeaderSize, class)
   if type(options) == 'function' then
     options, handler = nil, options
   end
@@ -172,7 +190,7 @@ function server.createServer(options, handler, maxHeaderSize)
     error(errors.type_error('ERR_INVALID_ARG_TYPE',
       'The "options" argument must be of type table'), 3)
   end
-  local self = Server:new()
+  local self = EventEmitter.new(class or Server)
   self.maxHeaderSize = options.maxHeaderSize or maxHeaderSize
   self.headersTimeout = check_timeout(options.headersTimeout,
     'headersTimeout') or DEFAULTS.headersTimeout

@@ -129,15 +129,16 @@ function listen.address_of(h, peer)
     addressType = family == 'IPv6' and 6 or 4}
 end
 
--- The primary's error, in the shape and words of our own.
+-- The primary's error, as Node's listenInCluster makes it: the primary
+-- binds, so the syscall is 'bind' ('bind EADDRINUSE 127.0.0.1:8000'); the
+-- address is the one asked for (nil for any, which Node's message writes
+-- as null).
 local function broker_error(err, o)
   local code = err.code or 'UNKNOWN'
-  local desc = tostring(err.message or ''):match('^%a+ [%w_]+: (.+)$')
-  if o.path then
-    return errors.uv(code .. ': ' .. (desc or code), 'listen', o.path, -1)
-  end
-  return errors.uv(code .. ': ' .. (desc or code), 'listen',
-    o.address or '::', o.port)
+  if o.path then return errors.sys(code, 'bind', o.path, -1) end
+  local e = errors.sys(code, 'bind', o.address or 'null', o.port)
+  e.address = o.address
+  return e
 end
 
 local function nop() end

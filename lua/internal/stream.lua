@@ -28,7 +28,7 @@
 local EventEmitter = require('events')
 local process = require('process')
 
-local ipairs = ipairs
+local ipairs, type, error, rawget, next = ipairs, type, error, rawget, next
 
 local Readable = {}
 
@@ -136,8 +136,153 @@ function Readable.dump(self)
   self:_readStart()
 end
 
--- install(class): gives the class resume, pause, isPaused, setEncoding
--- and listener-adding methods that start the flow as Node's do: adding a
+------------------------------------------------------------------------------
+-- pipe: Node's readable.pipe(destination[, {end = bool}]) and unpipe.
+--
+-- The destination is any writable with write(chunk) -> false when full,
+-- 'drain', finish() (Node's end()), 'finish', 'close', 'error': a
+-- ServerResponse, a ClientRequest, a net.Socket. Each chunk read is
+-- written to every destination; one that answers false pauses the source
+-- (which stops reading its socket) until each such destination drained.
+-- The source's end ends the destination (unless end = false); the
+-- destination's 'finish', 'close' or 'error' unpipes it. 'pipe' and
+-- 'unpipe' (source) are emitted on the destination, as in Node. State:
+-- _pipes (the destinations) and _awaitDrain (the full ones), nil until a
+-- pipe.
+
+local function pipes_of(self)
+  local list = rawget(self, '_pipes')
+  if not list then
+    list = {}
+    self._pipes = list
+  end
+  return list
+end
+
+local function index_of(list, x)
+  for i = 1, #list do
+    if list[i] == x then return i end
+  end
+end
+
+-- unpipe([destination]) -> self: stops writing to destination (or to
+-- every one); the source pauses once none is left.
+function Readable.unpipe(self, dest)
+  local list = rawget(self, '_pipes')
+  if not list or #list == 0 then return self end
+  if dest == nil then
+    self._pipes = {}
+    self:pause()
+    for i = 1, #list do
+      list[i]:emit('unpipe', self, {hasUnpiped = false})
+    end
+    return self
+  end
+  local i = index_of(list, dest)
+  if not i then return self end
+  table.remove(list, i)
+  if #list == 0 then self:pause() end
+  dest:emit('unpipe', self, {hasUnpiped = false})
+  return self
+end
+
+local function unpipe_nt(src, dest) Readable.unpipe(src, dest) end
+
+function Readable.pipe(src, dest, opts)
+  if type(dest) ~= 'table' or type(dest.write) ~= 'function' then
+    error('The "destination" argument must be a writable stream, got '
+      .. type(dest), 2)
+  end
+  local list = pipes_of(src)
+  list[#list + 1] = dest
+  local doEnd = not (type(opts) == 'table' and opts['end'] == false)
+    and dest ~= process.stdout and dest ~= process.stderr
+  local cleanedUp, ondrain = false, nil
+  local ondata, onend, onunpipe, onerror, onclose, onfinish
+
+  local function unpipe() return Readable.unpipe(src, dest) end
+  onend = doEnd and function() dest:finish() end or unpipe
+
+  local function cleanup()
+    dest:removeListener('close', onclose)
+    dest:removeListener('finish', onfinish)
+    if ondrain then dest:removeListener('drain', ondrain) end
+    dest:removeListener('error', onerror)
+    dest:removeListener('unpipe', onunpipe)
+    src:removeListener('end', onend)
+    src:removeListener('data', ondata)
+    cleanedUp = true
+    -- A source waiting for this destination's drain waits no more.
+    if ondrain then ondrain() end
+  end
+
+  function onunpipe(readable, info)
+    if readable == src and info and info.hasUnpiped == false then
+      info.hasUnpiped = true
+      cleanup()
+    end
+  end
+
+  local function pause()
+    if not cleanedUp then
+      local waiting = rawget(src, '_awaitDrain')
+      if not waiting then
+        waiting = {}
+        src._awaitDrain = waiting
+      end
+      waiting[dest] = true
+      src:pause()
+    end
+    if not ondrain then
+      ondrain = function()
+        local waiting = rawget(src, '_awaitDrain')
+        if waiting then waiting[dest] = nil end
+        if (not waiting or next(waiting) == nil)
+            and src:listenerCount('data') > 0 then
+          src:resume()
+        end
+      end
+      dest:on('drain', ondrain)
+    end
+  end
+
+  function ondata(chunk)
+    if dest:write(chunk) == false then pause() end
+  end
+
+  function onerror(err)
+    unpipe()
+    dest:removeListener('error', onerror)
+    -- With nobody else listening, the error is the destination's own
+    -- (uncaught), as Node's errorOrDestroy makes it.
+    if dest:listenerCount('error') == 0 then dest:emit('error', err) end
+  end
+
+  function onclose()
+    dest:removeListener('finish', onfinish)
+    unpipe()
+  end
+
+  function onfinish()
+    dest:removeListener('close', onclose)
+    unpipe()
+  end
+
+  if src._endEmitted then next_tick(doEnd and onend or unpipe_nt, src, dest)
+  else src:once('end', onend) end
+  dest:on('unpipe', onunpipe)
+  src:on('data', ondata)
+  dest:prependListener('error', onerror)
+  dest:once('close', onclose)
+  dest:once('finish', onfinish)
+  dest:emit('pipe', src)
+  if dest.writableNeedDrain == true then pause()
+  elseif src._flowing ~= true then src:resume() end
+  return dest
+end
+
+-- install(class): gives the class resume, pause, isPaused, setEncoding,
+-- pipe, unpipe and listener-adding methods that start the flow as Node's do: adding a
 -- 'data' listener does, unless pause() was called; with class._endFlows an
 -- 'end' listener does too, unless the flow was started or stopped before.
 function Readable.install(class)
@@ -156,6 +301,7 @@ function Readable.install(class)
   end
   class.resume, class.pause, class.isPaused = Readable.resume,
     Readable.pause, Readable.isPaused
+  class.pipe, class.unpipe = Readable.pipe, Readable.unpipe
   class.setEncoding = function(self) return self end
   class._rhwm = class._rhwm or HWM
   class._emitRead = class._emitRead or EventEmitter.emit

@@ -18,10 +18,17 @@ local function next_tick(fn, ...)
 end
 
 local Server = EventEmitter:extend()
+setmetatable(Server, {__index = EventEmitter,
+  __call = function(class, ...) return class:new(...) end})
 
--- Server:new([options][, connectionListener]); options: allowHalfOpen,
--- pauseOnConnect, noDelay, keepAlive, keepAliveInitialDelay.
+-- Server:new([options][, connectionListener]), or Server(...) as Node's
+-- works without new; options: allowHalfOpen, pauseOnConnect, noDelay,
+-- keepAlive, keepAliveInitialDelay.
 function Server:new(options, listener)
+  if type(self) ~= 'table' or rawget(self, '__index') ~= self then
+    -- Server.new(...): called with a dot.
+    self, options, listener = Server, self, options
+  end
   if type(options) == 'function' then options, listener = nil, options end
   options = options or {}
   local s = EventEmitter.new(self, {})

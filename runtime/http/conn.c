@@ -207,6 +207,24 @@ void lc__http_conn_flush(http_conn *c) {
   c->nwrites++;
 }
 
+/* Before the process ends at once: one uv_try_write of what c->out holds
+ * when libuv has nothing of this connection queued (so the order stays),
+ * as Node's writes have tried the socket when they were made; what the
+ * socket took leaves c->out, so the connection goes on if the process
+ * does. Never blocks; calls no Lua. */
+void lc__http_conn_push(http_conn *c) {
+  uv_buf_t b;
+  int n;
+  if (c->closing || c->nwrites > 0 || c->out.len == 0)
+    return;
+  b = uv_buf_init(c->out.base, (unsigned int)c->out.len);
+  n = uv_try_write(&c->sock.stream, &b, 1);
+  if (n <= 0)
+    return;
+  memmove(c->out.base, c->out.base + n, c->out.len - (size_t)n);
+  c->out.len -= (size_t)n;
+}
+
 static void conn_close_cb(uv_handle_t *h) {
   http_conn *c = (http_conn *)h->data;
   http_server *s = c->s;

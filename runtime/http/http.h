@@ -297,6 +297,7 @@ typedef struct http_server {
   lc_buf scratch;   /* Head data being packed. */
   http_conn *conns; /* Every open connection. */
   size_t nconns;
+  lc_flush_hook flush_hook; /* Pushes the connections' output at exit. */
   http_conn *resume; /* Connections whose parser waits to resume. */
   double requests;
 } http_server;
@@ -479,6 +480,7 @@ void lc__http_conn_free_cb(uv_handle_t *h);
 void lc__http_conn_close(http_conn *c);
 void lc__http_conn_fail(http_conn *c, int status);
 void lc__http_conn_flush(http_conn *c);
+void lc__http_conn_push(http_conn *c);
 void lc__http_conn_settle(http_conn *c);
 size_t lc__http_conn_queued(http_conn *c);
 int lc__http_conn_idle(const http_conn *c);

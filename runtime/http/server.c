@@ -35,10 +35,20 @@ static void listener_cb(uv_stream_t *l, int status) {
   lc__http_conn_start(c);
 }
 
+/* The flush hook: every connection's output that the socket takes now. */
+static void server_push(lc_flush_hook *h) {
+  http_server *s =
+      (http_server *)((char *)h - offsetof(http_server, flush_hook));
+  http_conn *c;
+  for (c = s->conns; c; c = c->next)
+    lc__http_conn_push(c);
+}
+
 static void server_free_cb(uv_handle_t *h) {
   http_server *s = (http_server *)h->data;
   if (--s->open_handles > 0)
     return;
+  lc_flush_remove(lc_get(s->L), &s->flush_hook);
   buf_free(&s->scratch);
   free(s->rbuf);
   free(s);
@@ -450,6 +460,8 @@ static int http_server_new(lua_State *L) {
   set_options(s, DEFAULT_maxHeaderSize, DEFAULT_headersTimeout,
               DEFAULT_requestTimeout, DEFAULT_keepAliveTimeout,
               DEFAULT_highWaterMark);
+  s->flush_hook.fn = server_push;
+  lc_flush_add(ctx, &s->flush_hook);
   b->s = s;
   return 1;
 }

@@ -287,3 +287,71 @@ describe('luacluster status', function()
     assert.matches('cannot reach the status endpoint', s.stderr)
   end)
 end)
+
+describe('one cluster per port', function()
+  it('a second cluster on a served port gets EADDRINUSE; --reuse-port ' ..
+      'shares it', function()
+    local a = start({'-w', '2'})
+    assert.is_true(listening(a, 2), a.stderr)
+    local b = start({'-w', '1'}, {PORT = tostring(a.port)})
+    assert.is_true(h.wait(function()
+      return b.stderr:find('EADDRINUSE') ~= nil
+    end, 5000), b.stderr)
+    assert.truthy(b.stderr:find('another luacluster serves port ' .. a.port,
+      1, true))
+    -- Every request still reaches the first cluster.
+    for _ = 1, 20 do
+      local status, body = h.get(a.port, '/')
+      assert.equal(200, status)
+      assert.truthy(body == 'worker 1' or body == 'worker 2', body)
+    end
+    stop(b)
+    -- A plain (single-process) run on that port fails as well.
+    local p = h.script([[
+      require('http').createServer():listen(]] .. a.port .. [[)
+    ]])
+    assert.equal(1, p.code)
+    assert.matches('EADDRINUSE', p.stderr)
+    -- The opt-in shares it.
+    local c = start({'-w', '1', '--reuse-port'}, {PORT = tostring(a.port),
+      LUACLUSTER_REUSE_PORT = false})
+    assert.is_true(listening(c, 1), c.stderr)
+    stop(c)
+    stop(a)
+  end)
+
+  it('the port is free again once the cluster is gone', function()
+    local a = start({'-w', '1'})
+    assert.is_true(listening(a, 1), a.stderr)
+    local port = a.port
+    stop(a)
+    local b = start({'-w', '1'}, {PORT = tostring(port)})
+    assert.is_true(listening(b, 1), b.stderr)
+    stop(b)
+  end)
+end)
+
+describe('socket activation', function()
+  it('warns of each passed socket that no listen took', function()
+    local port, other = h.free_port(), h.free_port()
+    local app = h.tmpfile([[
+      require('http').createServer(function(req, res)
+        res:finish('ok')
+      end):listen(]] .. port .. [[)
+    ]])
+    local p = h.spawn({'-l', '127.0.0.1:' .. port, '-l', '127.0.0.1:' ..
+      other, h.bin, '-w', '1', app},
+      {cmd = '/usr/bin/systemd-socket-activate'})
+    assert.is_true(p:wait_stderr('Listening on.*Listening on', 3000),
+      p.stderr)
+    -- It starts luacluster on the first connection.
+    assert.equal(200, (h.get(port, '/')), p.stderr)
+    assert.is_true(p:wait_stderr('is not listened on', 5000), p.stderr)
+    assert.matches('warn  %[primary%] the socket passed by systemd on ' ..
+      '127%.0%.0%.1 port ' .. other .. ' %(fd %d%) is not listened on',
+      p.stderr)
+    assert.falsy(p.stderr:find('port ' .. port .. ' (fd', 1, true))
+    p:stop()
+    os.remove(app)
+  end)
+end)

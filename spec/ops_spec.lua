@@ -355,3 +355,24 @@ describe('socket activation', function()
     os.remove(app)
   end)
 end)
+
+describe('make run', function()
+  it('runs hello_cluster.lua, which says where it listens once ready',
+      function()
+    local mk = io.open('Makefile'):read('*a')
+    assert.truthy(mk:find('MAIN_EXAMPLE ?= examples/hello_cluster.lua', 1,
+      true))
+    local port = h.free_port()
+    local p = h.spawn({'examples/hello_cluster.lua'},
+      {env = {PORT = tostring(port), WORKERS = '2'}})
+    assert.is_true(p:wait_output('listening on http://127%.0%.0%.1:' .. port
+      .. '/ %(2 workers', 5000), p.stdout .. p.stderr)
+    -- Said once, after both workers listen.
+    local _, n = p.stdout:gsub('listening on http', '')
+    assert.equal(1, n)
+    local _, w = p.stdout:gsub('listening on port', '')
+    assert.equal(2, w)
+    assert.equal(200, (h.get(port, '/')))
+    p:stop()
+  end)
+end)

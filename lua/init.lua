@@ -25,39 +25,32 @@ timers, process, os and console modules.
 Options:
   -w, --workers N|auto  run an unmodified script in N workers under a
                         built-in supervising primary (restart on failure,
-                        graceful shutdown, reload on SIGHUP)
-  --shared NAME:SIZE    declare a shared dict (require('shared')) before
-                        the script runs, e.g. counters:1m; repeatable
-  --log-format text|json  the primary's lines and the workers' lines it
-                        passes on: "TIME LEVEL [who] msg" (text, the
-                        default) or one JSON object a line
-  --access-log[=FILE]   log each request an http server answers, to FILE
-                        (appended; SIGUSR1 reopens it) or, without FILE,
-                        to stdout: nginx's combined format, or JSON with
-                        --log-format=json; buffered, written once a second
-
-Under -w (each also as the environment variable in brackets):
-  --restart never|on-failure|always  when to replace a worker that exits
-                        (on-failure) [LUACLUSTER_RESTART]
-  --restart-delay MS    first backoff before a restart, doubling up to
-                        30 s (100) [LUACLUSTER_RESTART_DELAY]
+                        graceful shutdown, reload on SIGHUP); with -w:
+  --restart WHEN        which exits of a worker restart it: never,
+                        on-failure (the default) or always
+  --restart-delay MS    the first backoff of a restart, doubling up to 30 s
+                        (100)
   --max-restarts N      at most N restarts within the window (10); then a
                         failing worker stays down, and once none is left
                         the primary exits with its code (1 if killed)
-                        [LUACLUSTER_MAX_RESTARTS]
-  --restart-window MS   (60000) [LUACLUSTER_RESTART_WINDOW]
+  --restart-window MS   the window of --max-restarts (60000)
   --heartbeat MS        kill and replace a worker whose event loop stalls
                         this long (30000; 0 turns the watchdog off)
-                        [LUACLUSTER_HEARTBEAT]
-  --shutdown-timeout MS on SIGTERM, kill workers still busy after this long
-                        (30000) [LUACLUSTER_SHUTDOWN_TIMEOUT]
+  --shutdown-timeout MS  on SIGTERM, kill the workers still busy after
+                        this long (30000)
   --status-port PORT    serve /stats, /metrics and /health on this port of
-                        127.0.0.1 (luacluster status reads it)
-                        [LUACLUSTER_STATUS_PORT]
-  --reuse-port          share the ports the script listens on with other
-                        processes (SO_REUSEPORT); by default a port that
-                        another program serves fails with EADDRINUSE
-                        [LUACLUSTER_REUSE_PORT=1]
+                        127.0.0.1 (what luacluster status reads)
+  --reuse-port          share a port with another luacluster (SO_REUSEPORT);
+                        by default a port one serves is EADDRINUSE to others
+  --log-format text|json  the primary's lines and the workers' lines it
+                        passes on: "TIME LEVEL [who] msg" (text, the
+                        default) or one JSON object a line
+  --access-log[=FILE]   one line a request answered by an http server, to
+                        FILE (appended; SIGUSR1 reopens it) or, without
+                        FILE, to stdout: nginx's combined format, or JSON
+                        with --log-format=json; buffered, written each second
+  --shared NAME:SIZE    declare a shared dict (require('shared')) before
+                        the script runs, e.g. counters:1m; repeatable
   -e, --eval CODE       run CODE
   -v, --version         print versions of luacluster, LuaJIT, libuv
   -h, --help            print this help
@@ -69,19 +62,25 @@ Commands:
   test                  run busted's specs (spec/, or the files and folders
                         given) inside the runtime; busted's options pass
                         through (luacluster test --help lists them); the
-                        exit code is 0 when every spec passed. When a file
-                        named "test" is in the working directory, it runs
-                        as a script instead (as for status).
+                        exit code is 0 when every spec passed
   status [PORT]         the workers of the cluster whose status endpoint is
                         on PORT (LUACLUSTER_STATUS_PORT, else 9100), as a
                         table; --watch redraws it every 2 s (or SECONDS),
                         --json prints /stats as it is
+  A file named "test" or "status" in the working directory runs as a
+  script instead.
 
 Environment:
+  LUACLUSTER_RESTART, LUACLUSTER_RESTART_DELAY, LUACLUSTER_MAX_RESTARTS,
+  LUACLUSTER_RESTART_WINDOW, LUACLUSTER_HEARTBEAT,
+  LUACLUSTER_SHUTDOWN_TIMEOUT, LUACLUSTER_STATUS_PORT,
+  LUACLUSTER_LOG_FORMAT, LUACLUSTER_ACCESS_LOG (- for stdout)
+                        the option of the same name, when it is not given
+  LUACLUSTER_REUSE_PORT=1  as --reuse-port
+  LUACLUSTER_REPL_HISTORY  the REPL's history file
+                        (~/.luacluster_repl_history; empty: none)
   LUACLUSTER_LUA_DIR    load the runtime's Lua modules from this folder
   LUACLUSTER_SCHED      rr|none|reuseport: how workers share a port
-  LUACLUSTER_LOG_FORMAT, LUACLUSTER_ACCESS_LOG  as --log-format and
-                        --access-log (- for stdout)
 ]==]
 
 local function die(msg)

@@ -40,6 +40,8 @@ Options:
                         this long (30000)
   --status-port PORT    serve /stats, /metrics and /health on this port of
                         127.0.0.1 (what luacluster status reads)
+  --status-host ADDR    ... of this address instead (0.0.0.0: every IPv4
+                        one, for probes from outside, as Kubernetes')
   --reuse-port          share a port with another luacluster (SO_REUSEPORT);
                         by default a port one serves is EADDRINUSE to others
   --log-format text|json  the primary's lines and the workers' lines it
@@ -74,6 +76,7 @@ Environment:
   LUACLUSTER_RESTART, LUACLUSTER_RESTART_DELAY, LUACLUSTER_MAX_RESTARTS,
   LUACLUSTER_RESTART_WINDOW, LUACLUSTER_HEARTBEAT,
   LUACLUSTER_SHUTDOWN_TIMEOUT, LUACLUSTER_STATUS_PORT,
+  LUACLUSTER_STATUS_HOST,
   LUACLUSTER_LOG_FORMAT, LUACLUSTER_ACCESS_LOG (- for stdout)
                         the option of the same name, when it is not given
   LUACLUSTER_REUSE_PORT=1  as --reuse-port
@@ -126,6 +129,7 @@ local SUPERVISION = {
   {'--heartbeat', 'heartbeat', 'LUACLUSTER_HEARTBEAT'},
   {'--shutdown-timeout', 'shutdownTimeout', 'LUACLUSTER_SHUTDOWN_TIMEOUT'},
   {'--status-port', 'statusPort', 'LUACLUSTER_STATUS_PORT'},
+  {'--status-host', 'statusHost', 'LUACLUSTER_STATUS_HOST'},
 }
 init.SUPERVISION = SUPERVISION
 local SUPERVISION_FLAG = {}
@@ -134,6 +138,10 @@ for _, s in ipairs(SUPERVISION) do SUPERVISION_FLAG[s[1]] = s end
 -- A setting's value from a flag or a variable, checked; what -w passes to
 -- setupPrimary.
 local function setting(s, v, from)
+  if s[2] == 'statusHost' then
+    if v == '' then die(from .. ' requires an address') end
+    return v
+  end
   if s[2] == 'restart' then
     if v ~= 'never' and v ~= 'on-failure' and v ~= 'always' then
       die(from .. ' must be never, on-failure or always, got "' .. v .. '"')

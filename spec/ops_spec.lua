@@ -376,3 +376,81 @@ describe('make run', function()
     p:stop()
   end)
 end)
+
+describe('examples/kubernetes', function()
+  local dir = h.root .. '/examples/kubernetes/'
+
+  local function read(path)
+    local f = assert(io.open(path))
+    local s = f:read('*a')
+    f:close()
+    return s
+  end
+
+  -- arg(cmd, flag) -> the value after flag in the command list.
+  local function arg(cmd, flag)
+    for i, a in ipairs(cmd) do
+      if a == flag then return cmd[i + 1] end
+    end
+  end
+
+  it('parses; its probes are the status endpoint\'s /health, its grace ' ..
+      'period above shutdownTimeout, its command the Dockerfile\'s',
+      function()
+    local lyaml = require('lyaml')
+    local docs = lyaml.load(read(dir .. 'luacluster.yaml'), {all = true})
+    local kinds = {}
+    for _, d in ipairs(docs) do kinds[d.kind] = d end
+    local dep, svc = kinds.Deployment, kinds.Service
+    assert.truthy(dep and svc)
+    local pod = dep.spec.template.spec
+    local c = pod.containers[1]
+    local cmd = c.command
+    assert.equal('luacluster', cmd[1])
+    assert.equal('server.lua', cmd[#cmd])
+    local status = tonumber(arg(cmd, '--status-port'))
+    assert.equal('0.0.0.0', arg(cmd, '--status-host'))
+    for _, probe in ipairs({c.readinessProbe, c.livenessProbe}) do
+      assert.equal('/health', probe.httpGet.path)
+      assert.equal(status, probe.httpGet.port)
+    end
+    local timeout = tonumber(arg(cmd, '--shutdown-timeout')) or 30000
+    assert.is_true(pod.terminationGracePeriodSeconds * 1000 > timeout +
+      5000, 'the grace period must cover preStop and the drain')
+    -- The Service reaches the container's http port, the selector its pods.
+    assert.equal(c.ports[1].containerPort, svc.spec.ports[1].targetPort)
+    assert.same(dep.spec.selector.matchLabels, svc.spec.selector)
+    assert.same(dep.spec.template.metadata.labels, svc.spec.selector)
+    -- The Dockerfile: the .deb on debian:12-slim, the same command.
+    local docker = read(dir .. 'Dockerfile')
+    assert.matches('\nFROM debian:12%-slim\n', docker)
+    assert.matches('apt%-get install %-y %-%-no%-install%-recommends ' ..
+      '/tmp/luacluster_%*%.deb', docker)
+    local cmdline = docker:match('\nCMD (%[[^\n]*%])')
+    assert.same(cmd, cjson.decode(cmdline))
+  end)
+
+  it('its command serves, answers the probes, and drains on SIGTERM',
+      function()
+    local lyaml = require('lyaml')
+    local docs = lyaml.load(read(dir .. 'luacluster.yaml'), {all = true})
+    local c = docs[1].spec.template.spec.containers[1]
+    local args, port, sp = {}, h.free_port(), h.free_port()
+    for i = 2, #c.command do
+      local a = c.command[i]
+      if c.command[i - 1] == '--status-port' then a = tostring(sp) end
+      args[#args + 1] = a
+    end
+    local p = h.spawn(args, {cwd = dir, env = {PORT = tostring(port)}})
+    assert.is_true(h.wait(function()
+      return h.get(sp, '/health') == 200 or p.exited
+    end, 5000), p.stderr)
+    local status, body = h.get(port, '/')
+    assert.equal(200, status)
+    assert.matches('^hello from pid %d+', body)
+    p:kill('sigterm')
+    assert.is_true(p:wait(10000))
+    assert.equal(0, p.code, p.stderr)
+    assert.matches('"msg":"shutdown done"', p.stderr)
+  end)
+end)

@@ -28,7 +28,9 @@ function M.settings(o)
     local v = o.supervise and o.supervise[key]
     local e = process.env[name]
     if v == nil and e ~= nil and e ~= '' then
-      if key == 'restart' then
+      if key == 'statusHost' then
+        v = e
+      elseif key == 'restart' then
         v = e
         if v ~= 'never' and v ~= 'on-failure' and v ~= 'always' then v = nil end
       else

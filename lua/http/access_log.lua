@@ -25,8 +25,8 @@ local log = require('internal.log')
 local response = require('http.response')
 
 local encode = require('cjson').encode
-local type, tostring, rawget, setmetatable, concat = type, tostring, rawget,
-  setmetatable, table.concat
+local type, tostring, rawget, rawset, setmetatable, concat = type, tostring,
+  rawget, rawset, setmetatable, table.concat
 local hrtime = uv.hrtime
 
 local M = {}
@@ -120,13 +120,17 @@ end
 ------------------------------------------------------------------------------
 -- Lines.
 
+local C = require('_http')
+local header_value = C.header_value
+
 local MONTHS = {'Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug',
   'Sep', 'Oct', 'Nov', 'Dec'}
 local last_sec, last_clf
+local time = os.time
 
 -- 06/Dec/2026:07:14:19 +0000, made once a second.
 local function clf_time()
-  local sec = uv.gettimeofday()
+  local sec = time()
   if sec ~= last_sec then
     last_sec = sec
     local t = os.date('!*t', sec)
@@ -138,52 +142,64 @@ end
 
 -- A field between quotes, as nginx writes it: " \ and bytes outside
 -- printable ASCII as \xHH.
+local function hex(c) return ('\\x%02X'):format(c:byte()) end
 local function esc(s)
   if s == nil then return '-' end
-  s = tostring(s)
   if s:find('[%c"\\\128-\255]') then
-    s = s:gsub('[%c"\\\128-\255]', function(c)
-      return ('\\x%02X'):format(c:byte())
-    end)
+    return (s:gsub('[%c"\\\128-\255]', hex))
   end
   return s
 end
 
--- The client's address; an IPv4 client of a dual-stack socket as IPv4.
+-- The client's address (an IPv4 client of a dual-stack socket as IPv4),
+-- kept on the connection's socket: looked up once a connection.
 local function remote(req)
   local socket = req.socket
-  local a = socket and socket.remoteAddress
-  if not a then return nil end
-  return a:match('^::ffff:(%d+%.%d+%.%d+%.%d+)$') or a
+  if not socket then return nil end
+  local a = rawget(socket, '_alRemote')
+  if a == nil then
+    a = socket.remoteAddress or false
+    if a then a = a:match('^::ffff:(%d+%.%d+%.%d+%.%d+)$') or a end
+    rawset(socket, '_alRemote', a)
+  end
+  return a or nil
+end
+
+-- referer and user agent: from the packed head when the handler did not
+-- expand the headers (the cheaper way), else from req.headers.
+local function agents(req)
+  local hd = rawget(req, '_hd')
+  if hd then
+    return header_value(hd, 'referer'), header_value(hd, 'user-agent')
+  end
+  local h = req.headers
+  return h.referer, h['user-agent']
 end
 
 local function combined(req, res, bytes)
-  local h = req.headers
+  local referer, agent = agents(req)
   return ('%s - - [%s] "%s %s HTTP/%s" %d %d "%s" "%s"\n'):format(
-    remote(req) or '-', clf_time(), esc(req.method),
-    esc(req.url), esc(req.httpVersion), res.statusCode, bytes,
-    esc(h.referer or h.referrer), esc(h['user-agent']))
+    remote(req) or '-', clf_time(), req.method, esc(req.url),
+    req.httpVersion, res.statusCode, bytes, esc(referer), esc(agent))
 end
 
 local function json(req, res, bytes, ms)
-  local h = req.headers
-  return ('{"time":"%s","remote":%s,"method":%s,"url":%s,"version":%s,' ..
+  local referer, agent = agents(req)
+  return ('{"time":"%s","remote":%s,"method":%s,"url":%s,"version":"%s",' ..
     '"status":%d,"bytes":%d,"ms":%.3f,"referer":%s,"agent":%s}\n'):format(
-    log.now(), encode(remote(req) or ''),
-    encode(req.method), encode(req.url), encode(req.httpVersion),
-    res.statusCode, bytes, ms, encode(h.referer or h.referrer or ''),
-    encode(h['user-agent'] or ''))
+    log.now(), encode(remote(req) or ''), encode(req.method),
+    encode(req.url), req.httpVersion, res.statusCode, bytes, ms,
+    encode(referer or ''), encode(agent or ''))
 end
 
 ------------------------------------------------------------------------------
--- The response that logs.
+-- The response that logs: per server, a metatable over ServerResponse's
+-- whose write counts what the body adds (_alBytes, only when written in
+-- pieces) and whose finish writes the line. A request costs the wrapper's
+-- setmetatable, and (JSON) its start time.
 
 local ServerResponse = response.ServerResponse
-local Logged = setmetatable({}, {__index = ServerResponse})
-for k, v in pairs(ServerResponse) do
-  if type(k) == 'string' and k:sub(1, 2) == '__' then Logged[k] = v end
-end
-Logged.__index = Logged
+local SR_write, SR_finish = ServerResponse.write, ServerResponse.finish
 
 local function size(chunk)
   local t = type(chunk)
@@ -192,25 +208,31 @@ local function size(chunk)
   return 0
 end
 
-function Logged:write(chunk, encoding, cb)
-  if not self.finished then
-    self._alBytes = self._alBytes + size(chunk)
+local function logged_class(sink, line, timed)
+  local Logged = setmetatable({}, {__index = ServerResponse})
+  for k, v in pairs(ServerResponse) do
+    if type(k) == 'string' and k:sub(1, 2) == '__' then Logged[k] = v end
   end
-  return ServerResponse.write(self, chunk, encoding, cb)
-end
+  Logged.__index = Logged
 
-function Logged:finish(chunk, encoding, cb)
-  if self.finished then
-    return ServerResponse.finish(self, chunk, encoding, cb)
+  function Logged:write(chunk, encoding, cb)
+    if not self.finished then
+      self._alBytes = (rawget(self, '_alBytes') or 0) + size(chunk)
+    end
+    return SR_write(self, chunk, encoding, cb)
   end
-  local bytes = self._alBytes + size(chunk)
-  ServerResponse.finish(self, chunk, encoding, cb)
-  local a = self._alog
-  local ms = (hrtime() - self._alT0) / 1e6
-  a.sink:add(a.line(self.req, self, bytes, ms))
-  return self
+
+  function Logged:finish(chunk, encoding, cb)
+    if self.finished then return SR_finish(self, chunk, encoding, cb) end
+    local bytes = (rawget(self, '_alBytes') or 0) + size(chunk)
+    SR_finish(self, chunk, encoding, cb)
+    sink:add(line(self.req, self, bytes,
+      timed and (hrtime() - self._alT0) / 1e6))
+    return self
+  end
+  Logged['end'] = Logged.finish
+  return Logged
 end
-Logged['end'] = Logged.finish
 
 -- wrap(handler, accessLog) -> a handler that logs each request to
 -- accessLog ('-' or true: stdout; a file name; or {path =, format =
@@ -222,10 +244,17 @@ function M.wrap(handler, opt)
   format = format or (log.format == 'json' and 'json' or 'combined')
   local s, err = M.sink(tostring(dest))
   if not s then return nil, err end
-  local a = {sink = s, line = format == 'json' and json or combined}
+  if format == 'json' then
+    local Logged = logged_class(s, json, true)
+    return function(req, res)
+      setmetatable(res, Logged)
+      res._alT0 = hrtime()
+      return handler(req, res)
+    end
+  end
+  local Logged = logged_class(s, combined, false)
   return function(req, res)
     setmetatable(res, Logged)
-    res._alog, res._alBytes, res._alT0 = a, 0, hrtime()
     return handler(req, res)
   end
 end

@@ -62,11 +62,23 @@ function M.run(o)
   cluster.setupPrimary(settings)
   -- An access log to stdout: the workers write it to ours directly, not
   -- through the lines passed on with a time and a worker id.
-  if process.env.LUACLUSTER_ACCESS_LOG == '-' then
+  local alog = process.env.LUACLUSTER_ACCESS_LOG
+  if alog == '-' then
     cluster._internal:on('spawn', function(_, env, stdio)
       stdio[#stdio + 1] = 1
       env.LUACLUSTER_ACCESS_LOG = 'fd:' .. (#stdio - 1)
     end)
+  elseif alog and alog ~= '' then
+    -- logrotate signals the primary (its pid is the service's): each
+    -- worker reopens the file (http/access_log.lua).
+    local uv = require('uv')
+    local sig = uv.new_signal()
+    sig:start('sigusr1', function()
+      for _, w in pairs(cluster.workers) do
+        if w.process.pid then pcall(uv.kill, w.process.pid, 'sigusr1') end
+      end
+    end)
+    sig:unref()
   end
   -- Once the restart limit leaves no worker, the primary exits non-zero
   -- (cluster/supervision/restart.lua), so systemd's Restart=on-failure

@@ -579,6 +579,7 @@ static int http_methods(lua_State *L) {
   return 1;
 }
 
-const luaL_Reg lc__http_parse_fns[] = {
-    {"headers", http_headers}, {"header_value", http_header_value},
-    {"methods", http_methods}, {NULL, NULL}};
+const luaL_Reg lc__http_parse_fns[] = {{"headers", http_headers},
+                                       {"header_value", http_header_value},
+                                       {"methods", http_methods},
+                                       {NULL, NULL}};

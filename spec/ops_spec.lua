@@ -278,6 +278,17 @@ describe('luacluster status', function()
     local _, metrics = h.get(sp, '/metrics')
     assert.truthy(metrics:find('luacluster_worker_restarts_total{slot="1",'
       .. 'worker="3",', 1, true))
+    -- --watch redraws until Ctrl-C (SIGINT), then exits 0.
+    local w = h.spawn({'status', tostring(sp), '--watch=0.2'})
+    assert.is_true(h.wait(function()
+      local _, n = w.stdout:gsub('\27%[H\27%[2J', '')
+      return n >= 3 or w.exited
+    end, 5000), w.stdout .. w.stderr)
+    w:kill('sigint')
+    assert.is_true(w:wait(3000))
+    assert.equal(0, w.code, w.stderr)
+    assert.matches('luacluster status 127%.0%.0%.1:' .. sp .. '  every 0%.2s',
+      w.stdout)
     stop(p)
   end)
 
@@ -293,12 +304,15 @@ describe('one cluster per port', function()
       'shares it', function()
     local a = start({'-w', '2'})
     assert.is_true(listening(a, 2), a.stderr)
+    -- Under -w the second one stops at once (restarts would not help).
     local b = start({'-w', '1'}, {PORT = tostring(a.port)})
-    assert.is_true(h.wait(function()
-      return b.stderr:find('EADDRINUSE') ~= nil
-    end, 5000), b.stderr)
+    assert.is_true(b:wait(5000), b.stderr)
+    assert.equal(1, b.code, b.stderr)
     assert.truthy(b.stderr:find('another luacluster serves port ' .. a.port,
       1, true))
+    assert.truthy(b.stderr:find('error [primary] port ' .. a.port ..
+      ' is served by another luacluster', 1, true), b.stderr)
+    assert.falsy(b.stderr:find('restarting in'), b.stderr)
     -- Every request still reaches the first cluster.
     for _ = 1, 20 do
       local status, body = h.get(a.port, '/')

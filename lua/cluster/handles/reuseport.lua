@@ -62,6 +62,11 @@ function ReusePort.new(key, opts)
       if lcode == 'EADDRINUSE' then
         msg = 'address already in use (another luacluster serves port ' ..
           port .. '; --reuse-port to share it)'
+        -- `-w` stops there rather than restart workers that cannot listen
+        -- (cluster/supervision/run_workers.lua sets it).
+        if ReusePort.on_taken then
+          process.nextTick(ReusePort.on_taken, port)
+        end
       end
       return Base.fail(self, msg, lcode)
     end

@@ -62,6 +62,14 @@ function M.run(o)
   cluster.setupPrimary(settings)
   -- An access log to stdout: the workers write it to ours directly, not
   -- through the lines passed on with a time and a worker id.
+  -- A port another luacluster serves: restarting workers will not free
+  -- it, so the primary stops, exit code 1, as a second node would.
+  require('cluster.handles.reuseport').on_taken = function(port)
+    if state.shutting then return end
+    state.error('port %d is served by another luacluster (EADDRINUSE; ' ..
+      '--reuse-port shares it): stopping', port)
+    cluster.shutdown(function() process.exit(1) end)
+  end
   local alog = process.env.LUACLUSTER_ACCESS_LOG
   if alog == '-' then
     cluster._internal:on('spawn', function(_, env, stdio)

@@ -162,6 +162,21 @@ describe('-w settings', function()
 end)
 
 describe('the access log', function()
+  it('costs a server without one nothing: its handler is called as it is',
+      function()
+    local http = require('http')
+    local handler = function(_, res) res:finish() end
+    local s = http.createServer(handler)
+    assert.equal(handler, s._handler)
+    local logged = http.createServer({accessLog = '-'}, handler)
+    assert.are_not.equal(handler, logged._handler)
+    -- Set after createServer, it takes effect at listen.
+    s.accessLog = '-'
+    s:listen(0, '127.0.0.1')
+    assert.are_not.equal(handler, s._handler)
+    s:close()
+  end)
+
   it('writes nginx combined lines to a file, from every worker', function()
     local path = os.tmpname()
     os.remove(path)

@@ -6,12 +6,18 @@ local http = require('http')
 local PORT = tonumber(process.env.PORT) or 8000
 
 if cluster.isMaster then
-  for _ = 1, tonumber(process.env.WORKERS) or #require('os').cpus() do
-    cluster.fork()
-  end
+  local n = tonumber(process.env.WORKERS) or #require('os').cpus()
+  for _ = 1, n do cluster.fork() end
+  local up = 0
   cluster.on('listening', function(worker, address)
     print('worker ' .. worker.id .. ' (pid ' .. worker.process.pid ..
       ') listening on port ' .. address.port)
+    up = up + 1
+    -- Once every worker listens: where to go, once.
+    if up == n then
+      print(('listening on http://127.0.0.1:%d/ (%d workers; PORT=... ' ..
+        'to change the port, Ctrl-C to stop)'):format(address.port, n))
+    end
   end)
   cluster.on('exit', function(worker, code, signal)
     -- A worker that left on purpose (a shutdown, a reload) is not replaced.

@@ -20,6 +20,7 @@ local init = {}
 local USAGE = [==[
 Usage: luacluster [options] [script.lua | -] [args...]
        luacluster test [busted options] [specs...]
+       luacluster status [PORT] [--watch[=SECONDS]] [--json]
 
 Runs a Lua script on an event loop, with Node's cluster, http, net, events,
 timers, process, os and console modules.
@@ -27,7 +28,32 @@ timers, process, os and console modules.
 Options:
   -w, --workers N|auto  run an unmodified script in N workers under a
                         built-in supervising primary (restart on failure,
-                        graceful shutdown, reload on SIGHUP)
+                        graceful shutdown, reload on SIGHUP); with -w:
+  --restart WHEN        which exits of a worker restart it: never,
+                        on-failure (the default) or always
+  --restart-delay MS    the first backoff of a restart, doubling up to 30 s
+                        (100)
+  --max-restarts N      at most N restarts within the window (10); then a
+                        failing worker stays down, and once none is left
+                        the primary exits with its code (1 if killed)
+  --restart-window MS   the window of --max-restarts (60000)
+  --heartbeat MS        kill and replace a worker whose event loop stalls
+                        this long (30000; 0 turns the watchdog off)
+  --shutdown-timeout MS  on SIGTERM, kill the workers still busy after
+                        this long (30000)
+  --status-port PORT    serve /stats, /metrics and /health on this port of
+                        127.0.0.1 (what luacluster status reads)
+  --status-host ADDR    ... of this address instead (0.0.0.0: every IPv4
+                        one, for probes from outside, as Kubernetes')
+  --reuse-port          share a port with another luacluster (SO_REUSEPORT);
+                        by default a port one serves is EADDRINUSE to others
+  --log-format text|json  the primary's lines and the workers' lines it
+                        passes on: "TIME LEVEL [who] msg" (text, the
+                        default) or one JSON object a line
+  --access-log[=FILE]   one line a request answered by an http server, to
+                        FILE (appended; SIGUSR1 reopens it) or, without
+                        FILE, to stdout: nginx's combined format, or JSON
+                        with --log-format=json; buffered, written each second
   --shared NAME:SIZE    declare a shared dict (require('shared')) before
                         the script runs, e.g. counters:1m; repeatable
   -e, --eval CODE       run CODE
@@ -41,19 +67,26 @@ Commands:
   test                  run busted's specs (spec/, or the files and folders
                         given) inside the runtime; busted's options pass
                         through (luacluster test --help lists them); the
-                        exit code is 0 when every spec passed. When a file
-                        named "test" is in the working directory, it runs
-                        as a script instead.
+                        exit code is 0 when every spec passed
+  status [PORT]         the workers of the cluster whose status endpoint is
+                        on PORT (LUACLUSTER_STATUS_PORT, else 9100), as a
+                        table; --watch redraws it every 2 s (or SECONDS),
+                        --json prints /stats as it is
+  A file named "test" or "status" in the working directory runs as a
+  script instead.
 
 Environment:
+  LUACLUSTER_RESTART, LUACLUSTER_RESTART_DELAY, LUACLUSTER_MAX_RESTARTS,
+  LUACLUSTER_RESTART_WINDOW, LUACLUSTER_HEARTBEAT,
+  LUACLUSTER_SHUTDOWN_TIMEOUT, LUACLUSTER_STATUS_PORT,
+  LUACLUSTER_STATUS_HOST,
+  LUACLUSTER_LOG_FORMAT, LUACLUSTER_ACCESS_LOG (- for stdout)
+                        the option of the same name, when it is not given
+  LUACLUSTER_REUSE_PORT=1  as --reuse-port
+  LUACLUSTER_REPL_HISTORY  the REPL's history file
+                        (~/.luacluster_repl_history; empty: none)
   LUACLUSTER_LUA_DIR    load the runtime's Lua modules from this folder
   LUACLUSTER_SCHED      rr|none|reuseport: how workers share a port
-  LUACLUSTER_STATUS_PORT  under -w: serve /stats, /metrics and /health on
-                        this port of 127.0.0.1
-  LUACLUSTER_MAX_RESTARTS, LUACLUSTER_RESTART_WINDOW  under -w: at most
-                        this many restarts (10) within this many ms (60000);
-                        then a failing worker stays down, and once none is
-                        left the primary exits with its code (1 if killed)
 ]==]
 
 local function die(msg)
@@ -88,11 +121,57 @@ local function globals()
   return process
 end
 
+-- The supervision settings -w takes from the command line or the
+-- environment (flag, setupPrimary's name, variable); restart is a word, the
+-- others whole numbers >= 0.
+local SUPERVISION = {
+  {'--restart', 'restart', 'LUACLUSTER_RESTART'},
+  {'--restart-delay', 'restartDelay', 'LUACLUSTER_RESTART_DELAY'},
+  {'--max-restarts', 'maxRestarts', 'LUACLUSTER_MAX_RESTARTS'},
+  {'--restart-window', 'restartWindow', 'LUACLUSTER_RESTART_WINDOW'},
+  {'--heartbeat', 'heartbeat', 'LUACLUSTER_HEARTBEAT'},
+  {'--shutdown-timeout', 'shutdownTimeout', 'LUACLUSTER_SHUTDOWN_TIMEOUT'},
+  {'--status-port', 'statusPort', 'LUACLUSTER_STATUS_PORT'},
+  {'--status-host', 'statusHost', 'LUACLUSTER_STATUS_HOST'},
+}
+init.SUPERVISION = SUPERVISION
+local SUPERVISION_FLAG = {}
+for _, s in ipairs(SUPERVISION) do SUPERVISION_FLAG[s[1]] = s end
+
+-- A setting's value from a flag or a variable, checked; what -w passes to
+-- setupPrimary.
+local function setting(s, v, from)
+  if s[2] == 'statusHost' then
+    if v == '' then die(from .. ' requires an address') end
+    return v
+  end
+  if s[2] == 'restart' then
+    if v ~= 'never' and v ~= 'on-failure' and v ~= 'always' then
+      die(from .. ' must be never, on-failure or always, got "' .. v .. '"')
+    end
+    return v
+  end
+  local n = tonumber(v)
+  if not n or n < 0 or n % 1 ~= 0 then
+    die(from .. ' must be a whole number >= 0, got "' .. v .. '"')
+  end
+  return n
+end
+
 -- Parses argv (argv[1] is the binary). Returns the options; o.exec holds
 -- the runtime options given before the script (Node's execArgv).
 local function parse(argv)
-  local o = {binary = argv[1], args = {}, exec = {}}
+  local o = {binary = argv[1], args = {}, exec = {}, supervise = {}}
   local i = 2
+  -- `luacluster status [PORT]`, unless a file of that name is here.
+  if argv[2] == 'status' then
+    local st = require('uv').fs_stat('status')
+    if not (st and st.type ~= 'directory') then
+      o.status = true
+      for j = 3, #argv do o.args[#o.args + 1] = argv[j] end
+      return o
+    end
+  end
   -- `luacluster test ...`: the command, unless a file of that name is here
   -- to be run (a folder named test is not a script).
   if argv[2] == 'test' then
@@ -142,6 +221,33 @@ local function parse(argv)
       end
       o.shared = o.shared or {}
       o.shared[#o.shared + 1] = {name = name, size = size}
+    elseif SUPERVISION_FLAG[a:match('^[^=]*')] then
+      local flag, v = a:match('^([^=]*)=(.*)$')
+      flag = flag or a
+      if not v then
+        i = i + 1
+        v = argv[i]
+      end
+      if v == nil then die(flag .. ' requires an argument') end
+      local s = SUPERVISION_FLAG[flag]
+      o.supervise[s[2]] = setting(s, v, flag)
+    elseif a == '--reuse-port' then
+      o.reusePort = true
+    elseif a == '--log-format' or a:match('^%-%-log%-format=') then
+      local v = a:match('^%-%-log%-format=(.*)$')
+      if not v then
+        i = i + 1
+        v = argv[i]
+      end
+      if v ~= 'text' and v ~= 'json' then
+        die('--log-format must be text or json, got ' .. tostring(v))
+      end
+      o.logFormat = v
+    elseif a == '--access-log' then
+      o.accessLog = '-'
+    elseif a:match('^%-%-access%-log=') then
+      o.accessLog = a:match('^%-%-access%-log=(.*)$')
+      if o.accessLog == '' then die('--access-log= requires a file') end
     elseif a == '--' then
       i = i + 1
       if argv[i] then o.script = argv[i] end
@@ -219,6 +325,24 @@ function init.main(argv)
     and lc.isatty(0)
 
   local process = globals()
+  local env = process.env
+  -- Log format and access log: for this process and, through the
+  -- environment, its workers.
+  local fmt = o.logFormat or env.LUACLUSTER_LOG_FORMAT
+  if fmt and fmt ~= '' then
+    if fmt ~= 'text' and fmt ~= 'json' then
+      die('LUACLUSTER_LOG_FORMAT must be text or json, got "' .. fmt .. '"')
+    end
+    require('internal.log').format = fmt
+    env.LUACLUSTER_LOG_FORMAT = fmt
+  end
+  if o.accessLog then env.LUACLUSTER_ACCESS_LOG = o.accessLog end
+  if o.reusePort then env.LUACLUSTER_REUSE_PORT = '1' end
+  if next(o.supervise) and not o.workers and not env.LUACLUSTER_WORKER_ID
+  then
+    die('--' .. (next(o.supervise)):gsub('%u', function(c)
+      return '-' .. c:lower() end) .. ' is a setting of -w (see luacluster -h)')
+  end
   -- process.argv: Node's layout (absolute paths); arg: Lua's.
   local pargv = {process.execPath}
   if o.script and o.script ~= '-' then pargv[2] = resolve(o.script) end
@@ -263,6 +387,7 @@ function init.main(argv)
   end
 
   if o.test then return require('test').run() end
+  if o.status then return require('cluster.supervision.top').run(o.args) end
   if interactive then return require('repl').start() end
 
   if o.script and o.workers and not wid then

@@ -9,6 +9,13 @@
 -- compiled as an expression first, so that its values print, then as a
 -- statement; a chunk that ends too soon ('<eof>' in the error) waits for
 -- more lines. Values print as console.dir prints them.
+--
+-- As Node's: Ctrl-C while typed code runs interrupts it and the prompt
+-- comes back (runtime/interrupt.c); the history is kept in
+-- ~/.luacluster_repl_history (LUACLUSTER_REPL_HISTORY names another file,
+-- '' keeps none), each line appended as it is entered; a top-level `local`
+-- lasts for the session, as a top-level let does (its names live in the
+-- REPL's scope, not in _G).
 
 local uv = require('uv')
 local lc = require('_lc')
@@ -32,9 +39,62 @@ local HELP = [[
 Keys: Left/Right, Home/End (Ctrl-A/Ctrl-E), Up/Down (history), Tab
 (complete a name), Backspace/Delete, Ctrl-U/Ctrl-K (cut before/after the
 cursor), Ctrl-W (cut a word), Ctrl-L (clear the screen), Ctrl-C (clear the
-line), Ctrl-Z (suspend).
-`_` holds the last value printed. A `local` lasts for its own input only.
+line; while code runs, interrupt it), Ctrl-Z (suspend).
+`_` holds the last value printed. A `local` at the start of an input lasts
+for the session. History: ~/.luacluster_repl_history.
 ]]
+
+------------------------------------------------------------------------------
+-- The REPL's scope: what a top-level `local` declares lives on here, and
+-- every chunk typed runs in it; other names are _G's, read and written.
+
+local declared, values = {}, {}
+local scope = setmetatable({}, {
+  __index = function(_, k)
+    if declared[k] then return values[k] end
+    return _G[k]
+  end,
+  __newindex = function(_, k, v)
+    if declared[k] then values[k] = v else _G[k] = v end
+  end,
+})
+
+local function is_name(s)
+  return s:match('^[%a_][%w_]*$') ~= nil and not ({['and'] = 1,
+    ['break'] = 1, ['do'] = 1, ['else'] = 1, ['elseif'] = 1, ['end'] = 1,
+    ['false'] = 1, ['for'] = 1, ['function'] = 1, ['if'] = 1, ['in'] = 1,
+    ['local'] = 1, ['nil'] = 1, ['not'] = 1, ['or'] = 1, ['repeat'] = 1,
+    ['return'] = 1, ['then'] = 1, ['true'] = 1, ['until'] = 1,
+    ['while'] = 1})[s]
+end
+
+-- unlocal(src) -> src without the `local` that starts it, and the names it
+-- declared ({} when it does not start with one): `local x, y = 1, 2` runs
+-- as `x, y = 1, 2` with x and y in the REPL's scope, `local function f`
+-- as `function f`. A `local` further in (in a block, after a `;`) is left
+-- as it is.
+local function unlocal(src)
+  local fname, rest = src:match('^%s*local%s+function%s+([%a_][%w_]*)(.*)$')
+  if fname and is_name(fname) then
+    return 'function ' .. fname .. rest, {fname}
+  end
+  local list, tail = src:match('^%s*local%s+([%a_][%w_%s,]-)%s*(=.*)$')
+  if not list then
+    list = src:match('^%s*local%s+([%a_][%w_%s,]-)%s*;?%s*$')
+    tail = list and ''
+  end
+  if not list then return src, {} end
+  local names = {}
+  for n in (list .. ','):gmatch('%s*([^,]-)%s*,') do
+    if not is_name(n) then return src, {} end
+    names[#names + 1] = n
+  end
+  if tail == '' then
+    -- `local x`: x is nil from now on.
+    return table.concat(names, ', ') .. ' = nil', names
+  end
+  return table.concat(names, ', ') .. ' ' .. tail, names
+end
 
 ------------------------------------------------------------------------------
 -- Compiling and running a chunk.
@@ -47,11 +107,30 @@ line), Ctrl-Z (suspend).
 -- the caller reads another line and tries again.
 local function compile(src)
   local fn = loadstring('return (...)(' .. src .. '\n)', '=stdin')
-  if fn then return fn, nil, false, true end
+  if fn then return setfenv(fn, scope), nil, false, true end
   local err
   fn, err = loadstring(src, '=stdin')
-  if fn then return fn end
-  return nil, err, err:find("near '<eof>'$") ~= nil
+  if not fn then return nil, err, err:find("near '<eof>'$") ~= nil end
+  -- A statement: one that starts with `local` declares its names in the
+  -- REPL's scope (once it compiles as written, so errors read as typed).
+  local plain, names = unlocal(src)
+  if names[1] then
+    local fn2 = loadstring(plain, '=stdin')
+    if fn2 then
+      fn = function(...)
+        for _, n in ipairs(names) do
+          if not declared[n] then
+            declared[n] = true
+            values[n] = nil
+          end
+        end
+        return fn2(...)
+      end
+      setfenv(fn2, scope)
+      return fn
+    end
+  end
+  return setfenv(fn, scope)
 end
 
 local function pack(...) return {n = select('#', ...), ...} end
@@ -91,6 +170,11 @@ local function run(fn, expr)
   local r = pack(xpcall(fn, catch, pack))
   if not r[1] then
     local e = r[2]
+    -- Ctrl-C (runtime/interrupt.c): where it struck says nothing.
+    if type(e.err) == 'string' and e.err:find('interrupted %(Ctrl%-C%)$')
+    then
+      return write(2, 'interrupted (Ctrl-C)\n')
+    end
     return write(2, describe(e.err) .. (e.tb ~= '' and '\n' .. e.tb or '')
       .. '\n')
   end
@@ -181,11 +265,55 @@ local function quit()
   process.exit()
 end
 
+-- The history file: LUACLUSTER_REPL_HISTORY, else
+-- ~/.luacluster_repl_history; nil when '' or there is no home.
+local function history_path()
+  local p = os.getenv('LUACLUSTER_REPL_HISTORY')
+  if p then return p ~= '' and p or nil end
+  local home = os.getenv('HOME')
+  if not home or home == '' then return nil end
+  return home .. '/.luacluster_repl_history'
+end
+
+-- load_history(): the last HISTORY_MAX lines of the file (a file grown to
+-- twice that is cut back to them).
+local function load_history()
+  local path = history_path()
+  if not path then return end
+  local f = io.open(path, 'rb')
+  if not f then return end
+  local all = {}
+  for line in f:lines() do
+    if line ~= '' then all[#all + 1] = line end
+  end
+  f:close()
+  local first = math.max(1, #all - HISTORY_MAX + 1)
+  for i = first, #all do S.history[#S.history + 1] = all[i] end
+  if #all > 2 * HISTORY_MAX then
+    local w = io.open(path, 'wb')
+    if w then
+      w:write(concat(S.history, '\n'), '\n')
+      w:close()
+    end
+  end
+end
+
+-- Appends a line to the file (a line typed: not a hot path).
+local function save_history(text)
+  local path = history_path()
+  if not path then return end
+  local fd = uv.fs_open(path, 'a', tonumber('600', 8))
+  if not fd then return end
+  uv.fs_write(fd, (text:gsub('\n', ' ')) .. '\n', -1)
+  uv.fs_close(fd)
+end
+
 local function add_history(text)
   local h = S.history
   if text:match('%S') and h[#h] ~= text then
     h[#h + 1] = text
     if #h > HISTORY_MAX then remove(h, 1) end
+    save_history(text)
   end
 end
 
@@ -219,11 +347,18 @@ local function eval(text)
     write(2, err .. '\n')
   else
     -- The user's code runs in the terminal's normal mode, with the default
-    -- actions of signals: a Ctrl-C (SIGINT) or a SIGTERM is the way out of
-    -- a line that never returns, and leaves the terminal as it was.
+    -- actions of signals but SIGINT's: a SIGTERM ends a line that never
+    -- returns and leaves the terminal as it was; a Ctrl-C (SIGINT)
+    -- interrupts the code (the JIT is off meanwhile: compiled loops run no
+    -- hooks) and the prompt comes back.
     if S.raw then S.tty:set_mode(0) end
     signals(false)
+    local jit_on = jit.status()
+    if jit_on then jit.off() end
+    lc.interruptible(true)
     run(fn, expr)
+    lc.interruptible(false)
+    if jit_on then jit.on() end
     signals(true)
     if S.raw and not S.restored then S.tty:set_mode(1) end
   end
@@ -527,6 +662,7 @@ function repl.start()
   if not tty then error('cannot read the terminal: ' .. tostring(err), 0) end
   S = {tty = tty, history = {}, buffer = {}, pending = '', prompt = PROMPT,
     line = {}, pos = 0, off = 0, hpos = 1, signals = {}}
+  load_history()
   S.raw = lc.isatty(1) and os.getenv('TERM') ~= 'dumb'
     and tty:set_mode(1) == 0
 

@@ -401,6 +401,7 @@ int luaopen_lc_core(lua_State *L) {
     {"run", core_run},
     {"versions", core_versions},
     {"available_parallelism", core_available_parallelism},
+    {"interruptible", lc__interruptible},
     {NULL, NULL}};
   lua_newtable(L);
   luaL_register(L, NULL, fns);

@@ -83,6 +83,10 @@ int luaopen_lc_core(lua_State *L);
 int luaopen_lc_ipc(lua_State *L);
 int luaopen_lc_http(lua_State *L);
 
+/* _lc.interruptible(on): SIGINT interrupts the running Lua code with an
+ * error while on (the REPL; runtime/interrupt.c). */
+int lc__interruptible(lua_State *L);
+
 /* Pushes nil, message, code (luv's convention for operational errors). */
 int lc_push_uverr(lua_State *L, int err);
 

@@ -2,15 +2,19 @@
  * listening sockets with SO_REUSEPORT, adopting descriptors that arrive
  * from elsewhere (a cluster primary, a systemd socket), and emptying a
  * listening socket's accept queue at once (the cluster primary, before it
- * closes a SO_REUSEPORT socket no worker will take). The HTTP server uses
- * the C functions; the `_tcp` module gives the same to the Lua side. */
+ * closes a SO_REUSEPORT socket no worker will take), and the lock that
+ * keeps a port to one cluster. The HTTP server uses the C functions; the
+ * `_tcp` module gives the same to the Lua side. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <uv.h>
 #include "lc.h"
 #include "tcp.h"
@@ -188,6 +192,36 @@ static int tcp_idle(lua_State *L) {
   return 1;
 }
 
+/* _tcp.port_lock(port) -> fd or nil, message, code (EADDRINUSE when
+ * another process holds it). SO_REUSEPORT lets any process of the same user
+ * bind a port a cluster serves, and the kernel would split the traffic
+ * between them; so a cluster's primary also holds this lock, a Unix socket
+ * bound to an abstract name made of the port (no file; the kernel frees it
+ * with the process; one namespace per network namespace, as ports). */
+static int tcp_port_lock(lua_State *L) {
+  int port = (int)luaL_checkinteger(L, 1);
+  struct sockaddr_un sa;
+  socklen_t len;
+  int fd, n, err;
+  luaL_argcheck(L, port >= 0 && port <= 65535, 1, "port out of range");
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  /* sun_path[0] stays 0: the abstract namespace. */
+  n = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1,
+               "luacluster/tcp-port/%d", port);
+  len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return lc_push_uverr(L, uv_translate_sys_error(errno));
+  if (bind(fd, (struct sockaddr *)&sa, len) != 0) {
+    err = uv_translate_sys_error(errno);
+    close(fd);
+    return lc_push_uverr(L, err);
+  }
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
 /* _tcp.sockname(fd) -> address table. */
 static int tcp_sockname(lua_State *L) {
   return lc__tcp_push_name(L, (int)luaL_checkinteger(L, 1), 0);
@@ -201,6 +235,7 @@ int luaopen_lc_tcp(lua_State *L) {
     {"close", tcp_close},
     {"sockname", tcp_sockname},
     {"idle", tcp_idle},
+    {"port_lock", tcp_port_lock},
     {NULL, NULL}};
   lua_newtable(L);
   luaL_register(L, NULL, fns);

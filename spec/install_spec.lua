@@ -89,6 +89,17 @@ describe('install', function()
       '\n' .. files)
     assert.equal(read(h.root .. '/LICENSE'),
       read(root .. '/usr/share/doc/luacluster/copyright'))
+    -- The changelog (gzipped, as the policy wants), the examples and the
+    -- systemd units.
+    local doc = root .. '/usr/share/doc/luacluster/'
+    local log = io.popen('gzip -dc ' .. doc .. 'changelog.gz'):read('*a')
+    assert.matches('^luacluster %(' .. version():gsub('%p', '%%%0') .. '%)',
+      log)
+    for _, f in ipairs({'hello_cluster.lua', 'luacluster.service',
+        'luacluster.socket', 'todo_api/server.lua'}) do
+      assert.equal(read(h.root .. '/examples/' .. f),
+        read(doc .. 'examples/' .. f))
+    end
 
     local depends = h.run({'-f', deb, 'Depends'}, {cmd = 'dpkg-deb'}).stdout
     if cached('SANITIZE') == 'ON' then

@@ -74,9 +74,11 @@ local Session = {}
 Session.__index = Session
 
 -- session() starts the REPL on a pty; s.out is everything it wrote.
-local function session()
+-- history: the history file (LUACLUSTER_REPL_HISTORY), none by default.
+local function session(history)
   local s = setmetatable({mark = 1}, Session)
-  s.proc = pty("'" .. h.bin .. "'")
+  s.proc = pty("LUACLUSTER_REPL_HISTORY='" .. (history or '') .. "' '" ..
+    h.bin .. "'")
   return s
 end
 
@@ -223,6 +225,74 @@ describe('repl', function()
     assert.equal(3, s.proc.code)
   end)
 
+  it('Ctrl-C interrupts running code and the prompt comes back', function()
+    local s = session()
+    s:line('n = 0')
+    -- Compiled, this loop would run no hook: the JIT is off while it runs.
+    s:line('while true do n = n + 1 end')
+    h.sleep(300)
+    s:send('\3')
+    assert(s:expect('interrupted %(Ctrl%-C%)\n>'))
+    s:line('n > 1000, 6 * 7')
+    assert(s:expect('\ntrue\t42\n'))
+    -- The JIT is back on for what runs after.
+    s:line('setTimeout(function() print("jit", jit.status()) end, 10)')
+    assert(s:expect('\njit\ttrue'))
+    -- Once more, inside a function called from the line.
+    s:line('function spin() while true do end end')
+    s:line('spin()')
+    h.sleep(200)
+    s:send('\3')
+    assert(s:expect('interrupted'))
+    s:line('"alive"')
+    assert(s:expect("\n'alive'\n"))
+    assert.equal(0, s:eof())
+  end)
+
+  it('keeps a top-level local for the session, out of _G', function()
+    local s = session()
+    s:line('local x = 5')
+    s:line('x')
+    assert(s:expect('\n5\n'))
+    s:line('local a, b = 1, 2')
+    s:line('a + b + x, rawget(_G, "x")')
+    assert(s:expect('\n8\tnil\n'))
+    s:line('local function twice(v) return 2 * v end')
+    s:line('twice(x)')
+    assert(s:expect('\n10\n'))
+    s:line('x = x + 1')
+    s:line('function getx() return x end')
+    s:line('getx()')
+    assert(s:expect('\n6\n'))
+    s:line('local y')
+    s:line('y == nil')
+    assert(s:expect('\ntrue\n'))
+    -- A local in a block stays the block's.
+    s:line('do local z = 1 end')
+    s:line('z')
+    assert(s:expect('\nnil\n'))
+    assert.equal(0, s:eof())
+  end)
+
+  it('keeps the history in a file across sessions', function()
+    local path = os.tmpname()
+    local s = session(path)
+    s:line('1 + 41')
+    assert(s:expect('\n42\n'))
+    s:line('"second"')
+    assert(s:expect("'second'"))
+    assert.equal(0, s:eof())
+    local f = io.open(path)
+    assert.equal('1 + 41\n"second"\n', f:read('*a'))
+    f:close()
+    -- The next session finds it: Up Up recalls the first line.
+    s = session(path)
+    s:line('\27[A\27[A')
+    assert(s:expect('\n42\n'))
+    assert.equal(0, s:eof())
+    os.remove(path)
+  end)
+
   it('Tab completes names', function()
     local s = session()
     s:line('string.up\9("abc")')
@@ -234,7 +304,7 @@ describe('repl', function()
 
   it('restores the terminal mode when it exits', function()
     -- stty reads the pty's settings after the REPL is gone.
-    local p = pty("'" .. h.bin .. "'; stty -a")
+    local p = pty("LUACLUSTER_REPL_HISTORY= '" .. h.bin .. "'; stty -a")
     assert(h.wait(function() return plain(p.stdout):find('> $') end, 3000))
     p.stdin:write('\4')
     assert(p:wait(3000))
@@ -246,7 +316,8 @@ describe('repl', function()
 
   it('restores it when a signal ends the process, which dies of it',
       function()
-    local p = pty("'" .. h.bin .. "'; echo status=$?; stty -a")
+    local p = pty("LUACLUSTER_REPL_HISTORY= '" .. h.bin ..
+      "'; echo status=$?; stty -a")
     assert(h.wait(function() return plain(p.stdout):find('> $') end, 3000))
     p.stdin:write("process.kill(process.pid, 'SIGTERM')\r")
     assert(p:wait(3000))

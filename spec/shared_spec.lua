@@ -549,7 +549,10 @@ describe('--shared', function()
     assert.equal(0, p.code)
     local hits = {}
     for l in p.stdout:gmatch('[^\n]+') do
-      if l:match('hits') then hits[#hits + 1] = l end
+      -- As the primary passes it on: time, level, worker id.
+      if l:match('hits') then
+        hits[#hits + 1] = l:gsub('^%d+%-%d+%-%d+T[%d:.]+Z info  ', '')
+      end
     end
     assert.same({'[1] hits\t20000\t1048576', '[2] hits\t20000\t1048576'},
       (function() table.sort(hits) return hits end)())

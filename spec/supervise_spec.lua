@@ -377,6 +377,8 @@ describe('cluster.stats and the status endpoint', function()
     local total = 0
     for i, s in ipairs(stats) do
       assert.equal(i, s.id)
+      assert.equal(i, s.slot)
+      assert.is_number(s.reqPerSec)
       assert.is_true(s.pid > 0)
       assert.is_true(s.rss > 1e6, 'rss ' .. s.rss)
       assert.is_number(s.uptime)
@@ -389,8 +391,8 @@ describe('cluster.stats and the status endpoint', function()
     assert.equal(200, status)
     assert.truthy(body:find('# TYPE luacluster_worker_requests_total counter',
       1, true))
-    assert.truthy(body:find('luacluster_worker_requests_total{worker="1",' ..
-      'pid="%d+"} %d+'))
+    assert.truthy(body:find('luacluster_worker_requests_total{slot="1",' ..
+      'worker="1",pid="%d+"} %d+'))
     assert.truthy(body:find('luacluster_workers 2', 1, true))
     status, body = h.get(status_port, '/health')
     assert.equal(200, status)
@@ -427,6 +429,9 @@ describe('cluster.stats and the status endpoint', function()
   end)
 end)
 
+-- The time and level that start each line a primary writes (internal/log).
+local TS = '%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ %a+ +'
+
 describe('worker output under -w', function()
   it('prefixes each line with the worker id, lines whole', function()
     -- Each worker writes long lines in pieces (io.write without a newline,
@@ -447,19 +452,21 @@ describe('worker output under -w', function()
     assert.equal(0, p.code, p.stderr)
     local count = {}
     for line in p.stdout:gmatch('[^\n]+') do
-      local w, pid, i = line:match('^%[(%d)%] a+b+ (%d+) (%d+)$')
+      local w, pid, i = line:match('^' .. TS .. '%[(%d)%] a+b+ (%d+) (%d+)$')
       assert.truthy(w, 'a mixed or partial line: ' .. line:sub(1, 80))
-      assert.equal(3000 + 2 + #pid + #i, #line - 4)
+      assert.equal(3000 + 2 + #pid + #i, #line - 4 - 31)
       count[w] = (count[w] or 0) + 1
     end
     assert.equal(200, count['1'])
     assert.equal(200, count['2'])
-    assert.truthy(p.stderr:find('%[1%] to stderr %d+\n'))
-    assert.truthy(p.stderr:find('%[2%] to stderr %d+\n'))
-    -- The primary's own messages: one line each.
-    assert.truthy(p.stderr:find('luacluster: worker 1 %(pid %d+%) started\n'))
-    assert.truthy(p.stderr:find('luacluster: worker 2 %(pid %d+%) exited ' ..
-      '%(code 0%)\n'))
+    assert.truthy(p.stderr:find('\n' .. TS:gsub('%%a%+', 'error') ..
+      '%[1%] to stderr %d+\n'))
+    assert.truthy(p.stderr:find(' error %[2%] to stderr %d+\n'))
+    -- The primary's own messages: one line each, with time and level.
+    assert.truthy(p.stderr:find('\n' .. TS:gsub('%%a%+', 'info') ..
+      '%[primary%] worker 1 %(pid %d+%) started\n'))
+    assert.truthy(p.stderr:find(' info  %[primary%] worker 2 %(pid %d+%) ' ..
+      'exited %(code 0%)\n'))
   end)
 
   it('prefixes a silent worker\'s lines when nothing listens to them',
@@ -474,7 +481,8 @@ describe('worker output under -w', function()
       end
     ]])
     assert.equal(0, p.code)
-    assert.equal('[1] hello from a silent worker\n', p.stdout)
+    assert.matches('^' .. TS .. '%[1%] hello from a silent worker\n$',
+      p.stdout)
   end)
 end)
 
@@ -487,6 +495,9 @@ local function unprefix(out, id)
   local first, more = '[' .. id .. '] ', '[' .. id .. ']+ '
   local pos = 1
   while pos <= #out do
+    local ts = out:match('^' .. TS, pos)
+    assert(ts, 'a line without its time: ' .. out:sub(pos, pos + 40))
+    pos = pos + #ts
     local nl = out:find('\n', pos, true)
     assert(nl, 'output does not end with a newline')
     longest = math.max(longest, nl - pos)
@@ -601,12 +612,17 @@ describe('a worker\'s long lines', function()
     f:close()
     os.remove(path)
     local lines = h.lines(out)
+    local bare = {}
+    for i = 1, 8 do
+      assert.matches('^' .. TS:gsub('%%a%+', 'info'), lines[i])
+      bare[i] = lines[i]:gsub('^' .. TS, '')
+    end
     assert.same({'[7] a', '[7] bc', '[7] ', '[7] d' .. ('e'):rep(max),
       '[7] ' .. ('f'):rep(max - 1) .. 'g', '[7] h'},
-      {unpack(lines, 1, 6)})
+      {unpack(bare, 1, 6)})
     assert.equal(64 * 1024 * 1024, #unprefix(out:sub(#table.concat(lines,
       '\n', 1, 6) + 2), 7) - 1)
-    assert.equal('[7]+ ', lines[8]:sub(1, 5))
+    assert.equal('[7]+ ', bare[8]:sub(1, 5))
     assert.is_true(cpu < 1, ('64 MB took %.2f s'):format(cpu))
   end)
 
@@ -627,8 +643,8 @@ describe('a worker\'s long lines', function()
     assert.is_true(text == ('z'):rep(1024 * 1024) .. ' end\nshort\n' ..
       'no newline at the end\n', 'output lost or reordered')
     assert.is_true(longest <= 128 * 1024 + 8, 'a line of ' .. longest)
-    assert.truthy(p.stdout:find('\n[1] short\n[1] no newline at the end\n',
-      1, true))
+    assert.truthy(p.stdout:gsub(TS, ''):find(
+      '\n[1] short\n[1] no newline at the end\n', 1, true))
   end)
 end)
 

@@ -11,8 +11,8 @@
 --   'setup'(options, problems)  setupPrimary(options) was called; a
 --                               listener appends what is wrong with them
 --                               to problems, and setupPrimary raises
---   'spawn'(worker, env)        a worker is about to start; env (name ->
---                               value) may gain variables
+--   'spawn'(worker, env, stdio)  a worker is about to start; env (name ->
+--                               value) may gain variables, stdio fds
 --   <act>(worker, msg)          a control message from a worker that the
 --                               primary does not handle itself ('beat')
 
@@ -151,11 +151,11 @@ end
 -- "name=value": ours, under settings.env, under fork's; then what the
 -- runtime passes (shared dicts, the id, the channel) and what internal
 -- 'spawn' listeners add.
-local function envlist(worker, extra, shared)
+local function envlist(worker, extra, shared, stdio)
   local env = copy(process.env)
   for k, v in pairs(cluster.settings.env or {}) do env[k] = v end
   for k, v in pairs(extra or {}) do env[k] = v end
-  internal:emit('spawn', worker, env)
+  internal:emit('spawn', worker, env, stdio)
   local id = worker.id
   env.LUACLUSTER_SHARED = shared
   env.LUACLUSTER_WORKER_ID = tostring(id)
@@ -249,7 +249,7 @@ function cluster.fork(env)
   -- which shuts down or reloads gracefully; workers cannot outlive it (they
   -- exit when its channel closes).
   local handle, pid, ecode = uv.spawn(process.execPath, {
-    args = argslist(s), stdio = stdio, env = envlist(worker, env, shared_env),
+    args = argslist(s), stdio = stdio, env = envlist(worker, env, shared_env, stdio),
     cwd = s.cwd,
     detached = true,
   }, function(code, signal)
@@ -305,8 +305,8 @@ function cluster.fork(env)
     return true
   end
   if out then
-    proc.stdout, proc.stderr = output.stream(out, 1, id),
-      output.stream(err, 2, id)
+    proc.stdout, proc.stderr = output.stream(out, 1, id, pid),
+      output.stream(err, 2, id, pid)
   end
 
   process.nextTick(function() cluster:emit('fork', worker) end)

@@ -62,7 +62,8 @@ local live = setmetatable({}, {__mode = 'k'})
 
 -- Picks what the dispatch calls: the one 'request' listener itself when
 -- there is exactly one plain listener (the createServer handler), else an
--- emit.
+-- emit; with an access log, that wrapped (http/access_log.lua), so a
+-- server without one does nothing more per request.
 local function sync_handler(self)
   local events = rawget(self, '_events')
   local list = events and events.request
@@ -70,6 +71,16 @@ local function sync_handler(self)
     self._handler = list[1]
   else
     self._handler = self._emit_request
+  end
+  local alog = rawget(self, 'accessLog')
+  if alog then
+    local wrapped, err = require('http.access_log').wrap(self._handler, alog)
+    if not wrapped then
+      io.stderr:write('luacluster: ', err, '\n')
+      self.accessLog = false
+    else
+      self._handler = wrapped
+    end
   end
   if self._srv then
     self._srv:emit_connection(self:listenerCount('connection') > 0)
@@ -206,6 +217,13 @@ function server.createServer(options, handler, maxHeaderSize, class)
       .. 'requestTimeout (' .. self.requestTimeout .. ')'), 3)
   end
   self.listening = false
+  -- accessLog: a file, '-' or true (stdout), {path =, format =}, or false;
+  -- by default what --access-log set (LUACLUSTER_ACCESS_LOG).
+  if options.accessLog ~= nil then
+    self.accessLog = options.accessLog
+  elseif process.env.LUACLUSTER_ACCESS_LOG then
+    self.accessLog = require('http.access_log').default()
+  end
   self._emit_request = function(req, res)
     self:emit('request', req, res)
   end
@@ -258,6 +276,8 @@ end
 -- (a Unix socket) and Node's other forms.
 function Server:listen(...)
   self:_configure()
+  -- An accessLog set after createServer takes effect here.
+  if rawget(self, 'accessLog') ~= nil then sync_handler(self) end
   return listen.start(self, sink(self), ...)
 end
 

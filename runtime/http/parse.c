@@ -545,6 +545,41 @@ static int http_headers(lua_State *L) {
   return 2;
 }
 
+/* _http.header_value(hd, name) -> the value of the first header of that
+ * name (given in lower case; matched in any case) in a request's head data
+ * (push_head_data), or nil: one header without expanding them all (the
+ * access log's referer and user agent). */
+static int http_header_value(lua_State *L) {
+  size_t len, off, nlen;
+  const char *hd = luaL_checklstring(L, 1, &len);
+  const char *name = luaL_checklstring(L, 2, &nlen);
+  uint32_t n, i, j;
+  http_hdr hdr;
+  luaL_argcheck(L, len >= sizeof(n), 1, "not head data");
+  memcpy(&n, hd, sizeof(n));
+  off = sizeof(n) + (size_t)n * sizeof(http_hdr);
+  luaL_argcheck(L, off <= len, 1, "not head data");
+  for (i = 0; i < n; i++) {
+    memcpy(&hdr, hd + sizeof(n) + (size_t)i * sizeof(http_hdr), sizeof(hdr));
+    if (hdr.nlen != nlen || hdr.name + (size_t)hdr.nlen > len - off ||
+        hdr.value + (size_t)hdr.vlen > len - off)
+      continue;
+    for (j = 0; j < nlen; j++) {
+      char c = hd[off + hdr.name + j];
+      if (c >= 'A' && c <= 'Z')
+        c = (char)(c - 'A' + 'a');
+      if (c != name[j])
+        break;
+    }
+    if (j == nlen) {
+      lua_pushlstring(L, hd + off + hdr.value, hdr.vlen);
+      return 1;
+    }
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
 /* _http.methods() -> the request methods llhttp knows, in map order. */
 static int http_methods(lua_State *L) {
   int i = 0;
@@ -557,5 +592,7 @@ static int http_methods(lua_State *L) {
   return 1;
 }
 
-const luaL_Reg lc__http_parse_fns[] = {
-    {"headers", http_headers}, {"methods", http_methods}, {NULL, NULL}};
+const luaL_Reg lc__http_parse_fns[] = {{"headers", http_headers},
+                                       {"header_value", http_header_value},
+                                       {"methods", http_methods},
+                                       {NULL, NULL}};

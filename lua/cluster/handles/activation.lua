@@ -15,7 +15,7 @@ local tcp = require('_tcp')
 
 local M = {}
 
-local activated   -- port -> {fd=, address=}, once read
+local activated   -- port -> {fd=, address=, taken=}, once read
 
 -- load(): reads what systemd passed, once.
 function M.load()
@@ -41,7 +41,21 @@ end
 function M.socket(port)
   M.load()
   local a = activated[port]
+  if a then a.taken = true end
   return a and a.fd
+end
+
+-- untaken() -> {{port=, fd=, address=}, ...}: the sockets passed that no
+-- listen asked for (their connections wait in a backlog no one serves).
+function M.untaken()
+  local out = {}
+  for port, a in pairs(activated or {}) do
+    if not a.taken then
+      out[#out + 1] = {port = port, fd = a.fd, address = a.address}
+    end
+  end
+  table.sort(out, function(x, y) return x.port < y.port end)
+  return out
 end
 
 return M

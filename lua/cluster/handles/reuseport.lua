@@ -24,6 +24,14 @@
 -- A socket bound without listening holds the port (and resolves port 0)
 -- while sockets come and go; it is not in the reuseport group, so it takes
 -- no connections.
+--
+-- One cluster per port: SO_REUSEPORT would let a second, unrelated
+-- cluster of the same user bind the port and take a share of its
+-- connections (a stale deploy left running). So the handle also holds the
+-- port's lock (_tcp.port_lock), and a second cluster's listen fails with
+-- EADDRINUSE, as Node's and nginx's do; this cluster's own workers, its
+-- restarts and reloads share the handle, so they are not affected.
+-- LUACLUSTER_REUSE_PORT=1 (`--reuse-port`) shares the port anyway.
 
 local uv = require('uv')
 local utils = require('cluster.utils')
@@ -46,6 +54,24 @@ function ReusePort.new(key, opts)
   local fd, port, code = Base.socket(opts, true, true)
   if not fd then return Base.fail(self, port, code) end
   self.fd, self.port = fd, port
+  if process.env.LUACLUSTER_REUSE_PORT ~= '1' then
+    local lock, msg, lcode = tcp.port_lock(port)
+    if not lock then
+      tcp.close(fd)
+      self.fd = nil
+      if lcode == 'EADDRINUSE' then
+        msg = 'address already in use (another luacluster serves port ' ..
+          port .. '; --reuse-port to share it)'
+        -- `-w` stops there rather than restart workers that cannot listen
+        -- (cluster/supervision/run_workers.lua sets it).
+        if ReusePort.on_taken then
+          process.nextTick(ReusePort.on_taken, port)
+        end
+      end
+      return Base.fail(self, msg, lcode)
+    end
+    self.lock = lock
+  end
   return self
 end
 
@@ -178,6 +204,10 @@ function ReusePort:close()
   if self.fd then
     tcp.close(self.fd)
     self.fd = nil
+  end
+  if self.lock then
+    tcp.close(self.lock)
+    self.lock = nil
   end
 end
 

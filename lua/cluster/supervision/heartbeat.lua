@@ -53,11 +53,12 @@ end
 -- The primary's end.
 
 -- figures(worker) -> the worker's last report: {rss, lag, requests,
--- connections} (zeros before the first).
+-- connections, rate} (zeros before the first); rate is requests a second
+-- between the last two reports.
 function M.figures(worker)
   local s = worker._stats
   if not s then
-    s = {rss = 0, lag = 0, requests = 0, connections = 0}
+    s = {rss = 0, lag = 0, requests = 0, connections = 0, rate = 0}
     worker._stats = s
   end
   return s
@@ -69,8 +70,13 @@ function M.last(worker)
 end
 
 local function on_beat(worker, msg)
-  worker._beat = uv.now()
+  local now, prev = uv.now(), worker._beat
+  worker._beat = now
   local s = M.figures(worker)
+  if prev and now > prev and msg.requests then
+    s.rate = math.floor(math.max(0, msg.requests - s.requests) * 10000 /
+      (now - prev) + 0.5) / 10
+  end
   s.rss, s.lag = msg.rss or s.rss, msg.lag or s.lag
   s.requests, s.connections = msg.requests or 0, msg.connections or 0
 end

@@ -25,6 +25,13 @@ local function check()
     if w.state ~= 'listening' then return end
   end
   ready_sent = true
+  -- A socket systemd passed that no listen took: say so, by name, as
+  -- nothing else would (its clients wait, unanswered).
+  for _, a in ipairs(require('cluster.handles.activation').untaken()) do
+    state.warn('the socket passed by systemd on %s port %d (fd %d) is not ' ..
+      'listened on: its connections wait unserved (listen on port %d, or ' ..
+      'remove it from the .socket unit)', a.address, a.port, a.fd, a.port)
+  end
   M.notify('READY=1\nSTATUS=all workers listening\nMAINPID=' .. process.pid)
   cluster:emit('ready')
 end

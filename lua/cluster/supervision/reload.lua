@@ -55,7 +55,9 @@ end
 -- reload([cb]): cb(err), err nil on success.
 function M.reload(cb)
   local log = state.log
-  cb = cb or function(e) if e then log('reload failed: %s', e.message) end end
+  cb = cb or function(e)
+    if e then state.error('reload failed: %s', e.message) end
+  end
   if state.shutting then
     return process.nextTick(cb, utils.error('ERR_SHUTTING_DOWN',
       'cannot reload: shutting down'))

@@ -16,7 +16,7 @@ local registry = require('cluster.handles.registry')
 
 local M = {}
 
-local setting, log = state.setting, state.log
+local setting, log, warn = state.setting, state.log, state.warn
 local restart_log = {} -- uv.now() of each restart, for maxRestarts
 local pending = 0      -- restarts scheduled, not forked yet
 local down_code        -- set once the restart limit left a worker down
@@ -36,15 +36,33 @@ function M.fork(env, slot)
   return w
 end
 
+-- Slot numbers in use (n -> slot): 1..N, the lowest free one for a new
+-- slot, kept by its replacements, so metrics have a label that does not
+-- change with each restart or reload (worker ids do).
+local numbers = {}
+
 -- slot(worker) -> the worker's slot, made on first use (a worker forked by
 -- the script starts one of its own).
 function M.slot(worker)
   local slot = worker._slot
   if not slot then
-    slot = {delay = 0, restarts = 0, id = worker.id}
+    local n = 1
+    while numbers[n] do n = n + 1 end
+    slot = {delay = 0, restarts = 0, id = worker.id, n = n}
+    numbers[n] = slot
     worker._slot = slot
   end
   return slot
+end
+
+-- A slot no live worker fills and no restart will is free again.
+local function release(worker)
+  local slot = worker._slot
+  if not slot then return end
+  for _, w in pairs(state.cluster.workers) do
+    if w._slot == slot then return end
+  end
+  if numbers[slot.n] == slot then numbers[slot.n] = nil end
 end
 
 local function forked(worker)
@@ -68,7 +86,7 @@ local function check_down()
   state.shutting = true
   readiness.notify('STOPPING=1')
   status.stop()
-  log('no worker left after the restart limit: exiting with code %d',
+  state.error('no worker left after the restart limit: exiting with code %d',
     down_code)
   -- After the rest of this tick's callbacks.
   process.nextTick(process.exit, down_code)
@@ -76,7 +94,7 @@ end
 
 local function give_up(worker, count, code)
   local window = setting('restartWindow')
-  log('%d restarts within %d ms (maxRestarts %d): no more restarts; ' ..
+  state.error('%d restarts within %d ms (maxRestarts %d): no more restarts; ' ..
     'worker %d stays down', count, window, setting('maxRestarts'), worker.id)
   -- The worker's own exit code when it has one, so `-w` exits as the script
   -- would alone; 1 for a worker killed by a signal.
@@ -97,7 +115,10 @@ local function exited(worker, code, signal)
     replace = policy == 'always' or (policy == 'on-failure' and
       (signal ~= nil or code ~= 0))
   end
-  if not replace then return check_down() end
+  if not replace then
+    release(worker)
+    return check_down()
+  end
   local now = uv.now()
   local window = setting('restartWindow')
   local kept = {}
@@ -106,6 +127,7 @@ local function exited(worker, code, signal)
   end
   restart_log = kept
   if #restart_log >= setting('maxRestarts') and not worker._unresponsive then
+    release(worker)
     return give_up(worker, #restart_log, code)
   end
   restart_log[#restart_log + 1] = now
@@ -116,7 +138,7 @@ local function exited(worker, code, signal)
   slot.delay = slot.delay == 0 and setting('restartDelay') or
     math.min(slot.delay * 2, 30000)
   local delay = worker._unresponsive and 0 or slot.delay
-  log('worker %d (pid %s) %s; restarting in %d ms', worker.id,
+  warn('worker %d (pid %s) %s; restarting in %d ms', worker.id,
     tostring(worker.process.pid), signal and ('killed by ' .. signal) or
     ('exited with code ' .. tostring(code)), delay)
   local t = uv.new_timer()

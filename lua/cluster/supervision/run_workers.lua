@@ -12,32 +12,82 @@ local restart = require('cluster.supervision.restart')
 
 local M = {}
 
--- env_number(log, name) -> the whole number >= 0 in that variable, or nil
--- when it is unset; anything else is logged and ends the process as a bad
--- option does (9).
-local function env_number(log, name)
-  local v = process.env[name]
-  if v == nil or v == '' then return nil end
-  local n = tonumber(v)
-  if not n or n < 0 or n % 1 ~= 0 then
-    log('%s must be a whole number >= 0, got "%s"', name, v)
-    require('_lc').exit(9)
+-- What -w sets unless told otherwise: restart on failure, and the watchdog
+-- on with gunicorn's worker timeout (30 s): a loop stalled that long is
+-- hung, not busy, and a hung worker would otherwise keep its share of new
+-- connections while /health says ok.
+M.DEFAULTS = {restart = 'on-failure', heartbeat = 30000}
+
+-- settings(o) -> the supervision settings for setupPrimary: each from its
+-- flag (o.supervise), else its variable, else M.DEFAULTS; a bad variable
+-- is logged and ends the process as a bad option does (9).
+function M.settings(o)
+  local out = {}
+  for _, s in ipairs(require('init').SUPERVISION) do
+    local key, name = s[2], s[3]
+    local v = o.supervise and o.supervise[key]
+    local e = process.env[name]
+    if v == nil and e ~= nil and e ~= '' then
+      if key == 'statusHost' then
+        v = e
+      elseif key == 'restart' then
+        v = e
+        if v ~= 'never' and v ~= 'on-failure' and v ~= 'always' then v = nil end
+      else
+        v = tonumber(e)
+        if v and (v < 0 or v % 1 ~= 0) then v = nil end
+      end
+      if v == nil then
+        state.error('%s must be %s, got "%s"', name, key == 'restart' and
+          'never, on-failure or always' or 'a whole number >= 0', e)
+        require('_lc').exit(9)
+      end
+    end
+    if v == nil then v = M.DEFAULTS[key] end
+    out[key] = v
   end
-  return n
+  if out.heartbeat == 0 then out.heartbeat = nil end
+  return out
 end
 
--- run(o): o.workers (a count or 'auto'), o.script, o.args: the options
--- lua/init.lua parsed.
+-- run(o): o.workers (a count or 'auto'), o.script, o.args, o.supervise:
+-- the options lua/init.lua parsed.
 function M.run(o)
   local cluster = require('cluster')
   local log = state.log
   local n = o.workers == 'auto' and require('os').availableParallelism()
     or tonumber(o.workers)
-  cluster.setupPrimary({exec = o.script, args = o.args,
-    restart = 'on-failure', silent = true,
-    maxRestarts = env_number(log, 'LUACLUSTER_MAX_RESTARTS'),
-    restartWindow = env_number(log, 'LUACLUSTER_RESTART_WINDOW'),
-    statusPort = tonumber(process.env.LUACLUSTER_STATUS_PORT)})
+  local settings = M.settings(o)
+  settings.exec, settings.args, settings.silent = o.script, o.args, true
+  cluster.setupPrimary(settings)
+  -- An access log to stdout: the workers write it to ours directly, not
+  -- through the lines passed on with a time and a worker id.
+  -- A port another luacluster serves: restarting workers will not free
+  -- it, so the primary stops, exit code 1, as a second node would.
+  require('cluster.handles.reuseport').on_taken = function(port)
+    if state.shutting then return end
+    state.error('port %d is served by another luacluster (EADDRINUSE; ' ..
+      '--reuse-port shares it): stopping', port)
+    cluster.shutdown(function() process.exit(1) end)
+  end
+  local alog = process.env.LUACLUSTER_ACCESS_LOG
+  if alog == '-' then
+    cluster._internal:on('spawn', function(_, env, stdio)
+      stdio[#stdio + 1] = 1
+      env.LUACLUSTER_ACCESS_LOG = 'fd:' .. (#stdio - 1)
+    end)
+  elseif alog and alog ~= '' then
+    -- logrotate signals the primary (its pid is the service's): each
+    -- worker reopens the file (http/access_log.lua).
+    local uv = require('uv')
+    local sig = uv.new_signal()
+    sig:start('sigusr1', function()
+      for _, w in pairs(cluster.workers) do
+        if w.process.pid then pcall(uv.kill, w.process.pid, 'sigusr1') end
+      end
+    end)
+    sig:unref()
+  end
   -- Once the restart limit leaves no worker, the primary exits non-zero
   -- (cluster/supervision/restart.lua), so systemd's Restart=on-failure
   -- restarts it.

@@ -23,7 +23,7 @@ function M.retire(w, cb)
   local t = uv.new_timer()
   t:start(setting('shutdownTimeout'), 0, function()
     killed = true
-    log('worker %d (pid %d) did not finish within shutdownTimeout ' ..
+    state.warn('worker %d (pid %d) did not finish within shutdownTimeout ' ..
       '(%d ms): killing it', w.id, w.process.pid, setting('shutdownTimeout'))
     pcall(uv.kill, w.process.pid, 'sigkill')
   end)
@@ -70,7 +70,7 @@ end
 
 -- force(): a second Ctrl-C: no more waiting.
 function M.force()
-  log('forced shutdown: killing every worker')
+  state.warn('forced shutdown: killing every worker')
   for _, w in pairs(state.cluster.workers) do
     if w.process.pid then pcall(uv.kill, w.process.pid, 'sigkill') end
   end

@@ -33,10 +33,12 @@ function M.setting(name)
   return v
 end
 
--- One line on stderr for each thing the primary does on its own.
-function M.log(fmt, ...)
-  io.stderr:write(('luacluster: ' .. fmt .. '\n'):format(...))
-end
+-- One line on stderr for each thing the primary does on its own, with its
+-- time and level (internal/log.lua): log is info; warn and error as named.
+local logw = require('internal.log').write
+function M.log(fmt, ...) logw('info', fmt, ...) end
+function M.warn(fmt, ...) logw('warn', fmt, ...) end
+function M.error(fmt, ...) logw('error', fmt, ...) end
 
 local RESTART = {never = true, ['on-failure'] = true, always = true}
 local NUMBERS = {'restartDelay', 'maxRestarts', 'restartWindow', 'heartbeat',

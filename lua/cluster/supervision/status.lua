@@ -17,14 +17,16 @@ local heartbeat = require('cluster.supervision.heartbeat')
 local M = {}
 local server
 
--- stats(workers) -> sequence ordered by id of {id, pid, uptime, restarts,
--- rss, requests, connections, loopLag, state}.
+-- stats(workers) -> sequence ordered by id of {slot, id, pid, uptime,
+-- restarts, rss, requests, reqPerSec, connections, loopLag, state}; slot is
+-- the worker's place 1..N, which its replacements keep.
 function M.stats(workers)
   local out = {}
   local now = uv.now()
   for id, w in pairs(workers) do
     local s = heartbeat.figures(w)
-    out[#out + 1] = {id = id, pid = w.process.pid,
+    out[#out + 1] = {slot = w._slot and w._slot.n or id, id = id,
+      pid = w.process.pid, reqPerSec = s.rate,
       uptime = math.floor((now - (w._started or now)) / 100) / 10,
       restarts = w._slot and w._slot.restarts or 0, rss = s.rss,
       requests = s.requests, connections = s.connections,
@@ -37,6 +39,8 @@ end
 local METRICS = {
   {'requests', 'requests_total', 'counter',
     'Requests served by the worker since it started.'},
+  {'reqPerSec', 'requests_per_second', 'gauge',
+    'Requests a second between the worker\'s last two heartbeats.'},
   {'connections', 'connections', 'gauge', 'Open client connections.'},
   {'rss', 'rss_bytes', 'gauge', 'Resident memory of the worker.'},
   {'loopLag', 'loop_lag_milliseconds', 'gauge',
@@ -57,8 +61,8 @@ function M.prometheus(stats)
     out[#out + 1] = '# HELP ' .. name .. ' ' .. m[4]
     out[#out + 1] = '# TYPE ' .. name .. ' ' .. m[3]
     for _, s in ipairs(stats) do
-      out[#out + 1] = ('%s{worker="%d",pid="%d"} %s'):format(name, s.id,
-        s.pid or 0, require('util').formatNumber(s[m[1]] or 0))
+      out[#out + 1] = ('%s{slot="%d",worker="%d",pid="%d"} %s'):format(name,
+        s.slot, s.id, s.pid or 0, require('util').formatNumber(s[m[1]] or 0))
     end
   end
   return table.concat(out, '\n') .. '\n'
@@ -69,7 +73,7 @@ function M.start(cluster)
   if server or not cluster.settings.statusPort then return end
   local http = require('http')
   local port = cluster.settings.statusPort
-  server = http.createServer(function(req, res)
+  server = http.createServer({accessLog = false}, function(req, res)
     local path = req.url:match('^[^?]*')
     local body, ctype, status = nil, 'application/json', 200
     if path == '/stats' or path == '/' then

@@ -28,7 +28,7 @@ local function check()
       local limit = beat and hb or math.max(10 * hb, 5000)
       if now - last > limit then
         w._unresponsive = true
-        state.log('worker %d (pid %d) unresponsive for %d ms (heartbeat ' ..
+        state.error('worker %d (pid %d) unresponsive for %d ms (heartbeat ' ..
           '%d ms): killing it', w.id, w.process.pid, now - last, hb)
         w:emit('unresponsive', now - last)
         cluster:emit('unresponsive', w, now - last)

@@ -1,0 +1,40 @@
+/* libpq, opened with dlopen at the first require('pg'): the binary itself
+ * needs nothing but libc, and a script that never uses PostgreSQL pays
+ * nothing for it. */
+#include <dlfcn.h>
+#include <stdio.h>
+#include "pg.h"
+
+lc_pq_api lc__pq;
+
+static void *handle;
+static char why[512];
+
+const char *lc__pq_load(void) {
+  void *h, *f;
+  if (handle != NULL)
+    return NULL;
+  if (why[0] != '\0')
+    return why;
+  h = dlopen("libpq.so.5", RTLD_NOW | RTLD_LOCAL);
+  if (h == NULL) {
+    snprintf(why, sizeof(why),
+             "libpq.so.5 could not be loaded (install Debian's libpq5 "
+             "package): %s",
+             dlerror());
+    return why;
+  }
+#define LC_PQ_LOAD(name)                                                       \
+  f = dlsym(h, #name);                                                         \
+  if (f == NULL) {                                                             \
+    snprintf(why, sizeof(why), "libpq.so.5 has no %s: too old a libpq",        \
+             #name);                                                           \
+    dlclose(h);                                                                \
+    return why;                                                                \
+  }                                                                            \
+  *(void **)&lc__pq.name = f;
+  LC_PQ_FUNCS(LC_PQ_LOAD)
+#undef LC_PQ_LOAD
+  handle = h;
+  return NULL;
+}

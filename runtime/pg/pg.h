@@ -1,0 +1,70 @@
+/* PostgreSQL through libpq, loaded on demand: the table of libpq's
+ * functions (runtime/pg/libpq.c), the connection binding (conn.c) and the
+ * conversion of results to Lua (result.c). */
+#ifndef LC_PG_H
+#define LC_PG_H
+
+#include <libpq-fe.h>
+#include <lua.h>
+
+/* Every libpq function the binding calls, by name. */
+#define LC_PQ_FUNCS(X)                                                         \
+  X(PQconnectStart)                                                            \
+  X(PQconnectPoll)                                                             \
+  X(PQstatus)                                                                  \
+  X(PQsocket)                                                                  \
+  X(PQerrorMessage)                                                            \
+  X(PQfinish)                                                                  \
+  X(PQsetnonblocking)                                                          \
+  X(PQsendQuery)                                                               \
+  X(PQsendQueryParams)                                                         \
+  X(PQsendPrepare)                                                             \
+  X(PQsendQueryPrepared)                                                       \
+  X(PQflush)                                                                   \
+  X(PQconsumeInput)                                                            \
+  X(PQisBusy)                                                                  \
+  X(PQgetResult)                                                               \
+  X(PQclear)                                                                   \
+  X(PQresultStatus)                                                            \
+  X(PQresultErrorField)                                                        \
+  X(PQresultErrorMessage)                                                      \
+  X(PQntuples)                                                                 \
+  X(PQnfields)                                                                 \
+  X(PQfname)                                                                   \
+  X(PQftype)                                                                   \
+  X(PQftable)                                                                  \
+  X(PQftablecol)                                                               \
+  X(PQgetvalue)                                                                \
+  X(PQgetlength)                                                               \
+  X(PQgetisnull)                                                               \
+  X(PQcmdStatus)                                                               \
+  X(PQcmdTuples)                                                               \
+  X(PQnotifies)                                                                \
+  X(PQfreemem)                                                                 \
+  X(PQgetCancel)                                                               \
+  X(PQfreeCancel)                                                              \
+  X(PQcancel)                                                                  \
+  X(PQunescapeBytea)                                                           \
+  X(PQbackendPID)                                                              \
+  X(PQtransactionStatus)                                                       \
+  X(PQserverVersion)                                                           \
+  X(PQlibVersion)
+
+typedef struct {
+#define LC_PQ_FIELD(name) __typeof__(&name) name;
+  LC_PQ_FUNCS(LC_PQ_FIELD)
+#undef LC_PQ_FIELD
+} lc_pq_api;
+
+/* The loaded functions (valid once lc__pq_load returned NULL). */
+extern lc_pq_api lc__pq;
+
+/* Loads libpq.so.5 once per process. Returns NULL, or why it could not. */
+const char *lc__pq_load(void);
+
+/* Pushes the result res as a Lua table (see result.c) and returns 1, or
+ * pushes false and an error table (a failed statement) and returns 2.
+ * Does not clear res. */
+int lc__pq_push_result(lua_State *L, PGresult *res);
+
+#endif

@@ -86,37 +86,19 @@ end
 
 local on_poll
 
--- watch(self, events): the poll wants events ('r' or 'rw'), on the
--- connection's current socket.
-local function watch(self, events)
-  local fd = self.conn:socket()
-  local poll = self.poll
-  if poll and self.fd ~= fd then
-    poll:stop()
-    poll:close()
-    poll = nil
-  end
-  if not poll then
-    poll = uv.new_poll(fd)
-    self.poll, self.fd = poll, fd
-    if self.unrefd then poll:unref() end
-    self.events = nil
-  end
-  if self.events ~= events then
-    self.events = events
-    poll:start(events, self.on_poll)
-  end
+-- watch(self, events[, fresh]): the poll (C's, on libpq's socket) waits
+-- for events ('r', 'rw' or 'w').
+local function watch(self, events, fresh)
+  if self.events == events and not fresh then return end
+  self.events = events
+  local ok, err = self.conn:watch(events, self.on_poll, fresh)
+  if ok == nil then self.events = nil end
+  return ok, err
 end
 
--- Closes the poll and the connection (the poll first: libpq closes the
--- socket).
+-- Closes the poll and the connection (C closes the poll first: libpq
+-- closes the socket).
 local function teardown(self)
-  local poll = self.poll
-  if poll then
-    self.poll = nil
-    poll:stop()
-    poll:close()
-  end
   local t = self.timer
   if t then
     self.timer = nil
@@ -165,11 +147,8 @@ local function connect_step(self)
   end
   -- A new socket may have the number of the old one, closed meanwhile:
   -- the poll starts afresh each step.
-  if self.poll then
-    self.poll:stop()
-    self.events = nil
-  end
-  watch(self, st)
+  local ok, err = watch(self, st, true)
+  if ok == nil then connected(self, pg_error(nil, '08001', err)) end
 end
 
 -- new(info, opts) -> a Client connecting; cb(err, client) once connected
@@ -177,7 +156,7 @@ end
 function Client.new(info, opts, cb)
   local self = setmetatable({state = 'connecting', queue = {}, qhead = 1,
     qtail = 0, stmts = {}, nstmts = 0, seq = 0}, Client)
-  self.on_poll = function(err, events) on_poll(self, err, events) end
+  self.on_poll = function(events) on_poll(self, events) end
   self.connect_cb = cb
   self.query_timeout = opts and opts.query_timeout
   local conn, msg = lpg.start(info)
@@ -398,19 +377,22 @@ local function notify(self)
   end
 end
 
-function on_poll(self, err, events)
+function on_poll(self, events)
   if not self.conn then return end
-  if self.state == 'connecting' then
-    if err then return lost(self, tostring(err)) end
-    return connect_step(self)
+  -- 'e': the socket is in an error state (the poll stopped); libpq finds
+  -- the cause.
+  if self.state == 'connecting' then return connect_step(self) end
+  if events == 'e' then
+    self.events = nil
+    local ok, msg = self.conn:consume()
+    return lost(self, not ok and msg or 'socket error')
   end
-  if err then return lost(self, tostring(err)) end
-  if events:find('w', 1, true) then
+  if events ~= 'r' then
     local done, ferr = self.conn:flush()
     if done == nil then return lost(self, ferr) end
     if done then watch(self, 'r') end
   end
-  if events:find('r', 1, true) then
+  if events ~= 'w' then
     local ok, msg = self.conn:consume()
     if not ok then return lost(self, msg) end
     if self.active and not self.processing then self:_process() end
@@ -438,11 +420,7 @@ end
 
 -- Keeps the process alive (or not) while connected.
 function Client:_ref(on)
-  self.unrefd = not on or nil
-  local poll = self.poll
-  if poll then
-    if on then poll:ref() else poll:unref() end
-  end
+  if self.conn then self.conn:ref(on) end
 end
 
 -- busy() -> whether a query runs or waits.

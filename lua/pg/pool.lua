@@ -18,8 +18,9 @@ local EventEmitter = require('events')
 local Client = require('pg.client')
 local Q = require('pg.query')
 
-local type, pairs, error, pcall, select, unpack, tostring =
-  type, pairs, error, pcall, select, unpack, tostring
+local type, pairs, ipairs, error, pcall, select, unpack, tostring,
+  setmetatable = type, pairs, ipairs, error, pcall, select, unpack, tostring,
+  setmetatable
 local pg_error = Client.error
 
 local Pool = EventEmitter:extend()
@@ -48,7 +49,7 @@ function Pool.new(opts)
   if type(opts) ~= 'table' then
     error('pg.pool: expected an options table or a connection string', 2)
   end
-  local self = Pool:new({
+  local self = setmetatable({
     info = Client.conninfo(opts),
     opts = opts,
     max = number_opt(opts, 'max', 10),
@@ -58,7 +59,7 @@ function Pool.new(opts)
     maxQueue = number_opt(opts, 'maxQueue', math.huge),
     totalCount = 0, idleCount = 0, waitingCount = 0,
     clients = {}, idle = {}, waiters = {}, whead = 1, wtail = 0,
-  })
+  }, Pool)
   if self.max < 1 then error('pg.pool: max must be at least 1', 2) end
   return self
 end
@@ -410,8 +411,9 @@ end
 
 -- notify(channel, payload[, cb]) -> res, or nil and err.
 function Pool:notify(channel, payload, cb)
-  return self:query('SELECT pg_notify($1, $2)', channel,
-    payload == nil and '' or payload, cb)
+  payload = payload == nil and '' or payload
+  if cb then return self:query('SELECT pg_notify($1, $2)', channel, payload, cb) end
+  return self:query('SELECT pg_notify($1, $2)', channel, payload)
 end
 
 -- close([cb]): no more queries; idle connections close now, the others

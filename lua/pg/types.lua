@@ -147,9 +147,12 @@ local function timestamp(s)
   return d .. 'T' .. t .. z
 end
 
+-- As C does: a number when exact (|n| <= 2^53), else the text.
 local function int8(s)
   local n = tonumber(s)
-  if n and n >= -EXACT and n <= EXACT then return n end
+  if not n then return s end
+  if n > -EXACT and n < EXACT then return n end
+  if s == '9007199254740992' or s == '-9007199254740992' then return n end
   return s
 end
 

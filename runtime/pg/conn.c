@@ -1,6 +1,7 @@
 /* The `_pg` module: one libpq connection per userdata, driven without
- * blocking. The Lua side (lua/pg/client.lua) watches the socket with a
- * uv poll and calls these as it turns readable or writable:
+ * blocking. A uv poll on libpq's socket calls the Lua side
+ * (lua/pg/client.lua) back as it turns readable or writable, which then
+ * calls these:
  *
  *   _pg.load() -> true, or nil and why libpq could not be loaded
  *   _pg.start(conninfo) -> conn, or nil and libpq's message
@@ -18,6 +19,9 @@
  *   conn:notifies() -> nil or a list of {channel, payload, processId}
  *   conn:cancel() -> true: asks the server to cancel what runs (libpq's
  *     PQcancel, on libuv's thread pool since it connects and waits)
+ *   conn:watch(events, fn[, fresh]) -> calls fn(what) when the socket is
+ *     ready: what is 'r', 'w', 'rw', or 'e' (an error state); '' stops
+ *   conn:ref(on): whether that poll keeps the loop alive
  *   conn:finish(), conn:pid(), conn:ok(), conn:tx_status(),
  *   conn:server_version(), conn:message() */
 #include <stdlib.h>
@@ -28,10 +32,59 @@
 
 #define CONN_MT "luacluster.pg.conn"
 
+/* The poll on the connection's socket: malloc'd, freed in its close
+ * callback (libuv may touch it until then). */
+typedef struct {
+  uv_poll_t handle;
+  lc_ctx *ctx;
+  int ref;     /* The Lua function called on events (registry). */
+  int stopped; /* libuv stopped it (an error state). */
+} watch_t;
+
 typedef struct {
   PGconn *pg;
-  PGresult *res; /* Being converted: cleared if Lua raised meanwhile. */
+  PGresult *res;  /* Being converted: cleared if Lua raised meanwhile. */
+  watch_t *watch; /* NULL until conn:watch. */
+  int fd;         /* The socket the poll was made for. */
+  int events;     /* What the poll waits for now (0: stopped). */
+  int unref;      /* The poll does not keep the loop alive. */
 } conn_t;
+
+static void watch_free_cb(uv_handle_t *h) { free(h->data); }
+
+/* Closes the poll (before libpq closes its socket) and drops the
+ * function. Safe on a connection without one. */
+static void unwatch(lua_State *L, conn_t *c) {
+  watch_t *w = c->watch;
+  if (w == NULL)
+    return;
+  c->watch = NULL;
+  c->events = 0;
+  luaL_unref(L, LUA_REGISTRYINDEX, w->ref);
+  uv_poll_stop(&w->handle);
+  uv_close((uv_handle_t *)&w->handle, watch_free_cb);
+}
+
+/* Calls the watch function with 'r', 'w', 'rw' or 'e' (the socket in an
+ * error state, which libuv reports as EBADF; libpq finds the cause). */
+static void watch_cb(uv_poll_t *h, int status, int events) {
+  watch_t *w = (watch_t *)h->data;
+  lua_State *L = w->ctx->L;
+  const char *what;
+  if (status < 0) {
+    what = "e";
+    w->stopped = 1;
+  }
+  else if ((events & UV_READABLE) && (events & UV_WRITABLE))
+    what = "rw";
+  else if (events & UV_WRITABLE)
+    what = "w";
+  else
+    what = "r";
+  lua_rawgeti(L, LUA_REGISTRYINDEX, w->ref);
+  lua_pushstring(L, what);
+  lc_pcall(L, 1, 0);
+}
 
 static conn_t *check_conn(lua_State *L) {
   conn_t *c = (conn_t *)luaL_checkudata(L, 1, CONN_MT);
@@ -78,6 +131,10 @@ static int pg_start(lua_State *L) {
   c = (conn_t *)lua_newuserdata(L, sizeof(*c));
   c->pg = NULL;
   c->res = NULL;
+  c->watch = NULL;
+  c->fd = -1;
+  c->events = 0;
+  c->unref = 0;
   luaL_getmetatable(L, CONN_MT);
   lua_setmetatable(L, -2);
   pg = lc__pq.PQconnectStart(info);
@@ -299,8 +356,83 @@ static int conn_cancel(lua_State *L) {
   return 1;
 }
 
+/* conn:watch(events, fn): fn(what) when the socket is ready for events
+ * ('r', 'rw', 'w'; '' stops). The poll follows the socket libpq has now (a
+ * connection attempt may replace it), made afresh each time `fresh` is
+ * true (a new socket may reuse the number of a closed one). */
+static int conn_watch(lua_State *L) {
+  conn_t *c = check_conn(L);
+  const char *ev = luaL_checkstring(L, 2);
+  int fresh = lua_toboolean(L, 4);
+  int events = 0, fd, err;
+  if (strchr(ev, 'r') != NULL)
+    events |= UV_READABLE;
+  if (strchr(ev, 'w') != NULL)
+    events |= UV_WRITABLE;
+  fd = lc__pq.PQsocket(c->pg);
+  if (c->watch != NULL && (fresh || fd != c->fd)) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->watch->ref);
+    lua_replace(L, 3);
+    unwatch(L, c);
+  }
+  if (events == 0) {
+    if (c->watch != NULL && c->events != 0) {
+      uv_poll_stop(&c->watch->handle);
+      c->events = 0;
+    }
+    return 0;
+  }
+  if (fd < 0)
+    return luaL_error(L, "pg: the connection has no socket");
+  if (c->watch == NULL) {
+    watch_t *w;
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    w = (watch_t *)malloc(sizeof(*w));
+    if (w == NULL)
+      return luaL_error(L, "pg: out of memory");
+    err = uv_poll_init_socket(lc_get(L)->loop, &w->handle, fd);
+    if (err != 0) {
+      free(w);
+      return lc_push_uverr(L, err);
+    }
+    w->handle.data = w;
+    w->ctx = lc_get(L);
+    lua_pushvalue(L, 3);
+    w->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    w->stopped = 0;
+    c->watch = w;
+    c->fd = fd;
+    c->events = 0;
+    if (c->unref)
+      uv_unref((uv_handle_t *)&w->handle);
+  }
+  if (c->events != events || c->watch->stopped) {
+    err = uv_poll_start(&c->watch->handle, events, watch_cb);
+    if (err != 0)
+      return lc_push_uverr(L, err);
+    c->events = events;
+    c->watch->stopped = 0;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* conn:ref(on): whether the poll keeps the loop alive. */
+static int conn_ref(lua_State *L) {
+  conn_t *c = check_conn(L);
+  c->unref = !lua_toboolean(L, 2);
+  if (c->watch != NULL) {
+    if (c->unref)
+      uv_unref((uv_handle_t *)&c->watch->handle);
+    else
+      uv_ref((uv_handle_t *)&c->watch->handle);
+  }
+  return 0;
+}
+
 static int conn_finish(lua_State *L) {
   conn_t *c = (conn_t *)luaL_checkudata(L, 1, CONN_MT);
+  unwatch(L, c);
   if (c->res != NULL) {
     lc__pq.PQclear(c->res);
     c->res = NULL;
@@ -366,6 +498,8 @@ int luaopen_lc_pg(lua_State *L) {
                                      {"notifies", conn_notifies},
                                      {"cancel", conn_cancel},
                                      {"finish", conn_finish},
+                                     {"watch", conn_watch},
+                                     {"ref", conn_ref},
                                      {"pid", conn_pid},
                                      {"ok", conn_ok},
                                      {"tx_status", conn_tx_status},

@@ -1,0 +1,494 @@
+-- require('pg') against a real PostgreSQL (spec/pg_server.lua: initdb in a
+-- temp dir, a unix socket there and 127.0.0.1 on a free port, stopped by
+-- PID after).
+local h = require('helper')
+local uv = require('uv')
+local co = require('co')
+local cjson = require('cjson')
+local PgServer = require('pg_server')
+
+local go = h.go
+
+describe('pg', function()
+  local pg, srv, db
+
+  setup(function()
+    pg = require('pg')
+    srv = PgServer.start()
+    db = pg.pool({connectionString = srv.url, max = 5})
+  end)
+
+  teardown(function()
+    if db then db:close() end
+    if srv then srv:stop() end
+    h.close_servers()
+    h.cleanup()
+  end)
+
+  describe('values', function()
+    it('maps the basic types to Lua values', function()
+      local res, err = go(function()
+        return db:query([[SELECT 1::int2 AS i2, '-2147483648'::int4 AS i4,
+          9007199254740992::int8 AS exact, 9007199254740993::int8 AS big,
+          '-9223372036854775808'::int8 AS most_negative, 1.5::float4 AS f4,
+          'NaN'::float8 AS nan, '-Infinity'::float8 AS ninf,
+          12345678901234567890.123::numeric AS num, true AS t, false AS f,
+          'héllo'::text AS txt, 'x'::varchar(3) AS vc, NULL::int AS nothing,
+          '\x00ff0a'::bytea AS bin, '2024-02-29'::date AS d,
+          '2024-02-29 13:14:15.5'::timestamp AS ts,
+          '2024-02-29 13:14:15+02'::timestamptz AS tstz,
+          '12:00'::time AS tm, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid
+          AS id, '1 day'::interval AS iv]])
+      end)
+      assert.is_nil(err)
+      local r = res.rows[1]
+      assert.equal(1, r.i2)
+      assert.equal(-2147483648, r.i4)
+      assert.equal(2 ^ 53, r.exact)
+      assert.equal('9007199254740993', r.big)
+      assert.equal('-9223372036854775808', r.most_negative)
+      assert.equal(1.5, r.f4)
+      assert.is_true(r.nan ~= r.nan)
+      assert.equal(-math.huge, r.ninf)
+      assert.equal('12345678901234567890.123', r.num)
+      assert.is_true(r.t)
+      assert.is_false(r.f)
+      assert.equal('héllo', r.txt)
+      assert.equal('x', r.vc)
+      assert.equal(pg.null, r.nothing)
+      assert.equal(cjson.null, pg.null)
+      assert.equal('\0\255\n', r.bin)
+      assert.equal('2024-02-29', r.d)
+      assert.equal('2024-02-29T13:14:15.5', r.ts)
+      -- The server's TimeZone (initdb's: the machine's, here UTC or not).
+      assert.matches('^2024%-02%-29T%d%d:14:15', r.tstz)
+      assert.matches('[Z%d]$', r.tstz)
+      assert.equal('12:00:00', r.tm)
+      assert.equal('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', r.id)
+      assert.equal('1 day', r.iv)
+      assert.equal('SELECT', res.command)
+      assert.equal(1, res.rowCount)
+      assert.equal(21, #res.fields)
+      assert.equal('i2', res.fields[1].name)
+      assert.equal(21, res.fields[1].dataTypeID)
+    end)
+
+    it('decodes json and jsonb, and arrays of the basic types', function()
+      local res = assert(go(function()
+        return db:query([=[SELECT '{"a":[1,2,{"b":null}],"s":"x"}'::json AS j,
+          '[true, 2.5, "z"]'::jsonb AS jb, 'null'::jsonb AS jnull,
+          ARRAY[1,NULL,3] AS ints, ARRAY['a,b', 'c"d', 'e\f', 'NULL', '']
+          AS texts, ARRAY[[1,2],[3,4]] AS matrix, '{}'::int[] AS empty,
+          ARRAY[true,false] AS bools, ARRAY[1.5::float8] AS floats,
+          ARRAY[9007199254740993::int8, 1] AS bigs,
+          ARRAY['\x01'::bytea] AS bins, ARRAY[1.10::numeric] AS nums,
+          ARRAY['{"k":1}'::jsonb] AS jsons,
+          '[0:1]={7,8}'::int[] AS shifted]=])
+      end))
+      local r = res.rows[1]
+      assert.same({a = {1, 2, {b = pg.null}}, s = 'x'}, r.j)
+      assert.same({true, 2.5, 'z'}, r.jb)
+      assert.equal(pg.null, r.jnull)
+      assert.same({1, pg.null, 3}, r.ints)
+      assert.same({'a,b', 'c"d', 'e\\f', 'NULL', ''}, r.texts)
+      assert.same({{1, 2}, {3, 4}}, r.matrix)
+      assert.same({}, r.empty)
+      assert.same({true, false}, r.bools)
+      assert.same({1.5}, r.floats)
+      assert.same({'9007199254740993', 1}, r.bigs)
+      assert.same({'\1'}, r.bins)
+      assert.same({'1.10'}, r.nums)
+      assert.same({{k = 1}}, r.jsons)
+      assert.same({7, 8}, r.shifted)
+      -- NULL encodes as JSON null.
+      assert.equal('[1,null,3]', cjson.encode(r.ints))
+    end)
+
+    it('sends parameters of every kind and gets them back', function()
+      local res = assert(go(function()
+        return db:query([[SELECT $1::int AS n, $2::float8 AS f,
+          $3::text AS s, $4::bool AS b, $5::int AS null1, $6::text AS null2,
+          $7::jsonb AS obj, $8::int[] AS list, $9::bytea AS bin,
+          $10::text[] AS strs, $11::jsonb AS seq, $12::int8 AS big,
+          $13::float8 AS inf]], 42, 0.1, 'text', false, nil, pg.null,
+          {a = {b = 1}}, {1, 2, 3}, pg.bytea('\0\1\2\255'),
+          {'x', 'y,z', 'q"uote', 'back\\slash'}, pg.json({1, 'two'}),
+          2 ^ 53, math.huge)
+      end))
+      local r = res.rows[1]
+      assert.equal(42, r.n)
+      assert.equal(0.1, r.f)
+      assert.equal('text', r.s)
+      assert.is_false(r.b)
+      assert.equal(pg.null, r.null1)
+      assert.equal(pg.null, r.null2)
+      assert.same({a = {b = 1}}, r.obj)
+      assert.same({1, 2, 3}, r.list)
+      assert.equal('\0\1\2\255', r.bin)
+      assert.same({'x', 'y,z', 'q"uote', 'back\\slash'}, r.strs)
+      assert.same({1, 'two'}, r.seq)
+      assert.equal(2 ^ 53, r.big)
+      assert.equal(math.huge, r.inf)
+    end)
+
+    it('keeps injection attempts as data', function()
+      local out = {go(function()
+        assert(db:query('CREATE TABLE IF NOT EXISTS people (id serial ' ..
+          'PRIMARY KEY, name text)'))
+        local evil = {"'; DROP TABLE people; --", "x' OR '1'='1",
+          'Robert"); DROP TABLE people;--', '$1', '\\', "' || pg_sleep(5) --"}
+        for _, name in ipairs(evil) do
+          assert(db:query('INSERT INTO people (name) VALUES ($1)', name))
+        end
+        local found = assert(db:query(
+          'SELECT count(*)::int AS n FROM people WHERE name = $1', "x' OR '1'='1"))
+        local all = assert(db:query('SELECT name FROM people ORDER BY id'))
+        local none = assert(db:query(
+          'SELECT count(*)::int AS n FROM people WHERE name = $1', "' OR 1=1 --"))
+        return evil, found.rows[1].n, all.rows, none.rows[1].n
+      end)}
+      assert.equal(1, out[2])
+      assert.equal(#out[1], #out[3])
+      for i, name in ipairs(out[1]) do assert.equal(name, out[3][i].name) end
+      assert.equal(0, out[4])
+    end)
+
+    it('raises on a parameter that has no SQL form', function()
+      local ok, err = go(function()
+        return pcall(db.query, db, 'SELECT $1', function() end, 1)
+      end)
+      assert.is_false(ok)
+      assert.matches('parameter %$1: a function has no PostgreSQL form', err)
+    end)
+  end)
+
+  describe('errors', function()
+    it('returns bad SQL as an error with its SQLSTATE', function()
+      local out = {go(function()
+        local r1, e1 = db:query('SELEC 1')
+        local r2, e2 = db:query('SELECT * FROM no_such_table')
+        local _, e3 = db:query('SELECT 1/0')
+        assert(db:query('CREATE TABLE IF NOT EXISTS uniq (k int PRIMARY KEY)'))
+        assert(db:query('INSERT INTO uniq VALUES (1) ON CONFLICT DO NOTHING'))
+        local _, e4 = db:query('INSERT INTO uniq VALUES ($1)', 1)
+        local after = assert(db:query('SELECT 2 AS two'))
+        return r1, e1, r2, e2, e3, e4, after.rows[1].two
+      end)}
+      assert.is_nil(out[1])
+      assert.equal('42601', out[2].code)
+      assert.equal('ERROR', out[2].severity)
+      assert.matches('syntax error', out[2].message)
+      assert.equal('1', out[2].position)
+      assert.matches('syntax error', tostring(out[2]))
+      assert.is_nil(out[3])
+      assert.equal('42P01', out[4].code)
+      assert.equal('22012', out[5].code)
+      assert.equal('23505', out[6].code)
+      assert.equal('uniq_pkey', out[6].constraint)
+      assert.matches('already exists', out[6].detail)
+      assert.equal(2, out[7])
+    end)
+
+    it('refuses a query outside a coroutine without a callback', function()
+      local ok, err = pcall(db.query, db, 'SELECT 1')
+      assert.is_false(ok)
+      assert.matches('pool:query: not inside a coroutine', err)
+    end)
+
+    it('fails to connect with a clear error', function()
+      local c, err = go(function()
+        return pg.connect('postgresql://postgres@127.0.0.1:' ..
+          h.free_port() .. '/postgres')
+      end)
+      assert.is_nil(c)
+      assert.equal('08001', err.code)
+      assert.matches('refused', err.message)
+    end)
+  end)
+
+  describe('callbacks', function()
+    it('answers cb(err, res) outside a coroutine', function()
+      local got, bad
+      db:query('SELECT $1::int + 1 AS n', 41, function(err, res)
+        got = {err, res}
+      end)
+      db:query('SELECT nope', function(err, res) bad = {err, res} end)
+      assert.is_true(h.wait(function() return got and bad end, 5000))
+      assert.is_nil(got[1])
+      assert.equal(42, got[2].rows[1].n)
+      assert.equal('42703', bad[1].code)
+      assert.is_nil(bad[2])
+    end)
+
+    it('connects and queries a client of its own', function()
+      local done
+      pg.connect(srv.tcp_url, function(err, c)
+        assert.is_nil(err)
+        c:query('SELECT current_user AS u', function(qerr, res)
+          done = {qerr, res and res.rows[1].u}
+          c:close()
+        end)
+      end)
+      assert.is_true(h.wait(function() return done end, 5000))
+      assert.same({nil, 'postgres'}, {done[1], done[2]})
+    end)
+  end)
+
+  describe('transactions', function()
+    setup(function()
+      go(function()
+        assert(db:query('CREATE TABLE IF NOT EXISTS accounts ' ..
+          '(id int PRIMARY KEY, balance int NOT NULL CHECK (balance >= 0))'))
+        assert(db:query('INSERT INTO accounts VALUES (1, 100), (2, 0) ' ..
+          'ON CONFLICT DO NOTHING'))
+      end)
+    end)
+
+    local function balances()
+      local r = assert(db:query('SELECT balance FROM accounts ORDER BY id'))
+      return {r.rows[1].balance, r.rows[2].balance}
+    end
+
+    -- must(res, err): res, or raises err itself (not its text).
+    local function must(res, err)
+      if res == nil then error(err, 0) end
+      return res
+    end
+
+    local function move(c, amount)
+      must(c:query('UPDATE accounts SET balance = balance + $1 ' ..
+        'WHERE id = 2', amount))
+      must(c:query('UPDATE accounts SET balance = balance - $1 ' ..
+        'WHERE id = 1', amount))
+      return 'moved', amount
+    end
+
+    it('commits when fn returns', function()
+      local out = {go(function()
+        local a, b = db:transaction(function(c) return move(c, 30) end)
+        return a, b, balances()
+      end)}
+      assert.equal('moved', out[1])
+      assert.equal(30, out[2])
+      assert.same({70, 30}, out[3])
+    end)
+
+    it('rolls back when fn raises', function()
+      local out = {go(function()
+        local r, err = db:transaction(function(c) return move(c, 500) end)
+        return r, err, balances(), db.idleCount, db.totalCount
+      end)}
+      assert.is_nil(out[1])
+      assert.equal('23514', out[2].code) -- the CHECK constraint
+      assert.same({70, 30}, out[3])
+    end)
+
+    it('rolls back a statement that failed though fn caught it', function()
+      local out = {go(function()
+        local r, err = db:transaction(function(c)
+          assert(c:query('UPDATE accounts SET balance = 0 WHERE id = 1'))
+          local _, e = c:query('SELECT 1/0')
+          return 'carried on', e
+        end)
+        return r, err, balances()
+      end)}
+      assert.is_nil(out[1])
+      assert.equal('22012', out[2].code)
+      assert.same({70, 30}, out[3])
+    end)
+
+    it('pins one connection for the whole transaction', function()
+      local pids = go(function()
+        return db:transaction(function(c)
+          local seen = {}
+          for i = 1, 3 do
+            seen[i] = assert(c:query('SELECT pg_backend_pid() AS p')).rows[1].p
+          end
+          return seen
+        end)
+      end)
+      assert.equal(pids[1], pids[2])
+      assert.equal(pids[1], pids[3])
+    end)
+  end)
+
+  describe('the pool', function()
+    it('never opens more than max connections, and queues', function()
+      local small = pg.pool({connectionString = srv.url, max = 2})
+      local out = {go(function()
+        local most = 0
+        local ts = {}
+        local t0 = uv.hrtime()
+        for i = 1, 6 do
+          ts[i] = co.spawn(function()
+            local r = assert(small:query('SELECT pg_sleep(0.2), $1::int AS i', i))
+            if small.totalCount > most then most = small.totalCount end
+            return r.rows[1].i
+          end)
+        end
+        local waiting = small.waitingCount
+        local got = {}
+        for i, r in ipairs(co.all(unpack(ts))) do
+          assert(r[1], r[2])
+          got[i] = r[2]
+        end
+        return most, waiting, got, (uv.hrtime() - t0) / 1e9, small.idleCount
+      end)}
+      small:close()
+      assert.equal(2, out[1])
+      assert.equal(4, out[2])
+      assert.same({1, 2, 3, 4, 5, 6}, out[3])
+      assert.is_true(out[4] >= 0.55, 'six 0.2 s queries on two: ' .. out[4])
+      assert.equal(2, out[5])
+    end)
+
+    it('gives up waiting after connectionTimeoutMillis', function()
+      local one = pg.pool({connectionString = srv.url, max = 1,
+        connectionTimeoutMillis = 200})
+      local out = {go(function()
+        local holder = co.spawn(function()
+          return one:query('SELECT pg_sleep(1)')
+        end)
+        local t0 = uv.hrtime()
+        local r, err = one:query('SELECT 1')
+        local waited = (uv.hrtime() - t0) / 1e6
+        local ok = co.wait(holder)
+        return r, err, waited, ok
+      end)}
+      one:close()
+      assert.is_nil(out[1])
+      assert.equal('timeout exceeded when trying to connect', out[2].message)
+      assert.is_true(out[3] >= 150 and out[3] < 900, 'waited ' .. out[3])
+      assert.is_true(out[4])
+    end)
+
+    it('refuses past maxQueue waiters', function()
+      local one = pg.pool({connectionString = srv.url, max = 1, maxQueue = 1})
+      local out = {go(function()
+        local a = co.spawn(function() return one:query('SELECT pg_sleep(0.3)') end)
+        local b = co.spawn(function() return one:query('SELECT 2 AS two') end)
+        local r, err = one:query('SELECT 3')
+        local _, ra = co.wait(a)
+        local _, rb = co.wait(b)
+        return r, err, ra and ra.command, rb and rb.rows[1].two
+      end)}
+      one:close()
+      assert.is_nil(out[1])
+      assert.matches('queue is full', out[2].message)
+      assert.equal('SELECT', out[3])
+      assert.equal(2, out[4])
+    end)
+
+    it('reuses connections and prepares a statement once each', function()
+      local one = pg.pool({connectionString = srv.url, max = 1})
+      local out = {go(function()
+        local pids = {}
+        for i = 1, 3 do
+          pids[i] = assert(one:query('SELECT pg_backend_pid() AS p, $1::int ' ..
+            'AS i', i)).rows[1].p
+        end
+        local prep = assert(one:query('SELECT count(*)::int AS n FROM ' ..
+          'pg_prepared_statements'))
+        return pids, prep.rows[1].n
+      end)}
+      one:close()
+      assert.equal(out[1][1], out[1][2])
+      assert.equal(out[1][1], out[1][3])
+      assert.equal(1, out[2])
+    end)
+
+    it('closes idle connections after idleTimeoutMillis', function()
+      local p = pg.pool({connectionString = srv.url, max = 3,
+        idleTimeoutMillis = 100})
+      go(function()
+        local ts = {}
+        for i = 1, 3 do
+          ts[i] = co.spawn(function() return p:query('SELECT pg_sleep(0.05)') end)
+        end
+        co.all(unpack(ts))
+      end)
+      assert.equal(3, p.idleCount)
+      assert.is_true(h.wait(function() return p.totalCount == 0 end, 3000))
+      p:close()
+    end)
+  end)
+
+  describe('a query that takes too long', function()
+    it('is cancelled on the server after its timeout', function()
+      local out = {go(function()
+        local c = assert(pg.connect(srv.url))
+        local t0 = uv.hrtime()
+        local r, err = c:query({text = 'SELECT pg_sleep(10)', timeout = 200})
+        local took = (uv.hrtime() - t0) / 1e9
+        -- The same connection goes on.
+        local after = assert(c:query('SELECT 1 AS one'))
+        local running = assert(db:query("SELECT count(*)::int AS n FROM " ..
+          "pg_stat_activity WHERE query = 'SELECT pg_sleep(10)' AND " ..
+          "state = 'active'"))
+        c:close()
+        return r, err, took, after.rows[1].one, running.rows[1].n
+      end, 10000)}
+      assert.is_nil(out[1])
+      assert.equal('57014', out[2].code)
+      assert.is_true(out[2].timeout)
+      assert.matches('query timeout %(200 ms%)', out[2].message)
+      assert.is_true(out[3] < 3, 'took ' .. out[3])
+      assert.equal(1, out[4])
+      assert.equal(0, out[5])
+    end)
+
+    it('takes the pool\'s query_timeout as the default', function()
+      local p = pg.pool({connectionString = srv.url, query_timeout = 100})
+      local r, err = go(function() return p:query('SELECT pg_sleep(5)') end)
+      p:close()
+      assert.is_nil(r)
+      assert.equal('57014', err.code)
+    end)
+  end)
+
+  describe('LISTEN/NOTIFY', function()
+    it('delivers a notification from one connection to another', function()
+      local out = {go(function()
+        local a = assert(pg.connect(srv.url))
+        local b = assert(pg.connect(srv.tcp_url))
+        local got = {}
+        a:on('notification', function(msg) got[#got + 1] = msg end)
+        assert(a:query('LISTEN jobs'))
+        assert(b:query("SELECT pg_notify('jobs', 'first')"))
+        assert(b:query('NOTIFY jobs, \'second\''))
+        assert(b:query("SELECT pg_notify('other', 'not for a')"))
+        for _ = 1, 100 do
+          if #got >= 2 then break end
+          co.sleep(10)
+        end
+        local bpid = b.processID
+        a:close()
+        b:close()
+        return got, bpid
+      end)}
+      local got = out[1]
+      assert.equal(2, #got)
+      assert.same({channel = 'jobs', payload = 'first', processId = out[2]},
+        got[1])
+      assert.equal('second', got[2].payload)
+    end)
+
+    it('pool:listen keeps a listening connection; pool:notify', function()
+      local p = pg.pool({connectionString = srv.url})
+      local got = {}
+      p:listen('news', function(msg) got[#got + 1] = msg.payload end)
+      p:listen('we"ird', function(msg) got[#got + 1] = 'w:' .. msg.payload end)
+      assert.is_true(h.wait(function()
+        return p.lclient and p.lclient.state == 'ready'
+          and not p.lclient:busy()
+      end, 5000))
+      go(function()
+        assert(p:notify('news', 'hello'))
+        assert(db:query("SELECT pg_notify('we\"ird', 'odd')"))
+      end)
+      assert.is_true(h.wait(function() return #got == 2 end, 3000))
+      assert.same({'hello', 'w:odd'}, got)
+      p:close()
+    end)
+  end)
+end)

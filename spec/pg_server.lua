@@ -17,11 +17,13 @@ local M = {}
 local Server = {}
 Server.__index = Server
 
+-- sh(cmd) -> whether it exited 0, its output.
 local function sh(cmd)
-  local f = io.popen(cmd .. ' 2>&1')
+  local f = io.popen('(' .. cmd .. ') 2>&1; echo "exit=$?"')
   local out = f:read('*a')
-  local ok = f:close()
-  return ok == true or ok == 0, out
+  f:close()
+  local code = tonumber(out:match('exit=(%d+)%s*$'))
+  return code == 0, (out:gsub('exit=%d+%s*$', ''))
 end
 
 -- bindir() -> the newest /usr/lib/postgresql/*/bin with initdb, or nil.

@@ -491,4 +491,173 @@ describe('pg', function()
       p:close()
     end)
   end)
+
+  describe('in a server', function()
+    -- The app: one process (one worker), a pool of 20.
+    local APP = [[
+      local http = require('http')
+      local pg = require('pg')
+      local db = pg.pool({max = 20})
+      http.createServer(function(req, res)
+        if req.url == '/ping' then return res:finish('pong') end
+        local r, err
+        if req.url == '/sleep' then
+          r, err = db:query('SELECT pg_sleep(0.5)')
+        else
+          r, err = db:query('SELECT $1::int + 1 AS n', 41)
+        end
+        if not r then
+          res:writeHead(500)
+          return res:finish(err.code .. ' ' .. err.message)
+        end
+        res:finish(tostring(r.rows[1].n or 'slept'))
+      end):listen(tonumber(os.getenv('PORT')), '127.0.0.1', function()
+        print('listening')
+      end)
+    ]]
+
+    -- fire(port, path) -> a record whose `status` and `at` (seconds since
+    -- t0) are set when the response has come; sent at once.
+    local function fire(port, path, t0)
+      local r = {}
+      local c = uv.new_tcp()
+      local buf = ''
+      c:connect('127.0.0.1', port, function(err)
+        if err then r.err = err return c:close() end
+        c:read_start(function(e, data)
+          if data then buf = buf .. data return end
+          r.status = tonumber(buf:match('^HTTP/1%.1 (%d+)')) or e or 'closed'
+          r.body = buf:match('\r\n\r\n(.*)$')
+          r.at = (uv.hrtime() - t0) / 1e9
+          c:close()
+        end)
+        c:write('GET ' .. path .. ' HTTP/1.1\r\nHost: x\r\n' ..
+          'Connection: close\r\n\r\n')
+      end)
+      return r
+    end
+
+    local function start_app()
+      local port = h.free_port()
+      local app = h.spawn({h.tmpfile(APP, '.lua')}, {env = {
+        PORT = tostring(port), DATABASE_URL = srv.url}})
+      assert(app:wait_output('listening', 5000), app.stderr)
+      return app, port
+    end
+
+    it('runs 20 pg_sleep(0.5) at once while /ping answers at once',
+      function()
+      local app, port = start_app()
+      assert.equal(200, (h.get(port, '/one'))) -- the pool is warm
+      local t0 = uv.hrtime()
+      local sleeps = {}
+      for i = 1, 20 do sleeps[i] = fire(port, '/sleep', t0) end
+      h.sleep(100)
+      local ping = fire(port, '/ping', t0)
+      assert.is_true(h.wait(function() return ping.at end, 3000))
+      local first_sleep = math.huge
+      for _, r in ipairs(sleeps) do
+        if r.at and r.at < first_sleep then first_sleep = r.at end
+      end
+      assert.is_true(h.wait(function()
+        for _, r in ipairs(sleeps) do if not r.at then return false end end
+        return true
+      end, 10000))
+      local last = 0
+      for _, r in ipairs(sleeps) do
+        assert.equal(200, r.status)
+        assert.equal('slept', r.body)
+        if r.at > last then last = r.at end
+      end
+      app:stop()
+      assert.equal(200, ping.status)
+      -- /ping came back before any query did, and soon.
+      assert.is_true(ping.at < first_sleep, ('ping at %.3f s, first ' ..
+        'sleep at %.3f s'):format(ping.at, first_sleep))
+      assert.is_true(ping.at - 0.1 < 0.4, 'ping took ' .. (ping.at - 0.1))
+      -- 20 x 0.5 s one after the other would be 10 s.
+      assert.is_true(last < 3, 'the 20 sleeps took ' .. last .. ' s')
+    end)
+
+    it('gives LISTEN/NOTIFY messages from one worker to another', function()
+      local src = [[
+        local cluster = require('cluster')
+        if cluster.isPrimary then
+          cluster.fork()
+          cluster.fork()
+          return
+        end
+        local pg = require('pg')
+        local db = pg.pool({max = 2})
+        local me = cluster.worker.id
+        local heard = {}
+        db:listen('chat', function(msg)
+          if not heard[msg.payload] then
+            heard[msg.payload] = true
+            print('worker ' .. me .. ' heard ' .. msg.payload)
+          end
+        end)
+        local n = 0
+        local timer
+        timer = setInterval(function()
+          n = n + 1
+          if n > 100 then return clearInterval(timer) end
+          db:notify('chat', 'hello from worker ' .. me, function() end)
+        end, 50)
+      ]]
+      local p = h.spawn({h.tmpfile(src, '.lua')}, {env = {
+        DATABASE_URL = srv.tcp_url}})
+      local ok = h.wait(function()
+        return p.stdout:find('worker 1 heard hello from worker 2', 1, true)
+          and p.stdout:find('worker 2 heard hello from worker 1', 1, true)
+      end, 8000)
+      p:stop()
+      assert.is_truthy(ok, p.stdout .. p.stderr)
+    end)
+
+    it('survives the server restarting under load', function()
+      local app, port = start_app()
+      assert.equal(200, (h.get(port, '/one')))
+      local load = h.load(port, {path = '/one', duration = 2500,
+        connections = 4})
+      h.sleep(500)
+      local before = load.ok
+      srv:kill()
+      h.sleep(300)
+      srv:launch()
+      assert.is_true(h.wait(function() return load:done() end, 10000))
+      local status, body = h.get(port, '/one')
+      local alive = not app.exited
+      app:stop()
+      assert.is_true(before > 0)
+      assert.is_true(load.failed > 0, 'no request failed while the ' ..
+        'server was down')
+      assert.is_true(load.ok > before, 'no request succeeded after the ' ..
+        'restart')
+      assert.equal(200, status)
+      assert.equal('42', body)
+      assert.is_true(alive)
+    end)
+
+    it('fails the query in flight when the server goes, then recovers',
+      function()
+      local got
+      db:query('SELECT pg_sleep(5)', function(err, res) got = {err, res} end)
+      h.sleep(300)
+      srv:kill()
+      assert.is_true(h.wait(function() return got end, 5000))
+      srv:launch()
+      local err = got[1]
+      assert.is_nil(got[2])
+      -- libpq's words for a server that went away (an immediate shutdown
+      -- first tells the backends to end: 57P01; a crash says 08006).
+      assert.is_truthy(err.code == '08006' or err.code == '57P01',
+        tostring(err.code))
+      assert.matches('terminat', err.message)
+      local r = go(function()
+        return assert(db:query('SELECT 1 AS one')).rows[1].one
+      end)
+      assert.equal(1, r)
+    end)
+  end)
 end)

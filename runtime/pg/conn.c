@@ -122,6 +122,13 @@ static int pg_load(lua_State *L) {
   return 1;
 }
 
+/* Notices (warnings the server sends, as at shutdown) are not printed on
+ * stderr, as libpq's default does. */
+static void ignore_notice(void *arg, const char *message) {
+  (void)arg;
+  (void)message;
+}
+
 static int pg_start(lua_State *L) {
   const char *info = luaL_checkstring(L, 1);
   conn_t *c;
@@ -144,6 +151,7 @@ static int pg_start(lua_State *L) {
     return 2;
   }
   c->pg = pg; /* Owned by the userdata from here: __gc finishes it. */
+  lc__pq.PQsetNoticeProcessor(pg, ignore_notice, NULL);
   if (lc__pq.PQstatus(pg) == CONNECTION_BAD)
     return push_fail(L, pg);
   return 1;

@@ -48,7 +48,8 @@
   X(PQbackendPID)                                                              \
   X(PQtransactionStatus)                                                       \
   X(PQserverVersion)                                                           \
-  X(PQlibVersion)
+  X(PQlibVersion)                                                               \
+  X(PQsetNoticeProcessor)
 
 typedef struct {
 #define LC_PQ_FIELD(name) __typeof__(&name) name;

@@ -373,6 +373,7 @@ static int conn_watch(lua_State *L) {
   const char *ev = luaL_checkstring(L, 2);
   int fresh = lua_toboolean(L, 4);
   int events = 0, fd, err;
+  lua_settop(L, 3);
   if (strchr(ev, 'r') != NULL)
     events |= UV_READABLE;
   if (strchr(ev, 'w') != NULL)

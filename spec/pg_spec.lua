@@ -189,6 +189,21 @@ describe('pg', function()
       assert.equal(2, out[7])
     end)
 
+    it('refuses COPY, dropping that connection', function()
+      local one = pg.pool({connectionString = srv.url, max = 1})
+      local out = {go(function()
+        local r, err = one:query('COPY (SELECT 1) TO STDOUT')
+        local total = one.totalCount
+        local after = assert(one:query('SELECT 2 AS two'))
+        return r, err, total, after.rows[1].two
+      end)}
+      one:close()
+      assert.is_nil(out[1])
+      assert.equal('0A000', out[2].code)
+      assert.equal(0, out[3])
+      assert.equal(2, out[4])
+    end)
+
     it('refuses a query outside a coroutine without a callback', function()
       local ok, err = pcall(db.query, db, 'SELECT 1')
       assert.is_false(ok)
@@ -218,6 +233,22 @@ describe('pg', function()
       assert.equal(42, got[2].rows[1].n)
       assert.equal('42703', bad[1].code)
       assert.is_nil(bad[2])
+    end)
+
+    it('connects with libpq keywords in a table', function()
+      local info = pg.conninfo({host = srv.dir, port = srv.port,
+        user = 'postgres', database = 'postgres', application_name = "it's"})
+      assert.equal("application_name='it\\'s' dbname='postgres' host='" ..
+        srv.dir .. "' port='" .. srv.port .. "' user='postgres'", info)
+      local name = go(function()
+        local c = assert(pg.connect({host = srv.dir, port = srv.port,
+          user = 'postgres', database = 'postgres',
+          application_name = "it's"}))
+        local r = assert(c:query('SHOW application_name'))
+        c:close()
+        return r.rows[1].application_name
+      end)
+      assert.equal("it's", name)
     end)
 
     it('connects and queries a client of its own', function()

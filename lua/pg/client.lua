@@ -364,7 +364,13 @@ function Client:_process()
       q.res = res
     else
       q.err = q.err or pg_error(e)
-      if e.fatal then self.doomed = true end
+      if e.fatal then
+        -- COPY: libpq would hand out the same state again; the
+        -- connection goes (complete closes a doomed one).
+        self.doomed = true
+        q.preparing = nil
+        complete(self, q)
+      end
     end
   end
   self.processing = false

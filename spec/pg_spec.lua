@@ -670,6 +670,20 @@ describe('pg', function()
       assert.is_true(alive)
     end)
 
+    it('listens again after the server restarts', function()
+      local p = pg.pool({connectionString = srv.url})
+      local got, listening = {}, 0
+      p:on('listening', function() listening = listening + 1 end)
+      p:listen('after', function(msg) got[#got + 1] = msg.payload end)
+      assert.is_true(h.wait(function() return listening == 1 end, 5000))
+      srv:restart()
+      assert.is_true(h.wait(function() return listening == 2 end, 10000))
+      go(function() assert(db:query("SELECT pg_notify('after', 'back')")) end)
+      assert.is_true(h.wait(function() return #got == 1 end, 3000))
+      p:close()
+      assert.same({'back'}, got)
+    end)
+
     it('fails the query in flight when the server goes, then recovers',
       function()
       local got

@@ -11,7 +11,7 @@
 --
 -- LISTEN: pool:listen(channel, fn) keeps one more connection, outside
 -- `max`, that listens to every channel asked for, and makes it again
--- (listening again) when it is lost.
+-- (listening again, 'listening' emitted once it does) when it is lost.
 
 local uv = require('uv')
 local EventEmitter = require('events')
@@ -355,11 +355,11 @@ function listen_client(self)
     for ch in pairs(self.channels) do
       sql[#sql + 1] = 'LISTEN ' .. quote_ident(ch)
     end
-    if #sql > 0 then
-      c:_submit({text = table.concat(sql, '; '), n = 0,
-        cb = function() end})
-    end
-    self:emit('listening')
+    if #sql == 0 then return self:emit('listening') end
+    -- 'listening' once the server listens (a lost connection: 'end').
+    c:_submit({text = table.concat(sql, '; '), n = 0, cb = function(qerr)
+      if not qerr then self:emit('listening') end
+    end})
   end)
   self.lclient = c
   c:on('notification', function(msg) dispatch(self, msg) end)

@@ -25,6 +25,15 @@ describe('pg', function()
     h.cleanup()
   end)
 
+  it('says which package to install when libpq cannot be loaded',
+    function()
+    local p = h.run({'-e', "require('pg')"}, {env = {
+      LUACLUSTER_LIBPQ = '/nonexistent/libpq.so.5'}})
+    assert.equal(1, p.code)
+    assert.matches("pg: libpq could not be loaded %(install Debian's " ..
+      'libpq5 package%): /nonexistent/libpq.so.5', p.stderr)
+  end)
+
   describe('values', function()
     it('maps the basic types to Lua values', function()
       local res, err = go(function()

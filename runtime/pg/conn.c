@@ -395,19 +395,28 @@ static int conn_watch(lua_State *L) {
     return luaL_error(L, "pg: the connection has no socket");
   if (c->watch == NULL) {
     watch_t *w;
+    lc_ctx *ctx = lc_get(L);
+    int ref;
     luaL_checktype(L, 3, LUA_TFUNCTION);
+    /* Everything that may raise first, then the allocation. */
+    lua_pushvalue(L, 3);
+    ref = luaL_ref(L, LUA_REGISTRYINDEX);
     w = (watch_t *)malloc(sizeof(*w));
-    if (w == NULL)
-      return luaL_error(L, "pg: out of memory");
-    err = uv_poll_init_socket(lc_get(L)->loop, &w->handle, fd);
+    if (w == NULL) {
+      luaL_unref(L, LUA_REGISTRYINDEX, ref);
+      lua_pushnil(L);
+      lua_pushliteral(L, "out of memory");
+      return 2;
+    }
+    err = uv_poll_init_socket(ctx->loop, &w->handle, fd);
     if (err != 0) {
       free(w);
+      luaL_unref(L, LUA_REGISTRYINDEX, ref);
       return lc_push_uverr(L, err);
     }
     w->handle.data = w;
-    w->ctx = lc_get(L);
-    lua_pushvalue(L, 3);
-    w->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    w->ctx = ctx;
+    w->ref = ref;
     w->stopped = 0;
     c->watch = w;
     c->fd = fd;

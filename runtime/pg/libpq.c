@@ -3,6 +3,7 @@
  * nothing for it. */
 #include <dlfcn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include "pg.h"
 
 lc_pq_api lc__pq;
@@ -12,15 +13,19 @@ static char why[512];
 
 const char *lc__pq_load(void) {
   void *h, *f;
+  const char *path = getenv("LUACLUSTER_LIBPQ");
   if (handle != NULL)
     return NULL;
   if (why[0] != '\0')
     return why;
-  h = dlopen("libpq.so.5", RTLD_NOW | RTLD_LOCAL);
+  /* LUACLUSTER_LIBPQ names another libpq (a path), e.g. a newer build. */
+  if (path == NULL || *path == '\0')
+    path = "libpq.so.5";
+  h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
   if (h == NULL) {
     snprintf(why, sizeof(why),
-             "libpq.so.5 could not be loaded (install Debian's libpq5 "
-             "package): %s",
+             "libpq could not be loaded (install Debian's libpq5 package): "
+             "%s",
              dlerror());
     return why;
   }

@@ -51,6 +51,7 @@ Environment:
                         this many restarts (10) within this many ms (60000);
                         then a failing worker stays down, and once none is
                         left the primary exits with its code (1 if killed)
+  LUACLUSTER_LIBPQ      the libpq require('pg') opens (default libpq.so.5)
 ]==]
 
 local function die(msg)

@@ -437,6 +437,38 @@ describe('pg', function()
       assert.equal(1, out[2])
     end)
 
+    it('replaces a connection older than maxLifetimeSeconds', function()
+      local p = pg.pool({connectionString = srv.url, max = 1,
+        maxLifetimeSeconds = 0.3})
+      local a, b, c = go(function()
+        local q = 'SELECT pg_backend_pid() AS p'
+        local a = assert(p:query(q)).rows[1].p
+        local b = assert(p:query(q)).rows[1].p
+        co.sleep(400)
+        return a, b, assert(p:query(q)).rows[1].p
+      end)
+      p:close()
+      assert.equal(a, b)
+      assert.are_not.equal(a, c)
+    end)
+
+    it('lets a script end while its connections idle', function()
+      local src = ([[
+        local pg = require('pg')
+        local db = pg.pool(%q)
+        require('co').spawn(function()
+          print(assert(db:query('SELECT 40 + 2 AS n')).rows[1].n)
+        end)
+      ]]):format(srv.url)
+      local t0 = uv.hrtime()
+      local p = h.run({h.tmpfile(src, '.lua')})
+      local took = (uv.hrtime() - t0) / 1e9
+      assert.equal(0, p.code, p.stderr)
+      assert.equal('42\n', p.stdout)
+      -- Not after idleTimeoutMillis (10 s).
+      assert.is_true(took < 5, 'took ' .. took)
+    end)
+
     it('closes idle connections after idleTimeoutMillis', function()
       local p = pg.pool({connectionString = srv.url, max = 3,
         idleTimeoutMillis = 100})

@@ -198,6 +198,28 @@ describe('pg', function()
       assert.equal(2, out[7])
     end)
 
+    it("emits the server's notices as 'notice', before the result",
+      function()
+      local out = {go(function()
+        local c = assert(pg.connect(srv.url))
+        local seen = {}
+        c:on('notice', function(n) seen[#seen + 1] = n end)
+        local r = assert(c:query([[DO $$ BEGIN
+          RAISE NOTICE 'first %', 1; RAISE WARNING 'second';
+        END $$]]))
+        local before = #seen
+        c:close()
+        return before, seen, r.command
+      end)}
+      assert.equal(2, out[1])
+      assert.equal('first 1', out[2][1].message)
+      assert.equal('NOTICE', out[2][1].severity)
+      assert.equal('00000', out[2][1].code)
+      assert.equal('second', out[2][2].message)
+      assert.equal('WARNING', out[2][2].severity)
+      assert.equal('DO', out[3])
+    end)
+
     it('refuses COPY, dropping that connection', function()
       local one = pg.pool({connectionString = srv.url, max = 1})
       local out = {go(function()

@@ -295,8 +295,18 @@ function Client:_next()
   if self.active == q and not self.processing then self:_process() end
 end
 
+-- Notices the server sent (RAISE NOTICE, warnings): 'notice' events,
+-- before the result of the statement that raised them.
+local function emit_notices(self)
+  local list = self.conn:notices()
+  if list then
+    for i = 1, #list do self:emit('notice', list[i]) end
+  end
+end
+
 -- The active query's results have all come: its callback, then the next.
 local function complete(self, q)
+  if self.conn then emit_notices(self) end
   self.active = nil
   if q.timer then
     q.timer:stop()
@@ -377,10 +387,12 @@ function Client:_process()
 end
 
 local function notify(self)
-  local list = self.conn:notifies()
+  local conn = self.conn
+  local list = conn:notifies()
   if list then
     for i = 1, #list do self:emit('notification', list[i]) end
   end
+  if self.conn then emit_notices(self) end
 end
 
 function on_poll(self, events)

@@ -17,6 +17,8 @@
  *   conn:result() -> false while busy; a result table; false and an error
  *     table for a failed statement; nil once the statement's results end
  *   conn:notifies() -> nil or a list of {channel, payload, processId}
+ *   conn:notices() -> nil or a list of notices (the server's warnings,
+ *     RAISE NOTICE), each with an error's fields (severity, message, ...)
  *   conn:cancel() -> true: asks the server to cancel what runs (libpq's
  *     PQcancel, on libuv's thread pool since it connects and waits)
  *   conn:watch(events, fn[, fresh]) -> calls fn(what) when the socket is
@@ -48,7 +50,39 @@ typedef struct {
   int fd;         /* The socket the poll was made for. */
   int events;     /* What the poll waits for now (0: stopped). */
   int unref;      /* The poll does not keep the loop alive. */
+  lc_pq_notice *notices, *last; /* Not yet taken by Lua, oldest first. */
+  int nnotices;
 } conn_t;
+
+/* Notices kept for Lua at most; more are dropped (a function that raises
+ * notices in a loop). */
+#define MAX_NOTICES 100
+
+static void keep_notice(void *arg, const PGresult *res) {
+  conn_t *c = (conn_t *)arg;
+  lc_pq_notice *n;
+  if (c->nnotices >= MAX_NOTICES)
+    return;
+  n = lc__pq_notice_new(res);
+  if (n == NULL)
+    return;
+  if (c->last != NULL)
+    c->last->next = n;
+  else
+    c->notices = n;
+  c->last = n;
+  c->nnotices++;
+}
+
+static void free_notices(conn_t *c) {
+  lc_pq_notice *n = c->notices, *next;
+  for (; n != NULL; n = next) {
+    next = n->next;
+    free(n);
+  }
+  c->notices = c->last = NULL;
+  c->nnotices = 0;
+}
 
 static void watch_free_cb(uv_handle_t *h) { free(h->data); }
 
@@ -122,13 +156,6 @@ static int pg_load(lua_State *L) {
   return 1;
 }
 
-/* Notices (warnings the server sends, as at shutdown) are not printed on
- * stderr, as libpq's default does. */
-static void ignore_notice(void *arg, const char *message) {
-  (void)arg;
-  (void)message;
-}
-
 static int pg_start(lua_State *L) {
   const char *info = luaL_checkstring(L, 1);
   conn_t *c;
@@ -142,6 +169,8 @@ static int pg_start(lua_State *L) {
   c->fd = -1;
   c->events = 0;
   c->unref = 0;
+  c->notices = c->last = NULL;
+  c->nnotices = 0;
   luaL_getmetatable(L, CONN_MT);
   lua_setmetatable(L, -2);
   pg = lc__pq.PQconnectStart(info);
@@ -151,7 +180,8 @@ static int pg_start(lua_State *L) {
     return 2;
   }
   c->pg = pg; /* Owned by the userdata from here: __gc finishes it. */
-  lc__pq.PQsetNoticeProcessor(pg, ignore_notice, NULL);
+  /* Notices go to Lua (conn:notices), not to stderr as libpq's default. */
+  lc__pq.PQsetNoticeReceiver(pg, keep_notice, c);
   if (lc__pq.PQstatus(pg) == CONNECTION_BAD)
     return push_fail(L, pg);
   return 1;
@@ -314,6 +344,23 @@ static int conn_notifies(lua_State *L) {
   return i > 0 ? 1 : 0;
 }
 
+/* conn:notices() -> nil or the notices kept since the last call, as
+ * tables with Node pg's field names. */
+static int conn_notices(lua_State *L) {
+  conn_t *c = check_conn(L);
+  lc_pq_notice *n;
+  int i = 0;
+  if (c->notices == NULL)
+    return 0;
+  lua_createtable(L, c->nnotices, 0);
+  for (n = c->notices; n != NULL; n = n->next) {
+    lc__pq_push_notice(L, n);
+    lua_rawseti(L, -2, ++i);
+  }
+  free_notices(c);
+  return 1;
+}
+
 /* A cancel request in flight on the thread pool. */
 typedef struct {
   uv_work_t req;
@@ -459,6 +506,7 @@ static int conn_finish(lua_State *L) {
     lc__pq.PQfinish(c->pg);
     c->pg = NULL;
   }
+  free_notices(c);
   return 0;
 }
 
@@ -514,6 +562,7 @@ int luaopen_lc_pg(lua_State *L) {
                                      {"consume", conn_consume},
                                      {"result", conn_result},
                                      {"notifies", conn_notifies},
+                                     {"notices", conn_notices},
                                      {"cancel", conn_cancel},
                                      {"finish", conn_finish},
                                      {"watch", conn_watch},

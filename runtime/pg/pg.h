@@ -49,7 +49,7 @@
   X(PQtransactionStatus)                                                       \
   X(PQserverVersion)                                                           \
   X(PQlibVersion)                                                               \
-  X(PQsetNoticeProcessor)
+  X(PQsetNoticeReceiver)
 
 typedef struct {
 #define LC_PQ_FIELD(name) __typeof__(&name) name;
@@ -62,6 +62,22 @@ extern lc_pq_api lc__pq;
 
 /* Loads libpq.so.5 once per process. Returns NULL, or why it could not. */
 const char *lc__pq_load(void);
+
+/* A notice (a warning or a RAISE NOTICE the server sent), kept until Lua
+ * takes it: its fields under Node pg's names, in one allocation. */
+typedef struct lc_pq_notice {
+  struct lc_pq_notice *next;
+  int n;                 /* fields present */
+  const char *names[20]; /* static strings */
+  const char *values[20];/* into text */
+  char text[];
+} lc_pq_notice;
+
+/* A malloc'd copy of res's fields, or NULL (out of memory). */
+lc_pq_notice *lc__pq_notice_new(const PGresult *res);
+
+/* Pushes a notice as a table (the caller frees it after). */
+void lc__pq_push_notice(lua_State *L, const lc_pq_notice *n);
 
 /* Pushes the result res as a Lua table (see result.c) and returns 1, or
  * pushes false and an error table (a failed statement) and returns 2.

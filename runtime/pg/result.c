@@ -199,6 +199,47 @@ static void push_error(lua_State *L, PGresult *res) {
   lua_pop(L, 1);
 }
 
+lc_pq_notice *lc__pq_notice_new(const PGresult *res) {
+  size_t size = 0, len;
+  int i, n = 0;
+  lc_pq_notice *no;
+  char *p;
+  for (i = 0; error_fields[i].name != NULL && i < 20; i++) {
+    const char *v = lc__pq.PQresultErrorField(res, error_fields[i].code);
+    if (v != NULL)
+      size += strlen(v) + 1;
+  }
+  no = (lc_pq_notice *)malloc(sizeof(*no) + size);
+  if (no == NULL)
+    return NULL;
+  no->next = NULL;
+  p = no->text;
+  for (i = 0; error_fields[i].name != NULL && i < 20; i++) {
+    const char *v = lc__pq.PQresultErrorField(res, error_fields[i].code);
+    if (v == NULL)
+      continue;
+    len = strlen(v) + 1;
+    memcpy(p, v, len);
+    no->names[n] = error_fields[i].name;
+    no->values[n] = p;
+    n++;
+    p += len;
+  }
+  no->n = n;
+  return no;
+}
+
+void lc__pq_push_notice(lua_State *L, const lc_pq_notice *n) {
+  int i;
+  lua_createtable(L, 0, n->n + 1);
+  for (i = 0; i < n->n; i++) {
+    lua_pushstring(L, n->values[i]);
+    lua_setfield(L, -2, n->names[i]);
+  }
+  lua_pushliteral(L, "notice");
+  lua_setfield(L, -2, "name");
+}
+
 int lc__pq_push_result(lua_State *L, PGresult *res) {
   ExecStatusType st = lc__pq.PQresultStatus(res);
   int nf;

@@ -149,11 +149,10 @@ describe('pg', function()
         for _, name in ipairs(evil) do
           assert(db:query('INSERT INTO people (name) VALUES ($1)', name))
         end
-        local found = assert(db:query(
-          'SELECT count(*)::int AS n FROM people WHERE name = $1', "x' OR '1'='1"))
+        local count = 'SELECT count(*)::int AS n FROM people WHERE name = $1'
+        local found = assert(db:query(count, "x' OR '1'='1"))
         local all = assert(db:query('SELECT name FROM people ORDER BY id'))
-        local none = assert(db:query(
-          'SELECT count(*)::int AS n FROM people WHERE name = $1', "' OR 1=1 --"))
+        local none = assert(db:query(count, "' OR 1=1 --"))
         return evil, found.rows[1].n, all.rows, none.rows[1].n
       end)}
       assert.equal(1, out[2])
@@ -383,7 +382,8 @@ describe('pg', function()
         local t0 = uv.hrtime()
         for i = 1, 6 do
           ts[i] = co.spawn(function()
-            local r = assert(small:query('SELECT pg_sleep(0.2), $1::int AS i', i))
+            local r = assert(small:query('SELECT pg_sleep(0.2), ' ..
+              '$1::int AS i', i))
             if small.totalCount > most then most = small.totalCount end
             return r.rows[1].i
           end)
@@ -427,7 +427,9 @@ describe('pg', function()
     it('refuses past maxQueue waiters', function()
       local one = pg.pool({connectionString = srv.url, max = 1, maxQueue = 1})
       local out = {go(function()
-        local a = co.spawn(function() return one:query('SELECT pg_sleep(0.3)') end)
+        local a = co.spawn(function()
+          return one:query('SELECT pg_sleep(0.3)')
+        end)
         local b = co.spawn(function() return one:query('SELECT 2 AS two') end)
         local r, err = one:query('SELECT 3')
         local _, ra = co.wait(a)
@@ -497,7 +499,9 @@ describe('pg', function()
       go(function()
         local ts = {}
         for i = 1, 3 do
-          ts[i] = co.spawn(function() return p:query('SELECT pg_sleep(0.05)') end)
+          ts[i] = co.spawn(function()
+            return p:query('SELECT pg_sleep(0.05)')
+          end)
         end
         co.all(unpack(ts))
       end)

@@ -411,9 +411,10 @@ end
 
 -- notify(channel, payload[, cb]) -> res, or nil and err.
 function Pool:notify(channel, payload, cb)
+  local sql = 'SELECT pg_notify($1, $2)'
   payload = payload == nil and '' or payload
-  if cb then return self:query('SELECT pg_notify($1, $2)', channel, payload, cb) end
-  return self:query('SELECT pg_notify($1, $2)', channel, payload)
+  if cb then return self:query(sql, channel, payload, cb) end
+  return self:query(sql, channel, payload)
 end
 
 -- close([cb]): no more queries; idle connections close now, the others

@@ -108,8 +108,7 @@ static void watch_cb(uv_poll_t *h, int status, int events) {
   if (status < 0) {
     what = "e";
     w->stopped = 1;
-  }
-  else if ((events & UV_READABLE) && (events & UV_WRITABLE))
+  } else if ((events & UV_READABLE) && (events & UV_WRITABLE))
     what = "rw";
   else if (events & UV_WRITABLE)
     what = "w";
@@ -265,9 +264,8 @@ static int conn_send(lua_State *L) {
   const char **vals = get_params(L, 3, &n, small);
   if (lua_isnoneornil(L, 3))
     return sent(L, c, lc__pq.PQsendQuery(c->pg, sql));
-  return sent(L, c,
-              lc__pq.PQsendQueryParams(c->pg, sql, n, NULL, vals, NULL, NULL,
-                                       0));
+  return sent(
+      L, c, lc__pq.PQsendQueryParams(c->pg, sql, n, NULL, vals, NULL, NULL, 0));
 }
 
 static int conn_prepare(lua_State *L) {
@@ -518,8 +516,7 @@ static int conn_pid(lua_State *L) {
 
 static int conn_ok(lua_State *L) {
   conn_t *c = (conn_t *)luaL_checkudata(L, 1, CONN_MT);
-  lua_pushboolean(L,
-                  c->pg != NULL && lc__pq.PQstatus(c->pg) == CONNECTION_OK);
+  lua_pushboolean(L, c->pg != NULL && lc__pq.PQstatus(c->pg) == CONNECTION_OK);
   return 1;
 }
 

@@ -48,7 +48,7 @@
   X(PQbackendPID)                                                              \
   X(PQtransactionStatus)                                                       \
   X(PQserverVersion)                                                           \
-  X(PQlibVersion)                                                               \
+  X(PQlibVersion)                                                              \
   X(PQsetNoticeReceiver)
 
 typedef struct {
@@ -65,11 +65,14 @@ const char *lc__pq_load(void);
 
 /* A notice (a warning or a RAISE NOTICE the server sent), kept until Lua
  * takes it: its fields under Node pg's names, in one allocation. */
+/* Room for every error field libpq reports (result.c names 17). */
+#define LC_PQ_NOTICE_FIELDS 20
+
 typedef struct lc_pq_notice {
   struct lc_pq_notice *next;
-  int n;                 /* fields present */
-  const char *names[20]; /* static strings */
-  const char *values[20];/* into text */
+  int n;                                   /* fields present */
+  const char *names[LC_PQ_NOTICE_FIELDS];  /* static strings */
+  const char *values[LC_PQ_NOTICE_FIELDS]; /* into text */
   char text[];
 } lc_pq_notice;
 

@@ -40,7 +40,8 @@ static void push_bytea(lua_State *L, const char *v, int len) {
     int i;
     luaL_buffinit(L, &b);
     for (i = 2; i + 1 < len; i += 2) {
-      int hi = hexval((unsigned char)v[i]), lo = hexval((unsigned char)v[i + 1]);
+      int hi = hexval((unsigned char)v[i]),
+          lo = hexval((unsigned char)v[i + 1]);
       if (hi < 0 || lo < 0)
         break;
       luaL_addchar(&b, (char)(hi * 16 + lo));
@@ -204,7 +205,7 @@ lc_pq_notice *lc__pq_notice_new(const PGresult *res) {
   int i, n = 0;
   lc_pq_notice *no;
   char *p;
-  for (i = 0; error_fields[i].name != NULL && i < 20; i++) {
+  for (i = 0; error_fields[i].name != NULL && i < LC_PQ_NOTICE_FIELDS; i++) {
     const char *v = lc__pq.PQresultErrorField(res, error_fields[i].code);
     if (v != NULL)
       size += strlen(v) + 1;
@@ -214,7 +215,7 @@ lc_pq_notice *lc__pq_notice_new(const PGresult *res) {
     return NULL;
   no->next = NULL;
   p = no->text;
-  for (i = 0; error_fields[i].name != NULL && i < 20; i++) {
+  for (i = 0; error_fields[i].name != NULL && i < LC_PQ_NOTICE_FIELDS; i++) {
     const char *v = lc__pq.PQresultErrorField(res, error_fields[i].code);
     if (v == NULL)
       continue;

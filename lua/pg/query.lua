@@ -48,6 +48,9 @@ function M.make(what, sql, ...)
     error(what .. ': expected the SQL text (a string) or {text = ..., '
       .. 'values = {...}}, got ' .. type(sql), 3)
   end
+  if q.text:find('\0', 1, true) then
+    error(what .. ': the SQL text holds a NUL byte', 3)
+  end
   if q.timeout ~= nil and type(q.timeout) ~= 'number' then
     error(what .. ': timeout must be a number of milliseconds', 3)
   end

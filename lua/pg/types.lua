@@ -99,7 +99,13 @@ end
 -- encode(v) -> text, or nil for NULL. Raises on what has no SQL form.
 function encode(v)
   local tv = type(v)
-  if tv == 'string' then return v end
+  if tv == 'string' then
+    -- libpq sends text as C strings: a NUL would cut it short.
+    if find(v, '\0', 1, true) then
+      error('holds a NUL byte (binary data goes as pg.bytea(s))', 0)
+    end
+    return v
+  end
   if tv == 'number' then return number(v) end
   if tv == 'boolean' then return v and 't' or 'f' end
   if v == nil or v == null then return nil end

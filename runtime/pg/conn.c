@@ -234,10 +234,18 @@ static const char **get_params(lua_State *L, int idx, int *np,
     vals = (const char **)lua_newuserdata(L, sizeof(char *) * (size_t)n);
   for (i = 0; i < n; i++) {
     lua_rawgeti(L, idx, i + 1);
-    if (lua_type(L, -1) == LUA_TSTRING)
-      vals[i] = lua_tostring(L, -1); /* The table keeps it alive. */
-    else if (lua_isnil(L, -1) ||
-             (lua_islightuserdata(L, -1) && lua_touserdata(L, -1) == NULL))
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      size_t len;
+      const char *v = lua_tolstring(L, -1, &len); /* The table keeps it. */
+      /* Sent as a C string: a NUL would cut it short without a word. */
+      if (memchr(v, '\0', len) != NULL)
+        luaL_error(L,
+                   "pg: parameter $%d holds a NUL byte (binary data goes "
+                   "as pg.bytea(s))",
+                   i + 1);
+      vals[i] = v;
+    } else if (lua_isnil(L, -1) ||
+               (lua_islightuserdata(L, -1) && lua_touserdata(L, -1) == NULL))
       vals[i] = NULL;
     else
       luaL_error(L, "pg: parameter %d is a %s, not text or NULL", i + 1,
@@ -256,9 +264,18 @@ static int sent(lua_State *L, conn_t *c, int ok) {
   return 1;
 }
 
+/* The SQL text at idx; raises on a NUL byte (libpq takes C strings). */
+static const char *check_sql(lua_State *L, int idx) {
+  size_t len;
+  const char *sql = luaL_checklstring(L, idx, &len);
+  if (memchr(sql, '\0', len) != NULL)
+    luaL_error(L, "pg: the SQL text holds a NUL byte");
+  return sql;
+}
+
 static int conn_send(lua_State *L) {
   conn_t *c = check_conn(L);
-  const char *sql = luaL_checkstring(L, 2);
+  const char *sql = check_sql(L, 2);
   const char *small[SMALL_PARAMS];
   int n;
   const char **vals = get_params(L, 3, &n, small);
@@ -271,7 +288,7 @@ static int conn_send(lua_State *L) {
 static int conn_prepare(lua_State *L) {
   conn_t *c = check_conn(L);
   const char *name = luaL_checkstring(L, 2);
-  const char *sql = luaL_checkstring(L, 3);
+  const char *sql = check_sql(L, 3);
   return sent(L, c, lc__pq.PQsendPrepare(c->pg, name, sql, 0, NULL));
 }
 

@@ -14,10 +14,16 @@
 # /redis (one GET through a pooled Redis connection per request: a
 # redis-server of this run's own, on a free port in a temp dir, seeded,
 # passed to the servers as REDIS_PORT, stopped by pid at the end; its CPU
-# is reported apart, not in the servers' CPU per request).
+# is reported apart, not in the servers' CPU per request), and /pg (one
+# row by primary key per request through each worker's pool: a PostgreSQL
+# of this run's own, made by initdb in the temp dir (as the postgres user
+# when run as root), on 127.0.0.1 at a free port, seeded with 1000 rows,
+# passed to the servers as PG_URL, stopped by pid at the end; its CPU, all
+# its processes', is reported apart too). nginx has no PostgreSQL driver
+# here: run /pg with PEERS="luacluster node".
 #
 # Knobs (env): ROUNDS=3 DUR=5 DUR_WORK=3 DUR_CPU=2 WARMUP=1 CONNS=50
-#   WORKERS_LIST="1 2" ROUTES="/ /work /cpu" (also /order /redis)
+#   WORKERS_LIST="1 2" ROUTES="/ /work /cpu" (also /order /redis /pg)
 #   PEERS="luacluster node nginx"
 #   PORT=18080 WRK_CPU=1 SERVER_CPUS= (e.g. 0 to pin servers; default
 #   unpinned) LOADTEST=1 LT_CONC=100 LT_N=1000 LUACLUSTER=build/luacluster
@@ -69,6 +75,8 @@ startup_us=0     # its time from exec to the first 200 on /
 helpers=""       # pids of running load tools
 redis=""         # pid of the redis-server for /redis, when running
 REDIS_PORT=""    # its port
+pg=""            # pid of the postgres for /pg, when running
+PG_URL=""        # its URL
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "bench: $*"; exit 1; }
@@ -219,12 +227,72 @@ stop_redis() {
   redis=""
 }
 
+PG_VALUE="Hello from PostgreSQL"
+
+# Starts the postgres for /pg: initdb into the temp dir (as the postgres
+# user when root: PostgreSQL refuses root), 127.0.0.1 at a free port, the
+# table bench_items (id 1..1000, body) seeded.
+start_pg() {
+  local i bin port as=()
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -x "$bin/initdb" ] || die "postgresql missing: run sh vendor/setup.sh bench"
+  for ((i = 0; i < 100; i++)); do
+    port=$((20000 + RANDOM % 20000))
+    [ "$port" != "$PORT" ] && [ "$port" != "$REDIS_PORT" ] &&
+      ! port_busy "$port" && break
+  done
+  mkdir -p "$tmp/pg"
+  if [ "$(id -u)" = 0 ]; then
+    chmod o+x "$tmp" # the postgres user passes through to its dir
+    chown postgres: "$tmp/pg"
+    as=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+  fi
+  (cd "$tmp/pg" && "${as[@]}" "$bin/initdb" -D "$tmp/pg/data" -A trust \
+    -U postgres -E UTF8 --locale=C --no-sync >"$tmp/pg/initdb.log" 2>&1) ||
+    { tail -n 15 "$tmp/pg/initdb.log" | sed 's/^/  | /' >&2
+      die "initdb failed"; }
+  "${as[@]}" "$bin/postgres" -D "$tmp/pg/data" -k "$tmp/pg" -p "$port" \
+    -c listen_addresses=127.0.0.1 -c max_connections=100 \
+    >"$tmp/pg/log" 2>&1 </dev/null &
+  pg=$!
+  for ((i = 0; i < 500; i++)); do
+    "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" && break
+    gone "$pg" && break
+    sleep 0.02
+  done
+  PG_URL="postgresql://postgres@127.0.0.1:$port/postgres"
+  "$bin/psql" -q -X -v ON_ERROR_STOP=1 "$PG_URL" >/dev/null 2>&1 <<SQL || {
+CREATE TABLE bench_items (id int PRIMARY KEY, body text NOT NULL);
+INSERT INTO bench_items SELECT i, '$PG_VALUE' FROM generate_series(1, 1000) i;
+VACUUM ANALYZE bench_items;
+SQL
+    tail -n 15 "$tmp/pg/log" | sed 's/^/  | /' >&2
+    die "postgres did not start on port $port"
+  }
+  say "bench: postgres $pg on port $port"
+}
+
+# Stops the postgres by pid (fast shutdown, SIGKILL after STOP_TIMEOUT).
+stop_pg() {
+  [ -n "$pg" ] || return 0
+  local i
+  kill -INT "$pg" 2>/dev/null || true
+  for ((i = 0; i < STOP_TIMEOUT * 20; i++)); do
+    gone "$pg" && break
+    sleep 0.05
+  done
+  gone "$pg" || kill -KILL "$pg" 2>/dev/null || true
+  wait "$pg" 2>/dev/null || true
+  pg=""
+}
+
 cleanup() {
   local p
   trap - EXIT INT TERM
   for p in $helpers; do kill -TERM "$p" 2>/dev/null || true; done
   stop_server
   stop_redis
+  stop_pg
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -265,6 +333,7 @@ start_server() {
   t0=${EPOCHREALTIME/./}
   # Not a group leader, so setsid execs in place: $! is the server's pid.
   PORT=$PORT WORKERS=$workers NGINX_PREFIX=$tmp/nginx REDIS_PORT=$REDIS_PORT \
+    PG_URL=$PG_URL \
     setsid "${pin[@]}" $cmd >>"$tmp/$peer.log" 2>&1 </dev/null &
   server=$!
   if ! t1=$(first_200 "$server"); then
@@ -331,6 +400,7 @@ expected_body() {
     /order) echo '{"total":159.58,"items":8}'
       echo '{"items":8,"total":159.58}' ;;
     /redis) echo "$REDIS_VALUE" ;;
+    /pg) echo "$PG_VALUE" ;;
   esac
 }
 
@@ -419,17 +489,23 @@ run_one() {
   fi
 
   server_pids=$(collect_pids "$server")
+  # postgres and its backends (the pools' connections, made by now).
+  [ "$route" = /pg ] && rpid=$(collect_pids "$pg")
   npids0=$(wc -w <<<"$server_pids")
   read -r c0 s0 <<<"$(cpu_ticks -s $server_pids)"
   read -r m0 mt0 <<<"$(machine_ticks)"
-  [ -n "$rpid" ] && r0=$(cpu_ticks "$rpid")
+  # shellcheck disable=SC2086
+  [ -n "$rpid" ] && r0=$(cpu_ticks $rpid)
   times >"$tmp/times0"
   # shellcheck disable=SC2086
   run_tool "$tmp/wrk.out" taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" \
     -d"${dur}s" --timeout 10s --latency $wargs "$url" || note="wrk-failed"
   read -r c1 s1 <<<"$(cpu_ticks -s $server_pids)"
   read -r m1 mt1 <<<"$(machine_ticks)"
-  [ -n "$rpid" ] && r1=$(cpu_ticks "$rpid")
+  # Backends started during the run count whole (they had no CPU before).
+  [ "$route" = /pg ] && rpid=$(collect_pids "$pg")
+  # shellcheck disable=SC2086
+  [ -n "$rpid" ] && r1=$(cpu_ticks $rpid)
   times >"$tmp/times1"
   # What ran besides the server, wrk and redis-server, as a share of the
   # whole machine.
@@ -510,7 +586,8 @@ for route in $ROUTES; do
   case $route in
     / | /work | /cpu | /order) ;;
     /redis) [ -n "$redis" ] || start_redis ;;
-    *) die "unknown route $route (/ /work /cpu /order /redis)" ;;
+    /pg) [ -n "$pg" ] || start_pg ;;
+    *) die "unknown route $route (/ /work /cpu /order /redis /pg)" ;;
   esac
 done
 
@@ -564,6 +641,7 @@ for workers in $WORKERS_LIST; do
 done
 elapsed=$((SECONDS - started))
 stop_redis
+stop_pg
 
 mkdir -p "$(dirname "$OUT")"
 version() { "$@" 2>&1 | head -n 1 || true; }
@@ -586,6 +664,12 @@ version() { "$@" 2>&1 | head -n 1 || true; }
       "on its own port; node's client: redis" \
       "$(node -p 'require(process.argv[1]).version' \
         "$here/node_modules/redis/package.json" 2>/dev/null || echo '?')"
+  fi
+  if [ -n "$PG_URL" ]; then
+    echo "- /pg: $(version "$(ls -d /usr/lib/postgresql/*/bin | sort -V |
+      tail -n 1)/postgres" --version) on 127.0.0.1; node's client: pg" \
+      "$(node -p 'require(process.argv[1]).version' \
+        "$here/node_modules/pg/package.json" 2>/dev/null || echo '?')"
   fi
   echo "- knobs: ROUNDS=$ROUNDS DUR=$DUR DUR_WORK=$DUR_WORK DUR_CPU=$DUR_CPU" \
     "WARMUP=$WARMUP CONNS=$CONNS WRK_CPU=$WRK_CPU" \

@@ -4,8 +4,8 @@
 # Fields: workers route round peer status startup_ms requests rps p50_ms
 # p99_ms errors cpu_ticks cpu_us_per_req nworkers rss_worker_kb
 # rss_primary_kb lt_rps lt_mean_ms framing note sys_ticks other_load_pct
-# redis_ticks (the redis-server's CPU during the run, /redis only; empty
-# otherwise). -v hz=N: clock ticks per second (default 100).
+# redis_ticks (the database's CPU during the run: redis-server's for
+# /redis, every postgres process's for /pg; empty otherwise). -v hz=N: clock ticks per second (default 100).
 BEGIN { FS = "\t"; if (hz == "") hz = 100 }
 
 {
@@ -83,6 +83,10 @@ END {
       print "\n_One Redis GET per request through a pooled connection; the" \
         " redis-server's own CPU is left out of CPU us/req and shown" \
         " apart as redis us/req._"
+    if (kv[2] == "/pg")
+      print "\n_One PostgreSQL row by primary key per request through each" \
+        " worker's pool; postgres' own CPU (every backend) is left out of" \
+        " CPU us/req and shown apart as db us/req._"
     if (kv[2] == "/cpu")
       print "\n_Unreliable: an empty loop measures how each JIT treats an" \
         " empty loop (it may shrink it or drop it), not the server;" \
@@ -90,7 +94,7 @@ END {
     print ""
     rc = cfgs[c] in has_redis
     print "| server | req/s | spread | p50 ms | p99 ms | CPU us/req |" \
-      (rc ? " redis us/req |" : "") \
+      (rc ? (kv[2] == "/pg" ? " db us/req |" : " redis us/req |") : "") \
       " sys % | RSS/worker MB | primary MB | startup ms | loadtest req/s |" \
       " loadtest mean ms | other load % | errors | runs |"
     print "|---|---:|---:|---:|---:|---:|" (rc ? "---:|" : "") \

@@ -22,6 +22,13 @@ if(NOT LUAJIT_INCLUDE_DIR OR NOT LUV_INCLUDE_DIR)
   message(FATAL_ERROR "LuaJIT or luv headers not found (vendor/setup.sh)")
 endif()
 
+# libpq's headers only (libpq-dev): the library itself is opened with
+# dlopen at the first require('pg') (runtime/pg/libpq.c).
+find_path(LIBPQ_INCLUDE_DIR libpq-fe.h PATH_SUFFIXES postgresql)
+if(NOT LIBPQ_INCLUDE_DIR)
+  message(FATAL_ERROR "libpq-fe.h not found: install libpq-dev (vendor/setup.sh)")
+endif()
+
 find_program(LUAJIT_EXECUTABLE NAMES luajit)
 if(NOT LUAJIT_EXECUTABLE)
   message(FATAL_ERROR "luajit not found: install luajit2 (vendor/setup.sh)")
@@ -51,7 +58,7 @@ target_compile_options(llhttp PRIVATE -w -O2)
 add_library(luacluster_deps INTERFACE)
 target_include_directories(luacluster_deps INTERFACE
   ${LUAJIT_INCLUDE_DIR} ${LUV_INCLUDE_DIR} ${LUV_INCLUDE_DIR}/luv
-  ${CJSON_INCLUDE_DIR})
+  ${CJSON_INCLUDE_DIR} ${LIBPQ_INCLUDE_DIR})
 target_link_libraries(luacluster_deps INTERFACE
   llhttp ${LUV_LIBRARY} ${CJSON_LIBRARY} ${LIBUV_LIBRARY} ${LUAJIT_LIBRARY}
   pthread dl rt m)

@@ -87,6 +87,7 @@ Environment:
                         (~/.luacluster_repl_history; empty: none)
   LUACLUSTER_LUA_DIR    load the runtime's Lua modules from this folder
   LUACLUSTER_SCHED      rr|none|reuseport: how workers share a port
+  LUACLUSTER_LIBPQ      the libpq require('pg') opens (default libpq.so.5)
 ]==]
 
 local function die(msg)

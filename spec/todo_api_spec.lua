@@ -63,6 +63,8 @@ local function start(args, env)
   local port = h.free_port()
   env = env or {}
   env.PORT = tostring(port)
+  -- No database unless the spec gives one (false: unset).
+  if env.DATABASE_URL == nil then env.DATABASE_URL = false end
   local p = h.spawn(args, {env = env})
   local ok = h.wait(function()
     local _, n = (p.stdout .. p.stderr):gsub('listening on port ' .. port, '')
@@ -239,5 +241,68 @@ describe('todo_api under luacluster -w 2', function()
 
     p:stop()
     assert.equal(0, p.code)
+  end)
+end)
+
+describe('todo_api with DATABASE_URL (PostgreSQL)', function()
+  -- A server of its own for each test (after_each's cleanup kills every
+  -- process a test started).
+  local srv
+
+  before_each(function() srv = require('pg_server').start() end)
+  after_each(function() if srv then srv:stop() end end)
+
+  it('migrates, shares the todos and keeps them across restarts',
+    function()
+    local p, port = start({SERVER}, {WORKERS = '2', DATABASE_URL = srv.url})
+    assert.truthy(p.stdout:find('applied 001_create_todos.sql', 1, true))
+    local health = both_health(port)
+    assert.equal('postgres', health[1].store)
+    assert.equal('postgres', health[2].store)
+
+    local created = request(port, 'POST', '/todos',
+      '{"title":"durable milk"}')
+    assert.equal(201, created.status)
+    assert.same({id = 1, title = 'durable milk', done = false}, created.json)
+    local seen = {}
+    until_worker(port, 'GET', '/todos/1', function(r)
+      seen[r.worker] = true
+      return seen[1] and seen[2]
+    end, function(r)
+      assert.equal(200, r.status)
+      assert.same(created.json, r.json)
+    end)
+    local patched = request(port, 'PATCH', '/todos/1', '{"done":true}')
+    assert.same({id = 1, title = 'durable milk', done = true}, patched.json)
+    p:stop()
+    assert.equal(0, p.code)
+
+    -- A new server, under -w this time: the todos are still there, and
+    -- the migration is not applied again.
+    p, port = start({'-w', '2', SERVER}, {DATABASE_URL = srv.url})
+    health = both_health(port)
+    assert.equal('postgres', health[1].store)
+    local list = request(port, 'GET', '/todos')
+    assert.equal(200, list.status)
+    assert.same({patched.json}, list.json)
+    assert.is_nil(p.stdout:find('applied', 1, true))
+    assert.equal(204, request(port, 'DELETE', '/todos/1').status)
+    assert.equal(404, request(port, 'GET', '/todos/1').status)
+    p:stop()
+    assert.equal(0, p.code)
+  end)
+
+  it('answers 503 while the database is down, and recovers', function()
+    local p, port = start({SERVER}, {WORKERS = '2', DATABASE_URL = srv.url})
+    both_health(port)
+    srv:kill()
+    local down = request(port, 'GET', '/todos')
+    assert.equal(503, down.status)
+    srv:launch()
+    local up = until_worker(port, 'GET', '/todos', function(r)
+      return r.status == 200
+    end)
+    assert.equal(200, up.status)
+    p:stop()
   end)
 end)

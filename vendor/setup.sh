@@ -6,7 +6,8 @@
 #   sh vendor/setup.sh build    the same (what `make`, `make run` run)
 #   sh vendor/setup.sh test     + what `make test` needs (busted, the
 #                               tools and modules the specs use,
-#                               redis-server; resty.redis into build/deps)
+#                               redis-server, postgresql; resty.redis
+#                               into build/deps)
 #   sh vendor/setup.sh bench    + what bench/ needs (wrk, nginx+lua and
 #                               cjson for it, node, hyperfine; loadtest
 #                               and redis from npm into bench/)
@@ -19,9 +20,9 @@
 set -eu
 
 build="make gcc libc6-dev cmake pkg-config libluajit2-5.1-dev luajit2 \
-  libuv1-dev lua-cjson-dev lua-luv-dev node-llhttp"
+  libuv1-dev lua-cjson-dev lua-luv-dev node-llhttp libpq-dev"
 test="lua-busted lua-lpeg lua-filesystem lua-yaml procps util-linux mount \
-  systemd curl dpkg-dev file groff-base redis-server nodejs"
+  systemd curl dpkg-dev file groff-base redis-server nodejs postgresql"
 bench="wrk nginx-light libnginx-mod-http-lua lua-cjson nodejs npm hyperfine"
 fuzz="clang libclang-rt-14-dev"
 
@@ -83,6 +84,16 @@ else
     else
       $SUDO service redis-server stop >/dev/null 2>&1 || true
       $SUDO update-rc.d redis-server disable >/dev/null 2>&1 || true
+    fi
+  esac
+  # The same for postgresql's own cluster (port 5432): the pg specs make
+  # theirs with initdb in a temp dir.
+  case " $missing " in *" postgresql "*)
+    if [ -d /run/systemd/system ]; then
+      $SUDO systemctl disable --now postgresql >/dev/null 2>&1 || true
+    else
+      $SUDO service postgresql stop >/dev/null 2>&1 || true
+      $SUDO update-rc.d postgresql disable >/dev/null 2>&1 || true
     fi
   esac
 fi

@@ -10,6 +10,10 @@
 --   /redis one GET of the key bench:greeting from the redis-server on
 --          REDIS_PORT, through a pooled connection (resty.redis on
 --          cosockets: connect, get, set_keepalive); the value is the body
+--   /pg    one row by primary key (id 1..1000 in turn) from the table
+--          bench_items of the PostgreSQL at PG_URL, through the worker's
+--          pool of PG_POOL (10) connections (require('pg')); its `body`
+--          column is the body
 local cluster = require('cluster')
 local http = require('http')
 local cjson = require('cjson')
@@ -61,6 +65,25 @@ local function order(req, res)
   res:writeHead(200, JSON)
   res:finish(encode({ total = floor(total * 100 + 0.5) / 100,
     items = #items }))
+end
+
+-- The worker's pool, made on the first /pg request.
+local db
+local next_id = 0
+local function get_pg(res)
+  if not db then
+    db = require('pg').pool({connectionString = process.env.PG_URL,
+      max = tonumber(process.env.PG_POOL) or 10})
+  end
+  next_id = next_id % 1000 + 1
+  local r, err = db:query('SELECT body FROM bench_items WHERE id = $1',
+    next_id)
+  if not r then
+    res:writeHead(502, TEXT)
+    return res:finish('query: ' .. tostring(err) .. '\n')
+  end
+  res:writeHead(200, TEXT)
+  res:finish(r.rows[1].body)
 end
 
 local function fail(res, what, err)
@@ -117,6 +140,8 @@ else
       order(req, res)
     elseif url == '/redis' then
       get_redis(res)
+    elseif url == '/pg' then
+      get_pg(res)
     else
       res:writeHead(404, TEXT)
       res:finish('Not Found\n')

@@ -1,6 +1,8 @@
 // The benchmark's Node.js peer: the same routes as bench/servers/luacluster.lua
 // with Node's own cluster and http modules; /redis with the `redis` npm
-// package (bench/package.json), one shared client per worker.
+// package (bench/package.json), one shared client per worker; /pg with the
+// `pg` npm package's Pool (PG_POOL connections, 10 by default, as the
+// luacluster peer's), one row by primary key per request.
 'use strict';
 const cluster = require('cluster');
 const http = require('http');
@@ -92,6 +94,28 @@ async function connectRedis() {
   }
 }
 
+// The worker's pg Pool, made on the first /pg request.
+let pool = null;
+let nextId = 0;
+
+function getPg(res) {
+  if (!pool) {
+    const { Pool } = require('pg');
+    pool = new Pool({ connectionString: process.env.PG_URL,
+      max: Number(process.env.PG_POOL) || 10 });
+    pool.on('error', (err) => console.log('pg: ' + err.message));
+  }
+  nextId = nextId % 1000 + 1;
+  pool.query('SELECT body FROM bench_items WHERE id = $1', [nextId]).then(
+    (r) => {
+      res.writeHead(200, TEXT);
+      res.end(r.rows[0].body);
+    }, (err) => {
+      res.writeHead(502, TEXT);
+      res.end('query: ' + err.message + '\n');
+    });
+}
+
 if (cluster.isPrimary) {
   for (let i = 0; i < workers; i++) cluster.fork();
   cluster.on('exit', (worker, code, signal) => {
@@ -113,6 +137,8 @@ if (cluster.isPrimary) {
       res.end(body);
     } else if (url === '/order' && req.method === 'POST') {
       order(req, res);
+    } else if (url === '/pg') {
+      getPg(res);
     } else if (url === '/redis') {
       if (redis) {
         getRedis(res);

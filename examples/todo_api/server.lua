@@ -25,7 +25,15 @@
 --   - without it, a memory store in each worker: every worker has its own
 --     todos, and a GET may not see what another worker stored (a warning
 --     says so on stderr). Fine for trying -w out, not for real use.
--- GET /health says which: "store": "primary", "shared" or "memory".
+-- GET /health says which: "store": "primary", "shared", "memory" or
+-- "postgres".
+--
+-- With DATABASE_URL set (a libpq URL, e.g. postgresql://app@/todos), the
+-- todos live in PostgreSQL instead, whichever way it runs: the primary
+-- applies migrations/*.sql (M.migrate in store.lua) before it forks, and
+-- every worker keeps a pool (PG_POOL connections, 10 by default). Under
+-- -w each worker migrates (an advisory lock makes that safe). The todos
+-- then outlive every process, and several hosts may share them.
 
 -- The example's own modules (app.lua, store.lua) load from this folder,
 -- wherever it is run from.
@@ -38,6 +46,44 @@ local store = require('store')
 local app = require('app')
 
 local PORT = tonumber(process.env.PORT) or 8000
+local DATABASE_URL = process.env.DATABASE_URL
+if DATABASE_URL == '' then DATABASE_URL = nil end
+local MIGRATIONS = dir .. '/migrations'
+
+-- migrate(then_fn): applies the migrations, then calls then_fn; exits 1
+-- if they fail.
+local function migrate(then_fn)
+  require('co').spawn(function()
+    local pg = require('pg')
+    local db = pg.pool({max = 1})
+    local applied, err = store.migrate(db, MIGRATIONS)
+    db:close()
+    if not applied then
+      io.stderr:write('todo_api: migrations failed: ', tostring(err), '\n')
+      return process.exit(1)
+    end
+    for _, name in ipairs(applied) do print('todo_api: applied ' .. name) end
+    then_fn()
+  end)
+end
+
+if cluster.isPrimary and DATABASE_URL then
+  local workers = tonumber(process.env.WORKERS)
+    or require('os').availableParallelism()
+  cluster.setupPrimary({restart = 'on-failure'})
+  local listening = 0
+  cluster.on('listening', function()
+    listening = listening + 1
+    if listening == workers then
+      print(('todo_api: %d workers listening on port %d (primary %d, ' ..
+        'PostgreSQL)'):format(workers, PORT, process.pid))
+    end
+  end)
+  migrate(function()
+    for _ = 1, workers do cluster.fork({TODO_API_STORE = 'postgres'}) end
+  end)
+  return
+end
 
 if cluster.isPrimary then
   local workers = tonumber(process.env.WORKERS)
@@ -58,7 +104,15 @@ end
 
 -- A worker.
 local todos
-if process.env.TODO_API_STORE == 'primary' then
+if DATABASE_URL then
+  todos = store.postgres(require('pg').pool({
+    max = tonumber(process.env.PG_POOL) or 10}))
+  local function serve()
+    http.createServer(app(todos, {worker = cluster.worker.id})):listen(PORT)
+  end
+  if process.env.TODO_API_STORE == 'postgres' then return serve() end
+  return migrate(serve) -- under -w: no primary of ours migrated
+elseif process.env.TODO_API_STORE == 'primary' then
   todos = store.client(process, {timeout = 2000})
 else
   local ok, dict = pcall(require('shared').dict, 'todos')

@@ -14,7 +14,7 @@
 -- A todo is {id = 1, title = 'milk', done = false}. The store checks no
 -- input: app.lua validates before it calls.
 --
--- Four stores:
+-- Five stores:
 --
 --   M.memory()          the state itself, in this process's memory. Specs
 --                       use it; the primary keeps its todos in one.
@@ -27,6 +27,9 @@
 --   M.shared(dict)      a store in a shared dict (require('shared')), for
 --                       `luacluster -w N --shared todos:SIZE`, where the
 --                       built-in primary runs none of this code.
+--   M.postgres(db)      a store in PostgreSQL (db: a require('pg') pool),
+--                       the table made by migrations/ (M.migrate): real,
+--                       durable state, shared by every worker and host.
 --
 -- The messages between a worker and the primary (any other message on the
 -- channel is left alone):
@@ -234,6 +237,117 @@ function M.shared(dict)
   end
   return new('shared', function(self, op, args, cb)
     return run(ops, op, args, cb)
+  end)
+end
+
+------------------------------------------------------------------------------
+-- In PostgreSQL.
+
+-- A failure of the database's reach (connection lost or refused, the
+-- server shutting down or out of connections, the pool's wait over) is
+-- 'unavailable'; anything else 'internal'.
+local function pg_failure(err)
+  local code = tostring(err.code or '')
+  if code:match('^08') or code:match('^57P') or code == '53300' then
+    return failure('unavailable', 'database: ' .. tostring(err.message))
+  end
+  io.stderr:write('todo_api store: ', tostring(err.message), '\n')
+  return failure('internal', 'database error')
+end
+
+local function todo_of(row)
+  if not row then return nil end
+  return {id = row.id, title = row.title, done = row.done}
+end
+
+local COLUMNS = 'id, title, done'
+
+function M.postgres(db)
+  local ops = {}
+  -- query(cb, shape, sql, ...): cb(err, shape(res)).
+  local function query(cb, shape, sql, ...)
+    local n = select('#', ...)
+    local args = {...}
+    args[n + 1] = function(err, res)
+      if err then return cb(pg_failure(err)) end
+      return cb(nil, shape(res))
+    end
+    db:query(sql, unpack(args, 1, n + 1))
+  end
+  function ops.list(cb)
+    query(cb, function(res)
+      local out = {}
+      for i, row in ipairs(res.rows) do out[i] = todo_of(row) end
+      return out
+    end, 'SELECT ' .. COLUMNS .. ' FROM todos ORDER BY id')
+  end
+  local function first(res) return todo_of(res.rows[1]) end
+  function ops.get(cb, id)
+    query(cb, first, 'SELECT ' .. COLUMNS .. ' FROM todos WHERE id = $1', id)
+  end
+  function ops.create(cb, fields)
+    query(cb, first, 'INSERT INTO todos (title, done) VALUES ($1, $2) ' ..
+      'RETURNING ' .. COLUMNS, fields.title, fields.done == true)
+  end
+  -- A field not given is NULL here, which COALESCE reads as "unchanged".
+  function ops.update(cb, id, fields)
+    query(cb, first, 'UPDATE todos SET title = COALESCE($2, title), ' ..
+      'done = COALESCE($3, done) WHERE id = $1 RETURNING ' .. COLUMNS,
+      id, fields.title, fields.done)
+  end
+  function ops.remove(cb, id)
+    query(cb, function(res) return res.rowCount > 0 end,
+      'DELETE FROM todos WHERE id = $1', id)
+  end
+  return new('postgres', function(self, op, args, cb)
+    local fn = ops[op]
+    if not fn then
+      return cb(failure('internal', 'unknown operation ' .. tostring(op)))
+    end
+    args = args or {}
+    return fn(cb, unpack(args, 1, 2))
+  end)
+end
+
+-- migrate(db, dir) -> the names of the files applied now, or nil and err
+-- (in a coroutine). Applies every dir/*.sql not yet recorded in
+-- schema_migrations, in name order, in one transaction; an advisory lock
+-- lets several processes start at once (`-w N`: every worker migrates).
+function M.migrate(db, dir)
+  local uv = require('uv')
+  local names = {}
+  local req = uv.fs_scandir(dir)
+  while req do
+    local name = uv.fs_scandir_next(req)
+    if not name then break end
+    if name:match('%.sql$') then names[#names + 1] = name end
+  end
+  table.sort(names)
+  local function must(res, err)
+    if not res then error(err, 0) end
+    return res
+  end
+  return db:transaction(function(c)
+    must(c:query('SELECT pg_advisory_xact_lock(7428190)'))
+    must(c:query('CREATE TABLE IF NOT EXISTS schema_migrations (' ..
+      'name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())'))
+    local done = {}
+    for _, row in ipairs(must(c:query('SELECT name FROM ' ..
+        'schema_migrations')).rows) do
+      done[row.name] = true
+    end
+    local applied = {}
+    for _, name in ipairs(names) do
+      if not done[name] then
+        local f = assert(io.open(dir .. '/' .. name, 'rb'))
+        local sql = f:read('*a')
+        f:close()
+        must(c:query(sql))
+        must(c:query('INSERT INTO schema_migrations (name) VALUES ($1)', name))
+        applied[#applied + 1] = name
+      end
+    end
+    return applied
   end)
 end
 

@@ -1,5 +1,6 @@
 -- store.lua: the same behaviour from every store (in memory, in a shared
--- dict, and a worker's client of the primary's store), then what only the
+-- dict, a worker's client of the primary's store, and PostgreSQL when a
+-- server can be made), then what only the
 -- client does: request ids, timeouts, a primary out of reach. The client
 -- and the primary talk here over a channel made of two emitters, each
 -- message encoded and decoded by lua-cjson and delivered on a later turn
@@ -69,8 +70,41 @@ local stores = {
   end,
 }
 
+-- PostgreSQL, when this runs from the repository (whose spec/pg_server.lua
+-- makes a real server: `make test` installs it): each store starts on an
+-- empty table, made by the example's migrations.
+local pg_server
+do
+  local ok, mod = pcall(require, 'pg_server')
+  if ok and mod.bindir() then pg_server = mod end
+end
+local pg_srv, pg_db
+if pg_server then
+  stores.postgres = function()
+    if not pg_srv then
+      pg_srv = pg_server.start()
+      pg_db = require('pg').pool({connectionString = pg_srv.url, max = 2})
+    end
+    local done
+    require('co').spawn(function()
+      assert(pg_db:query('DROP TABLE IF EXISTS todos, schema_migrations'))
+      done = {store.migrate(pg_db, dir .. '/../migrations')}
+    end)
+    assert(wait(function() return done ~= nil end, 10000), 'no migration')
+    assert(done[1], tostring(done[2]))
+    return store.postgres(pg_db)
+  end
+end
+
 for name, make in pairs(stores) do
   describe('store (' .. name .. ')', function()
+    if name == 'postgres' then
+      teardown(function()
+        if pg_db then pg_db:close() end
+        if pg_srv then pg_srv:stop() end
+      end)
+    end
+
     it('creates todos with ids from 1, done false unless given', function()
       local s = make()
       local err, t = call(s, 'create', {title = 'a'})

@@ -65,6 +65,7 @@ void lc_preload(lua_State *L);
 int luaopen_lc_core(lua_State *L);
 int luaopen_lc_ipc(lua_State *L);
 int luaopen_lc_http(lua_State *L);
+int luaopen_lc_ws(lua_State *L);
 
 /* Pushes nil, message, code (luv's convention for operational errors). */
 int lc_push_uverr(lua_State *L, int err);

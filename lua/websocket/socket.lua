@@ -114,11 +114,19 @@ function WebSocket:_send(op, data, fin)
     ok = s:write(W.frame(op, data, true, fin))
   end
   if ok == false and self.bufferedAmount > self._maxBuffered then
-    self:_fail(1008, 'output past maxBufferedAmount: the peer does not read',
-      'ERR_WS_BUFFER_FULL')
-    return nil
+    return self:_overflow()
   end
   return ok
+end
+
+-- The peer does not read: a close frame would not reach it either, so the
+-- connection is cut ('close' 1006) after an 'error'.
+function WebSocket:_overflow()
+  local err = errors.new('ERR_WS_BUFFER_FULL',
+    'output past maxBufferedAmount: the peer does not read')
+  self:terminate()
+  if self:listenerCount('error') > 0 then self:emit('error', err) end
+  return nil
 end
 
 -- Writes a frame built elsewhere (a broadcast's, built once per worker).
@@ -128,9 +136,7 @@ function WebSocket:_sendRaw(frame)
   if c then
     local ok = C.raw_write(c, frame)
     if ok == false and self.bufferedAmount > self._maxBuffered then
-      self:_fail(1008, 'output past maxBufferedAmount: the peer does not read',
-        'ERR_WS_BUFFER_FULL')
-      return nil
+      return self:_overflow()
     end
     return ok
   end

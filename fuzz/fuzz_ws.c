@@ -34,7 +34,8 @@ typedef struct {
 
 static int check_again(void *ud, int op, const char *data, size_t len) {
   again *a = (again *)ud;
-  if (a->seen || op != a->op || len != a->len || memcmp(data, a->want, len))
+  if (a->seen || op != a->op || len != a->len ||
+      (len > 0 && memcmp(data, a->want, len) != 0))
     abort();
   a->seen = 1;
   return 0;
@@ -55,7 +56,8 @@ static void round_trip(int client, int op, const char *data, size_t len) {
   size_t hl = lc__ws_header(f, op, 1, len, client ? NULL : key);
   ws_parser p;
   again a = {data, len, op, 0};
-  memcpy(f + hl, data, len);
+  if (len > 0)
+    memcpy(f + hl, data, len);
   if (!client)
     lc__ws_mask(f + hl, len, key);
   lc__ws_parser_init(&p, client, MAX_PAYLOAD);

@@ -91,6 +91,30 @@ describe('http server upgrade', function()
   end)
 end)
 
+describe("http server 'clientError'", function()
+  after_each(h.close_servers)
+
+  it('lets the listener answer a bad request, as Node', function()
+    local srv, port = h.serve(function(_, res) res:finish('plain') end)
+    local bad = 'GET / HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n'
+    assert.truthy(h.raw(port, bad):find('^HTTP/1.1 400 Bad Request'))
+    local got
+    srv:on('clientError', function(err, socket)
+      got = err.code
+      socket:finish('HTTP/1.1 400 Bad Request\r\nX-Mine: 1\r\n\r\n')
+    end)
+    local data = h.raw(port, bad)
+    assert.equal('HTTP/1.1 400 Bad Request\r\nX-Mine: 1\r\n\r\n', data)
+    assert.truthy(got:find('^HPE_'))
+    -- A listener that destroys: nothing is written.
+    srv:removeAllListeners('clientError')
+    srv:on('clientError', function(_, socket) socket:destroy() end)
+    assert.equal('', (h.raw(port, bad)))
+    -- A good request on the same server is untouched.
+    assert.equal(200, (h.get(port, '/')))
+  end)
+end)
+
 describe('websocket server against ws', function()
   after_each(h.close_servers)
 

@@ -58,7 +58,8 @@ local function sync_handler(self)
   if self._srv then
     self._srv:emit_connection(self:listenerCount('connection') > 0)
     self._srv:emit_upgrade(self:listenerCount('upgrade') > 0,
-      self:listenerCount('connect') > 0)
+      self:listenerCount('connect') > 0,
+      self:listenerCount('clientError') > 0)
   end
 end
 
@@ -68,7 +69,8 @@ for _, m in ipairs({'on', 'addListener', 'once', 'prependListener',
   Server[m] = function(self, name, ...)
     super(self, name, ...)
     if name == nil or name == 'request' or name == 'connection'
-        or name == 'upgrade' or name == 'connect' then
+        or name == 'upgrade' or name == 'connect'
+        or name == 'clientError' then
       sync_handler(self)
     end
     return self
@@ -145,6 +147,15 @@ local function make_callbacks(self)
         or 'upgrade', req, socket, rest)
     end,
     raw = Upgraded._event,
+    -- A bad request: the 'clientError' listener answers, as Node's (a
+    -- 408 for a timeout is ERR_HTTP_REQUEST_TIMEOUT, a 431
+    -- HPE_HEADER_OVERFLOW, others llhttp's code).
+    client_error = function(socket, status, code)
+      Upgraded.adopt(socket)
+      local err = errors.new(code, 'Parse Error: ' .. code)
+      err.statusCode = status
+      self:emit('clientError', err, socket)
+    end,
     ws = function(socket, op, data, code)
       local ws = rawget(socket, '_ws')
       if ws then ws:_frame(op, data, code) end

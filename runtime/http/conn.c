@@ -292,10 +292,16 @@ static void conn_end(http_conn *c) {
 }
 
 /* Answers a protocol error (400, 408, 431) unless a response has started,
- * then ends the connection. */
+ * then ends the connection; with a 'clientError' listener (and no response
+ * in flight), the listener answers. */
 void lc__http_conn_fail(http_conn *c, int status) {
   if (c->closing || c->shutting)
     return;
+  if (c->s->emit_client_error && !c->silent && !c->busy && !c->raw) {
+    /* The listener answers (or not): upgrade.c. */
+    lc__http_client_error(c, status);
+    return;
+  }
   if (!c->silent && !(c->busy && c->head_sent)) {
     const char *msg = lc__http_reason(status);
     buf_lit(&c->out, "HTTP/1.1 ");

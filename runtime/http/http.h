@@ -171,6 +171,8 @@
   XX(WS, "ws")                 /* (socket, op, payload) a WebSocket message    \
                                   or control frame; (socket, 0, reason,        \
                                   code) a protocol error. */                   \
+  XX(CLIENT_ERROR, "client_error") /* (socket, status, code): a bad request \
+                                      for the 'clientError' listener. */     \
   XX(SOCK_MT, "Socket")
 
 enum {
@@ -293,6 +295,7 @@ typedef struct http_server {
   unsigned emit_connection : 1;
   unsigned emit_upgrade : 1; /* An 'upgrade' listener is there. */
   unsigned emit_connect : 1; /* A 'connect' listener is there. */
+  unsigned emit_client_error : 1; /* A 'clientError' listener too. */
   unsigned rbuf_busy : 1;
   /* Limits (milliseconds for times; 0 disables). */
   size_t max_header;
@@ -527,6 +530,7 @@ void lc__http_raw_drain(http_conn *c);
 void lc__http_raw_resume(http_conn *c);
 void lc__http_raw_closed(http_conn *c);
 void lc__http_raw_free(http_conn *c);
+void lc__http_client_error(http_conn *c, int status);
 extern const luaL_Reg lc__http_upgrade_fns[];
 
 /* response.c */

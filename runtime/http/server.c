@@ -345,13 +345,15 @@ static int server_emit_connection(lua_State *L) {
   return 0;
 }
 
-/* srv:emit_upgrade(upgrade, connect): whether an 'upgrade' and a
- * 'connect' listener are there (without, an Upgrade request is a plain
- * request and CONNECT closes the connection, as Node). */
+/* srv:emit_upgrade(upgrade, connect, clientError): whether an 'upgrade',
+ * a 'connect' and a 'clientError' listener are there (without, an Upgrade
+ * request is a plain request, CONNECT closes the connection and a bad
+ * request is answered 400, as Node). */
 static int server_emit_upgrade(lua_State *L) {
   http_server *s = check_server(L);
   s->emit_upgrade = lua_toboolean(L, 2);
   s->emit_connect = lua_toboolean(L, 3);
+  s->emit_client_error = lua_toboolean(L, 4);
   return 0;
 }
 

@@ -99,6 +99,49 @@ void lc__http_raw_free(http_conn *c) {
   c->ws = NULL;
 }
 
+/* A bad request with a 'clientError' listener: as Node, the listener gets
+ * the socket (a byte stream now, as an upgraded one: it may write its own
+ * answer) and an error code; the connection ends after what it wrote,
+ * unless it destroyed it. */
+void lc__http_client_error(http_conn *c, int status) {
+  http_server *s = c->s;
+  lua_State *L = s->L;
+  const char *code;
+  switch (status) {
+  case 408:
+    code = "ERR_HTTP_REQUEST_TIMEOUT";
+    break;
+  case 431:
+    code = "HPE_HEADER_OVERFLOW";
+    break;
+  case 413:
+    code = "HPE_CHUNK_EXTENSIONS_OVERFLOW";
+    break;
+  default:
+    code = llhttp_errno_name(llhttp_get_errno(&c->parser));
+  }
+  c->stop_parse = 1;
+  c->raw = 1;
+  c->in_msg = 0;
+  c->in.len = 0;
+  c->head_start = c->req_start = c->idle_since = 0;
+  lc__http_conn_lua(c);
+  /* Stack: client_error socket status code. */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->refs[CB_CLIENT_ERROR]);
+  lc__http_conn_get(L, c, ENV_SOCKET);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_env);
+    lc__http_conn_socket(c, lua_gettop(L));
+    lua_remove(L, -2);
+  }
+  lua_pushinteger(L, status);
+  lua_pushstring(L, code);
+  lc_pcall(L, 3, 0);
+  if (!c->closing && !c->shutting)
+    lc__http_conn_end(c);
+}
+
 /* ---- Bindings. ---- */
 
 /* Returns the live upgraded connection of the box at 1 (NULL once

@@ -380,6 +380,42 @@ srv:listen(%d, '127.0.0.1')
     p:stop()
   end)
 
+  it('cluster.broadcast reaches every worker once, from a worker and the primary',
+      function()
+    local p = h.script([[
+local cluster = require('cluster')
+if cluster.isPrimary then
+  local a, b = cluster.fork(), cluster.fork()
+  local online, got = 0, 0
+  cluster:on('online', function()
+    online = online + 1
+    if online == 2 then
+      cluster.broadcast('from primary')
+      a:send('go')
+    end
+  end)
+  cluster:on('message', function(w, m)
+    print(m)
+    got = got + 1
+    if got == 4 then
+      setTimeout(function() a:kill() b:kill() end, 300)
+    end
+  end)
+  return
+end
+process:on('message', function(m)
+  if m == 'go' then cluster.broadcast({n = cluster.worker.id}) return end
+  process.send('worker ' .. cluster.worker.id .. ' got '
+    .. (type(m) == 'table' and ('n=' .. m.n) or m))
+end)
+]])
+    local lines = {}
+    for l in p.stdout:gmatch('[^\n]+') do lines[#lines + 1] = l end
+    table.sort(lines)
+    assert.same({'worker 1 got from primary', 'worker 1 got n=1',
+      'worker 2 got from primary', 'worker 2 got n=1'}, lines)
+  end)
+
   it('closes WebSockets with 1001 on a rolling reload; clients reconnect',
       function()
     local port = h.free_port()

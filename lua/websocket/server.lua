@@ -182,6 +182,10 @@ end
 function Server:_goingAway()
   if self._goneAway then return end
   self._goneAway = true
+  if self._pinger then
+    timers.clearInterval(self._pinger)
+    self._pinger = nil
+  end
   for ws in pairs(self.clients) do
     if ws.readyState == WebSocket.OPEN then ws:close(1001) end
   end
@@ -190,7 +194,6 @@ end
 -- close([cb]): closes every client with 1001; the http server too when it
 -- is this server's own.
 function Server:close(cb)
-  if self._pinger then timers.clearInterval(self._pinger) end
   self:_goingAway()
   local srv = self._httpServer
   if srv then

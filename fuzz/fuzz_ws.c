@@ -10,7 +10,8 @@
  *   parser) and parsed by a fresh parser comes back the same.
  *
  * The first byte says how: bit 0 the side (1: a client's parser), bits 1-3
- * and 4-7 where the input is cut. Built with -DFUZZ=ON; `make fuzz` runs
+ * and 4-6 where the input is cut, bit 7 permessage-deflate (compressed
+ * messages are inflated within maxPayload; context kept between them). Built with -DFUZZ=ON; `make fuzz` runs
  * it after fuzz_http. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -105,13 +106,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   data++;
   size--;
   cut1 = size ? (size_t)((data[-1] >> 1) & 7) * size / 8 : 0;
-  cut2 = size ? (size_t)(data[-1] >> 4) * size / 16 : 0;
+  cut2 = size ? (size_t)((data[-1] >> 4) & 7) * size / 8 : 0;
   if (cut2 < cut1)
     cut2 = cut1;
   /* A copy: the parser unmasks in place. */
   copy = (char *)malloc(size + 1);
   memcpy(copy, data, size);
   lc__ws_parser_init(&p, s.client, MAX_PAYLOAD);
+  if (data[-1] & 0x80)
+    p.z = lc__ws_deflate_new(15, 0, 0);
   n = 0;
   if (lc__ws_feed(&p, copy, cut1, 0, on_msg, on_err, &s) == 0)
     n = cut1;

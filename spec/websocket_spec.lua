@@ -266,6 +266,62 @@ describe('websocket server against ws', function()
   end)
 end)
 
+describe('websocket permessage-deflate against ws', function()
+  after_each(h.close_servers)
+
+  it('is off unless asked for, and compresses both ways when it is', function()
+    local _, _, _, url = echo_server()
+    local p = node('zecho', url)
+    assert.is_true(p:wait(10000))
+    local ev = events(p)
+    assert.equal('', ev[1].extensions)
+    h.close_servers()
+    _, _, _, url = echo_server({perMessageDeflate = true})
+    p = node('zecho', url)
+    assert.is_true(p:wait(10000))
+    ev = events(p)
+    assert.equal('permessage-deflate', ev[1].extensions)
+    for i = 2, 5 do assert.same({same = true}, ev[i]) end
+    -- 250 KB of messages came back in far fewer bytes.
+    assert.truthy(find(ev, 'bytesRead').bytesRead < 10000)
+    assert.equal(1000, find(ev, 'close').close)
+  end)
+
+  it('closes with 1009 when a message inflates past maxPayload', function()
+    local _, _, _, url = echo_server({perMessageDeflate = true,
+      maxPayload = 60000})
+    local p = node('zecho', url)
+    assert.is_true(p:wait(10000))
+    assert.equal(1009, find(events(p), 'close').close)
+  end)
+
+  it("compresses the client's messages for a ws server", function()
+    local p = node('server', '-', 'deflate')
+    assert.truthy(p:wait_output('port', 5000))
+    local port = events(p)[1].port
+    local got = h.go(function()
+      local ws = websocket.connect('ws://127.0.0.1:' .. port .. '/',
+        {perMessageDeflate = true})
+      next_event(ws, 'open')
+      local out = {ws.extensions}
+      for i = 1, 3 do
+        local m = ('m' .. i):rep(30000)
+        ws:send(m)
+        out[#out + 1] = ws:receive() == m
+      end
+      ws:send('hi')
+      out[#out + 1] = ws:receive()
+      ws:close()
+      next_event(ws, 'close')
+      return out
+    end, 10000)
+    assert.same({'permessage-deflate', true, true, true, 'hi'}, got)
+    assert.equal('permessage-deflate; client_max_window_bits',
+      find(events(p), 'path').extensions)
+    p:stop()
+  end)
+end)
+
 describe('websocket client against ws', function()
   it('echoes, pings, and closes both ways', function()
     local p = node('server')

@@ -19,7 +19,7 @@
 set -eu
 
 build="make gcc libc6-dev cmake pkg-config libluajit2-5.1-dev luajit2 \
-  libuv1-dev lua-cjson-dev lua-luv-dev node-llhttp libssl-dev"
+  libuv1-dev lua-cjson-dev lua-luv-dev node-llhttp libssl-dev zlib1g-dev"
 test="lua-busted lua-lpeg lua-filesystem procps util-linux mount systemd \
   curl dpkg-dev file groff-base redis-server nodejs node-ws"
 bench="wrk nginx-light libnginx-mod-http-lua lua-cjson nodejs npm hyperfine"

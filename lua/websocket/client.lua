@@ -9,6 +9,7 @@ local W = require('_ws')
 local net = require('net')
 local errors = require('internal.errors')
 local WebSocket = require('websocket.socket')
+local deflate = require('websocket.deflate')
 local timers = require('timers')
 local process = require('process')
 
@@ -75,7 +76,9 @@ end
 
 -- connect(url[, protocols][, options]) -> a WebSocket (CONNECTING; 'open'
 -- or 'error' then 'close' follow). options: headers, maxPayload,
--- handshakeTimeout (ms), maxBufferedAmount; protocols, a string or list.
+-- handshakeTimeout (ms), maxBufferedAmount, perMessageDeflate (false by
+-- default; true or {threshold, serverNoContextTakeover,
+-- clientNoContextTakeover}); protocols, a string or list.
 local function connect(url, protocols, opts)
   if type(protocols) == 'table' and #protocols == 0 then
     protocols, opts = nil, protocols
@@ -108,6 +111,8 @@ local function connect(url, protocols, opts)
     lines[#lines + 1] = 'Sec-WebSocket-Protocol: '
       .. table.concat(protocols, ', ')
   end
+  local offer = deflate.offer(opts.perMessageDeflate)
+  if offer then lines[#lines + 1] = 'Sec-WebSocket-Extensions: ' .. offer end
   for k, v in pairs(opts.headers or {}) do
     lines[#lines + 1] = k .. ': ' .. tostring(v)
   end
@@ -176,7 +181,12 @@ local function connect(url, protocols, opts)
     elseif protocols then
       return fail('Server sent no subprotocol')
     end
-    ws:_attachClient(sock, '', opts.maxPayload or DEFAULT_MAX_PAYLOAD)
+    local z, why = deflate.client(offer and opts.perMessageDeflate,
+      h['sec-websocket-extensions'])
+    if z == nil then return fail(why) end
+    ws.extensions = h['sec-websocket-extensions'] or ''
+    ws:_attachClient(sock, '', opts.maxPayload or DEFAULT_MAX_PAYLOAD,
+      z or nil)
     ws:emit('open')
     if #rest > 0 and ws.readyState == WebSocket.OPEN then ws:_feed(rest) end
   end

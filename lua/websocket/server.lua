@@ -10,6 +10,7 @@
 local W = require('_ws')
 local EventEmitter = require('events')
 local WebSocket = require('websocket.socket')
+local deflate = require('websocket.deflate')
 local timers = require('timers')
 local process = require('process')
 
@@ -39,7 +40,9 @@ end
 -- user); path, maxPayload (default 100 MiB), handleProtocols(protocols,
 -- req) -> the chosen one or false, verifyClient(info) -> bool,
 -- keepAlive (ms between pings; 0, the default: none),
--- maxBufferedAmount, clientTracking (default true).
+-- maxBufferedAmount, clientTracking (default true), perMessageDeflate
+-- (false by default; true or {threshold = 1024, serverNoContextTakeover,
+-- clientNoContextTakeover, serverMaxWindowBits, clientMaxWindowBits}).
 function Server:new(opts, cb)
   opts = opts or {}
   local self = EventEmitter.new(Server, {})
@@ -132,13 +135,17 @@ function Server:handleUpgrade(req, socket, head, cb)
     end
     if protocol == false then protocol = nil end
   end
+  local z, ext = deflate.server(opts.perMessageDeflate,
+    h['sec-websocket-extensions'])
   local ws = WebSocket:new({protocol = protocol,
     maxBufferedAmount = opts.maxBufferedAmount})
+  ws.extensions = ext or ''
   local lines = {'HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket',
     'Connection: Upgrade', 'Sec-WebSocket-Accept: ' .. W.accept(key)}
   if protocol then
     lines[#lines + 1] = 'Sec-WebSocket-Protocol: ' .. tostring(protocol)
   end
+  if ext then lines[#lines + 1] = 'Sec-WebSocket-Extensions: ' .. ext end
   self:emit('headers', lines, req)
   lines[#lines + 1] = '\r\n'
   if socket:write(table.concat(lines, '\r\n')) == nil then return end
@@ -158,7 +165,7 @@ function Server:handleUpgrade(req, socket, head, cb)
   ws._alive = true
   -- Frames that came with the handshake are parsed once 'connection'
   -- listeners are attached.
-  ws:_attachServer(socket, '', self._maxPayload)
+  ws:_attachServer(socket, '', self._maxPayload, z)
   cb(ws, req)
   if head and #head > 0 and ws.readyState == WebSocket.OPEN then
     require('_http').ws_start(ws._c, self._maxPayload, head)

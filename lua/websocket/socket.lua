@@ -68,7 +68,8 @@ end
 -- Transports.
 
 -- The server side: the upgraded connection's box and socket.
-function WebSocket:_attachServer(socket, head, maxPayload)
+-- z: what permessage-deflate agreed (lua/websocket/deflate.lua), or nil.
+function WebSocket:_attachServer(socket, head, maxPayload, z)
   self._c = rawget(socket, '_c')
   self._sock = socket
   self._server = true
@@ -76,14 +77,25 @@ function WebSocket:_attachServer(socket, head, maxPayload)
   socket:on('drain', function() self:emit('drain') end)
   socket:on('close', function() self:_closed() end)
   self.readyState = OPEN
-  C.ws_start(self._c, maxPayload, head)
+  if z then
+    self._zmin = z.threshold
+    C.ws_start(self._c, maxPayload, head, z.bits, z.ourReset, z.peerReset)
+  else
+    C.ws_start(self._c, maxPayload, head)
+  end
 end
 
 -- The client side: a connected net.Socket and the bytes after the
 -- handshake's response.
-function WebSocket:_attachClient(socket, rest, maxPayload)
+function WebSocket:_attachClient(socket, rest, maxPayload, z)
   self._sock = socket
-  self._parser = W.parser(true, maxPayload)
+  if z then
+    self._zmin = z.threshold
+    self._parser = W.parser(true, maxPayload, z.bits, z.ourReset,
+      z.peerReset)
+  else
+    self._parser = W.parser(true, maxPayload)
+  end
   socket:on('drain', function() self:emit('drain') end)
   socket:on('close', function() self:_closed() end)
   socket:on('error', function() end)
@@ -103,15 +115,18 @@ end
 
 -- Writes one frame; true below the high-water mark, false past it,
 -- nil when the connection is gone.
-function WebSocket:_send(op, data, fin)
+-- compress: the message may be deflated (permessage-deflate, a whole
+-- message past the threshold).
+function WebSocket:_send(op, data, fin, compress)
   local ok
   local c = self._c
+  compress = compress and self._zmin ~= nil and #data >= self._zmin
   if c then
-    ok = C.ws_send(c, op, data, fin)
+    ok = C.ws_send(c, op, data, fin, compress)
   else
     local s = self._sock
     if not s or s.destroyed then return nil end
-    ok = s:write(W.frame(op, data, true, fin))
+    ok = s:write(self._parser:frame(op, data, fin, compress))
   end
   if ok == false and self.bufferedAmount > self._maxBuffered then
     return self:_overflow()
@@ -250,9 +265,11 @@ function WebSocket:send(data, options, cb)
   if type(data) ~= 'string' then data = tostring(data) end
   local op = (options and options.binary) and BINARY or TEXT
   local fin = not (options and options.fin == false)
+  local whole = fin and not self._fragmented
   if self._fragmented then op = CONT end
   self._fragmented = not fin
-  local ok = self:_send(op, data, fin)
+  local ok = self:_send(op, data, fin,
+    whole and not (options and options.compress == false))
   if cb then
     process.nextTick(cb, ok == nil and errors.new('WS_ERR_NOT_OPEN',
       'WebSocket is not open') or nil)

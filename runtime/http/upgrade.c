@@ -182,20 +182,34 @@ static int http_raw_write(lua_State *L) {
   return push_written(L, c);
 }
 
-/* _http.ws_send(c, op, data[, fin]) -> as raw_write: one frame (a
- * server's: unmasked), its header and payload in one write. */
+/* _http.ws_send(c, op, data[, fin[, compress]]) -> as raw_write: one
+ * frame (a server's: unmasked), its header and payload in one write;
+ * with compress (and permessage-deflate agreed), the whole message
+ * deflated in one frame with RSV1. */
 static int http_ws_send(lua_State *L) {
   http_conn *c = check_raw(L);
   lua_Integer op = luaL_checkinteger(L, 2);
   size_t len;
   const char *data = luaL_optlstring(L, 3, "", &len);
   int fin = lua_isnoneornil(L, 4) || lua_toboolean(L, 4);
+  int compress = lua_toboolean(L, 5);
   unsigned char hdr[14];
   size_t hl;
   luaL_argcheck(L, op >= 0 && op <= 15, 2, "invalid opcode");
   if (c == NULL || c->closing || c->shutting) {
     lua_pushnil(L);
     return 1;
+  }
+  if (compress && fin && c->ws && c->ws->z) {
+    lc_buf *z = &c->s->scratch;
+    if (lc__ws_deflate(c->ws->z, data, len, z) != 0)
+      return luaL_error(L, "deflate failed");
+    hl = lc__ws_header(hdr, (int)op, 1, z->len, NULL);
+    hdr[0] |= 0x40;
+    buf_reserve(&c->out, hl + z->len);
+    buf_add(&c->out, hdr, hl);
+    buf_add(&c->out, z->base, z->len);
+    return push_written(L, c);
   }
   hl = lc__ws_header(hdr, (int)op, fin, len, NULL);
   buf_reserve(&c->out, hl + len);
@@ -204,20 +218,29 @@ static int http_ws_send(lua_State *L) {
   return push_written(L, c);
 }
 
-/* _http.ws_start(c, maxPayload, rest): the connection speaks WebSocket
- * from now on, as a server; rest (bytes that came after the handshake)
- * is parsed first. */
+/* _http.ws_start(c, maxPayload, rest[, bits, ourReset, peerReset]): the
+ * connection speaks WebSocket from now on, as a server; rest (bytes that
+ * came after the handshake) is parsed first. With bits, permessage-deflate
+ * was agreed: our window bits and each side's no_context_takeover. */
 static int http_ws_start(lua_State *L) {
   http_conn *c = check_raw(L);
   lua_Number max = luaL_checknumber(L, 2);
   size_t len;
   const char *rest = luaL_optlstring(L, 3, "", &len);
+  int bits = (int)luaL_optinteger(L, 4, 0);
   luaL_argcheck(L, max >= 0, 2, "maxPayload must not be negative");
   if (c == NULL || c->closing)
     return 0;
   if (c->ws == NULL) {
+    ws_deflate *z = NULL;
+    if (bits) {
+      z = lc__ws_deflate_new(bits, lua_toboolean(L, 5), lua_toboolean(L, 6));
+      if (z == NULL)
+        return luaL_error(L, "out of memory");
+    }
     c->ws = (ws_parser *)lc__xmalloc(sizeof(ws_parser));
     lc__ws_parser_init(c->ws, 0, (size_t)max);
+    c->ws->z = z;
   }
   if (len > 0)
     lc__ws_feed(c->ws, (char *)rest, len, 1, ws_msg, ws_err, c);

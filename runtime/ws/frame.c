@@ -15,6 +15,9 @@ void lc__ws_parser_init(ws_parser *p, int client, size_t max_payload) {
 void lc__ws_parser_free(ws_parser *p) {
   buf_free(&p->part);
   buf_free(&p->msg);
+  buf_free(&p->zout);
+  lc__ws_deflate_free(p->z);
+  p->z = NULL;
 }
 
 /* ---- Masking and UTF-8. ---- */
@@ -141,9 +144,19 @@ static long fail(ws_parser *p, ws_on_err err, void *ud, int code,
   return -1;
 }
 
-/* A complete message: checked (text must be UTF-8) and handed over. */
-static long deliver(ws_parser *p, int op, const char *data, size_t len,
-                    ws_on_msg msg, ws_on_err err, void *ud) {
+/* A complete message: inflated when compressed (z), checked (text must
+ * be UTF-8) and handed over. */
+static long deliver(ws_parser *p, int op, int z, const char *data,
+                    size_t len, ws_on_msg msg, ws_on_err err, void *ud) {
+  if (z) {
+    int r = lc__ws_inflate(p->z, data, len, &p->zout, p->max_payload);
+    if (r == -2)
+      return fail(p, err, ud, WS_TOO_BIG, "max payload size exceeded");
+    if (r != 0)
+      return fail(p, err, ud, WS_INVALID_DATA, "invalid compressed data");
+    data = p->zout.base;
+    len = p->zout.len;
+  }
   if (op == WS_TEXT && !lc__ws_utf8((const unsigned char *)data, len))
     return fail(p, err, ud, WS_INVALID_DATA, "invalid UTF-8 sequence");
   return msg(ud, op, data, len) ? -1 : 0;
@@ -163,8 +176,12 @@ static long frame(ws_parser *p, unsigned char *b, size_t n, ws_on_msg msg,
   op = b[0] & 0x0F;
   masked = (b[1] & 0x80) != 0;
   plen = b[1] & 0x7F;
-  if (b[0] & 0x70)
+  /* RSV1 marks a compressed message (its first frame) once
+   * permessage-deflate was agreed; the others must be clear. */
+  if ((b[0] & 0x70) & ~(p->z ? 0x40 : 0))
     return fail(p, err, ud, WS_PROTOCOL_ERROR, "RSV bits must be clear");
+  if ((b[0] & 0x40) && (op == WS_CONT || op >= WS_CLOSE))
+    return fail(p, err, ud, WS_PROTOCOL_ERROR, "RSV1 must be clear");
   if (op > WS_BINARY && (op < WS_CLOSE || op > WS_PONG))
     return fail(p, err, ud, WS_PROTOCOL_ERROR, "invalid opcode");
   if (op >= WS_CLOSE && (!fin || plen > 125))
@@ -222,11 +239,13 @@ static long frame(ws_parser *p, unsigned char *b, size_t n, ws_on_msg msg,
       int mop = p->msg_op;
       long r;
       p->msg_op = 0;
-      r = deliver(p, mop, p->msg.base, p->msg.len, msg, err, ud);
+      r = deliver(p, mop, p->msg_z, p->msg.base, p->msg.len, msg, err, ud);
       p->msg.len = 0;
-      /* A large message's buffer is not kept for the next. */
+      /* A large message's buffers are not kept for the next. */
       if (p->msg.cap > 65536)
         buf_free(&p->msg);
+      if (p->zout.cap > 65536)
+        buf_free(&p->zout);
       if (r < 0)
         return -1;
     }
@@ -234,13 +253,16 @@ static long frame(ws_parser *p, unsigned char *b, size_t n, ws_on_msg msg,
   default:
     if (!fin) {
       p->msg_op = op;
+      p->msg_z = (b[0] & 0x40) != 0;
       p->msg.len = 0;
       buf_add(&p->msg, payload, (size_t)plen);
       return (long)(hl + plen);
     }
-    if (deliver(p, op, (const char *)payload, (size_t)plen, msg, err, ud) <
-        0)
+    if (deliver(p, op, (b[0] & 0x40) != 0, (const char *)payload,
+                (size_t)plen, msg, err, ud) < 0)
       return -1;
+    if (p->zout.cap > 65536)
+      buf_free(&p->zout);
     return (long)(hl + plen);
   }
 }

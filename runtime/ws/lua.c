@@ -186,14 +186,60 @@ static int parser_gc(lua_State *L) {
   return 0;
 }
 
+/* p:frame(op, data[, fin[, compress]]) -> a client's frame (masked),
+ * deflated with the parser's permessage-deflate state when compress. */
+static int parser_frame(lua_State *L) {
+  parser_box *b = check_parser(L);
+  int op = (int)luaL_checkinteger(L, 2);
+  size_t len;
+  const char *data = luaL_optlstring(L, 3, "", &len);
+  int fin = lua_isnoneornil(L, 4) || lua_toboolean(L, 4);
+  int compress = lua_toboolean(L, 5) && fin && b->p.z;
+  unsigned char key[4], *out;
+  size_t hl;
+  lc_buf z = {NULL, 0, 0};
+  luaL_argcheck(L, op >= 0 && op <= 15, 2, "invalid opcode");
+  if (random_bytes(key, 4) != 0)
+    return luaL_error(L, "no random bytes");
+  if (compress) {
+    /* Copied into Lua's memory before anything may raise. */
+    int r = lc__ws_deflate(b->p.z, data, len, &z);
+    char *copy = (char *)lua_newuserdata(L, z.len + 1);
+    if (z.len)
+      memcpy(copy, z.base, z.len);
+    len = z.len;
+    buf_free(&z);
+    if (r != 0)
+      return luaL_error(L, "deflate failed");
+    data = copy;
+  }
+  out = (unsigned char *)lua_newuserdata(L, 14 + len);
+  hl = lc__ws_header(out, op, fin, len, key);
+  if (compress)
+    out[0] |= 0x40;
+  if (len)
+    memcpy(out + hl, data, len);
+  lc__ws_mask(out + hl, len, key);
+  lua_pushlstring(L, (const char *)out, hl + len);
+  return 1;
+}
+
+/* _ws.parser(client, maxPayload[, bits, ourReset, peerReset]): with bits,
+ * permessage-deflate was agreed (as ws_start's). */
 static int ws_parser_new(lua_State *L) {
   int client = lua_toboolean(L, 1);
   lua_Number max = luaL_optnumber(L, 2, 0);
+  int bits = (int)luaL_optinteger(L, 3, 0);
   parser_box *b;
   luaL_argcheck(L, max >= 0, 2, "maxPayload must not be negative");
   b = (parser_box *)lua_newuserdata(L, sizeof(*b));
   memset(b, 0, sizeof(*b));
   lc__ws_parser_init(&b->p, client, (size_t)max);
+  if (bits) {
+    b->p.z = lc__ws_deflate_new(bits, lua_toboolean(L, 4), lua_toboolean(L, 5));
+    if (b->p.z == NULL)
+      return luaL_error(L, "out of memory");
+  }
   luaL_getmetatable(L, PARSER_MT);
   lua_setmetatable(L, -2);
   return 1;
@@ -210,6 +256,8 @@ int luaopen_lc_ws(lua_State *L) {
   luaL_newmetatable(L, PARSER_MT);
   lua_pushcfunction(L, parser_feed);
   lua_setfield(L, -2, "feed");
+  lua_pushcfunction(L, parser_frame);
+  lua_setfield(L, -2, "frame");
   lua_pushvalue(L, -1);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, parser_gc);

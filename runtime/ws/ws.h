@@ -3,6 +3,7 @@
  *   frame.c  parsing (headers, unmasking, UTF-8 validation, fragments
  *            reassembled within maxPayload, close payloads checked) and
  *            building (headers, masking)
+ *   deflate.c permessage-deflate (RFC 7692) over zlib
  *   lua.c    the `_ws` module: frames for a client or a broadcast built in
  *            one string, a parser object for a client's socket, the
  *            handshake's accept key, random bytes for keys and masks
@@ -36,10 +37,16 @@ typedef int (*ws_on_msg)(void *ud, int op, const char *data, size_t len);
 /* A protocol error: the close code to answer with and why. */
 typedef void (*ws_on_err)(void *ud, int code, const char *reason);
 
+/* A connection's permessage-deflate state (deflate.c). */
+typedef struct ws_deflate ws_deflate;
+
 typedef struct {
   lc_buf part;        /* A frame not yet complete. */
   lc_buf msg;         /* The fragments of a message so far. */
   int msg_op;         /* WS_TEXT or WS_BINARY while fragments come. */
+  int msg_z;          /* ... and that message is compressed (RSV1). */
+  ws_deflate *z;      /* permessage-deflate was agreed (owned). */
+  lc_buf zout;        /* An inflated message. */
   size_t max_payload; /* Of a message (all its fragments); 0: no limit. */
   unsigned client : 1; /* Frames come from a server: unmasked. */
   unsigned failed : 1; /* A protocol error was reported: no more parsing. */
@@ -63,5 +70,16 @@ int lc__ws_utf8(const unsigned char *s, size_t len);
 /* Whether a close frame's payload is acceptable: a valid code, UTF-8 in
  * the reason. Returns 0, or the close code to fail with. */
 int lc__ws_check_close(const unsigned char *s, size_t len);
+
+/* deflate.c: def_bits is our window (9-15); def_reset and inf_reset are
+ * no_context_takeover for what we send and what we receive. */
+ws_deflate *lc__ws_deflate_new(int def_bits, int def_reset, int inf_reset);
+void lc__ws_deflate_free(ws_deflate *z);
+/* Inflates a whole message into out: 0, -1 on bad data, -2 past max
+ * bytes (0: no limit). */
+int lc__ws_inflate(ws_deflate *z, const char *in, size_t len, lc_buf *out,
+                   size_t max);
+/* Deflates a whole message into out: 0, or -1. */
+int lc__ws_deflate(ws_deflate *z, const char *in, size_t len, lc_buf *out);
 
 #endif

@@ -70,6 +70,20 @@ describe('http server upgrade', function()
     assert.truthy(data:find('echo:[%w]*bye'))
   end)
 
+  it("reports a reset as the socket's 'error', then 'close'", function()
+    local srv, port = h.serve(function(_, res) res:finish('plain') end)
+    local got = {}
+    srv:on('upgrade', function(_, socket)
+      socket:on('error', function(e) got[#got + 1] = e.code end)
+      socket:on('close', function(hadError) got[#got + 1] = hadError end)
+      socket:write('HTTP/1.1 101 Switching Protocols\r\n\r\n')
+    end)
+    local p = node('reset', tostring(port))
+    assert.is_true(p:wait(5000))
+    assert.truthy(h.wait(function() return #got == 2 end, 3000))
+    assert.same({'ECONNRESET', true}, got)
+  end)
+
   it('answers an Upgrade request as a plain one without a listener', function()
     local _, port = h.serve(function(_, res) res:finish('plain') end)
     local data = h.raw(port, 'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\n'
@@ -243,6 +257,23 @@ describe('websocket server against ws', function()
     p.handle:kill('sigterm')
     assert.truthy(h.wait(function() return wss:size() == 0 end, 10000))
     p:wait(5000)
+  end)
+
+  it('listens on a port of its own; close() says going away (1001)',
+      function()
+    local port = h.free_port()
+    local wss = websocket.server({port = port})
+    local listening = false
+    wss:on('listening', function() listening = true end)
+    wss:on('connection', function(ws)
+      ws:on('message', function() wss:close() end)
+    end)
+    assert.truthy(h.wait(function() return listening end, 3000))
+    local p = node('listen', 'ws://127.0.0.1:' .. port .. '/')
+    assert.is_true(p:wait(10000))
+    assert.same({close = 1001, reason = ''}, find(events(p), 'close'))
+    assert.truthy(h.wait(function() return not wss._httpServer.listening end,
+      3000))
   end)
 
   it('serves ws:receive() in a coroutine', function()

@@ -4,7 +4,7 @@
 -- addresses, setTimeout, setNoDelay, ref) turned into a byte stream with
 -- net.Socket's shape: write (false past the high-water mark, then
 -- 'drain'), finish/end, destroy, pause/resume, and the events 'data',
--- 'end', 'drain', 'close'. A WebSocket (lua/websocket/) takes the
+-- 'end', 'drain', 'close', and 'error' (a reset; to listeners only). A WebSocket (lua/websocket/) takes the
 -- connection over instead: its frames are parsed in C and its messages
 -- reach the WebSocket, not 'data'.
 
@@ -84,7 +84,14 @@ function Upgraded:_event(what, data)
   elseif what == 'close' then
     self.destroyed = true
     self.readable, self.writable = false, false
-    self:emit('close', false)
+    self:emit('close', rawget(self, '_hadError') or false)
+  elseif what == 'error' then
+    -- A reset by the peer: Node's error, to listeners only (the server's
+    -- process stays up whatever a peer does).
+    self._hadError = true
+    if self:listenerCount('error') > 0 then
+      self:emit('error', errors.new(data, 'read ' .. data))
+    end
   else
     if what == 'end' then self.readable = false end
     self:emit(what)

@@ -80,7 +80,13 @@ void lc__http_raw_read(http_conn *c, char *data, ssize_t nread) {
     if (!c->closing)
       lc__http_conn_end(c);
   } else {
-    lc__http_conn_close(c);
+    /* A reset: 'error' (its code, as Node's err.code), then 'close'. */
+    if (nread != UV_EOF) {
+      const char *name = uv_err_name((int)nread);
+      raw_event(c, "error", name, strlen(name));
+    }
+    if (!c->closing)
+      lc__http_conn_close(c);
   }
 }
 

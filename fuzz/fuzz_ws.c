@@ -11,8 +11,8 @@
  *
  * The first byte says how: bit 0 the side (1: a client's parser), bits 1-3
  * and 4-6 where the input is cut, bit 7 permessage-deflate (compressed
- * messages are inflated within maxPayload; context kept between them). Built with -DFUZZ=ON; `make fuzz` runs
- * it after fuzz_http. */
+ * messages are inflated within maxPayload; context kept between them). Built
+ * with -DFUZZ=ON; `make fuzz` runs it after fuzz_http. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -25,7 +25,9 @@ end
 -- events(p) -> the peer's JSON lines so far, decoded.
 local function events(p)
   local list = {}
-  for line in p.stdout:gmatch('[^\n]+') do list[#list + 1] = cjson.decode(line) end
+  for line in p.stdout:gmatch('[^\n]+') do
+    list[#list + 1] = cjson.decode(line)
+  end
   return list
 end
 
@@ -40,7 +42,9 @@ local function echo_server(opts)
   opts.server = srv
   local wss = websocket.server(opts)
   wss:on('connection', function(ws)
-    ws:on('message', function(data, binary) ws:send(data, {binary = binary}) end)
+    ws:on('message', function(data, binary)
+      ws:send(data, {binary = binary})
+    end)
   end)
   return srv, wss, port, 'ws://127.0.0.1:' .. port .. '/'
 end
@@ -94,14 +98,16 @@ describe('http server upgrade', function()
 
   it("gives CONNECT to 'connect', else closes the connection", function()
     local srv, port = h.serve(function(_, res) res:finish('plain') end)
-    local req = 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n'
+    local req = 'CONNECT example.com:443 HTTP/1.1\r\n'
+      .. 'Host: example.com:443\r\n\r\n'
     local data, err = h.raw(port, req)
     assert.equal('', data)
     srv:on('connect', function(r, socket)
       socket:finish('HTTP/1.1 200 Connection Established\r\n\r\n' .. r.url)
     end)
     data = h.raw(port, req)
-    assert.equal('HTTP/1.1 200 Connection Established\r\n\r\nexample.com:443', data)
+    assert.equal('HTTP/1.1 200 Connection Established\r\n\r\n'
+      .. 'example.com:443', data)
   end)
 end)
 
@@ -132,7 +138,8 @@ end)
 describe('websocket server against ws', function()
   after_each(h.close_servers)
 
-  it('echoes text, binary, fragmented and large messages; ping; close', function()
+  it('echoes text, binary, fragmented and large messages; ping; close',
+      function()
     local _, wss, _, url = echo_server()
     local closed
     wss:on('connection', function(ws)
@@ -142,7 +149,9 @@ describe('websocket server against ws', function()
     assert.is_true(p:wait(10000))
     local ev = events(p)
     local msgs = {}
-    for _, e in ipairs(ev) do if e.msg then msgs[#msgs + 1] = e.msg .. tostring(e.bin) end end
+    for _, e in ipairs(ev) do
+      if e.msg then msgs[#msgs + 1] = e.msg .. tostring(e.bin) end
+    end
     assert.same({'68656c6c6ffalse', '000102fftrue', '667261676d656e74false',
       'len200000false'}, msgs)
     assert.same({pong = 'p1'}, find(ev, 'pong'))
@@ -177,11 +186,12 @@ describe('websocket server against ws', function()
   it('closes with 1002 on an unmasked client frame', function()
     local _, _, port = echo_server()
     local hs = 'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n'
-      .. 'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+      .. 'Connection: Upgrade\r\n'
+      .. 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
       .. 'Sec-WebSocket-Version: 13\r\n\r\n'
     local data = h.raw(port, hs .. '\129\5hello')
-    assert.truthy(data:find('Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=',
-      1, true))
+    assert.truthy(data:find(
+      'Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=', 1, true))
     local frame = data:match('\r\n\r\n(.*)$')
     assert.equal('\136\2\3\234', frame:sub(1, 4))
   end)
@@ -240,7 +250,8 @@ describe('websocket server against ws', function()
     local c = uv.new_tcp()
     c:connect('127.0.0.1', port, function()
       c:write('GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n'
-        .. 'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+        .. 'Connection: Upgrade\r\n'
+      .. 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
         .. 'Sec-WebSocket-Version: 13\r\n\r\n')
     end)
     assert.truthy(h.wait(function() return closed end, 5000))
@@ -251,7 +262,7 @@ describe('websocket server against ws', function()
 
   it('holds 1,000 idle connections', function()
     local _, wss, _, url = echo_server()
-    local p = h.spawn({PEER, 'many', url, '1000'}, {cmd = 'node', env = NODE_ENV})
+    local p = node('many', url, '1000')
     assert.truthy(p:wait_output('"open":1000', 20000))
     assert.truthy(h.wait(function() return wss:size() == 1000 end, 5000))
     p.handle:kill('sigterm')
@@ -434,7 +445,10 @@ end
 if cluster.isPrimary then
   cluster.fork() cluster.fork()
   local up = 0
-  cluster:on('listening', function() up = up + 1 if up == 2 then print('ready') end end)
+  cluster:on('listening', function()
+    up = up + 1
+    if up == 2 then print('ready') end
+  end)
   return
 end
 local srv = http.createServer(function(_, res) res:finish('') end)
@@ -467,7 +481,8 @@ srv:listen(%d, '127.0.0.1')
     p:stop()
   end)
 
-  it('cluster.broadcast reaches every worker once, from a worker and the primary',
+  it('cluster.broadcast reaches every worker once, from a worker and the '
+      .. 'primary',
       function()
     local p = h.script([[
 local cluster = require('cluster')

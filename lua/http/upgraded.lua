@@ -4,9 +4,10 @@
 -- addresses, setTimeout, setNoDelay, ref) turned into a byte stream with
 -- net.Socket's shape: write (false past the high-water mark, then
 -- 'drain'), finish/end, destroy, pause/resume, and the events 'data',
--- 'end', 'drain', 'close', and 'error' (a reset; to listeners only). A WebSocket (lua/websocket/) takes the
--- connection over instead: its frames are parsed in C and its messages
--- reach the WebSocket, not 'data'.
+-- 'end', 'drain', 'close', and 'error' (a reset; to listeners only). A
+-- WebSocket (lua/websocket/) takes the connection over instead: its frames
+-- are parsed in C and its messages reach the WebSocket, not 'data'. The
+-- socket of a 'clientError' is one too, for the listener's own answer.
 
 local C = require('_http')
 local Socket = require('http.socket')

@@ -175,7 +175,9 @@ local function connect(url, protocols, opts)
     local proto = h['sec-websocket-protocol']
     if proto then
       local ok = false
-      for _, p in ipairs(protocols or {}) do if p == proto then ok = true end end
+      for _, p in ipairs(protocols or {}) do
+        if p == proto then ok = true end
+      end
       if not ok then return fail('Server sent an invalid subprotocol') end
       ws.protocol = proto
     elseif protocols then

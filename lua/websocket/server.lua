@@ -107,7 +107,9 @@ function Server:handleUpgrade(req, socket, head, cb)
   local h = req.headers
   local key = h['sec-websocket-key']
   local version = tonumber(h['sec-websocket-version'])
-  if req.method ~= 'GET' then return abort(socket, 400, 'Invalid HTTP method') end
+  if req.method ~= 'GET' then
+    return abort(socket, 400, 'Invalid HTTP method')
+  end
   if not (h.upgrade and h.upgrade:lower() == 'websocket') then
     return abort(socket, 400, 'Invalid Upgrade header')
   end

@@ -57,8 +57,7 @@ static void ws_err(void *ud, int code, const char *reason) {
 /* Stops reading while the output is past RAW_OUT_LIMIT; write_cb resumes
  * (conn_resume, then lc__http_raw_resume) once it is below the mark. */
 static void check_output(http_conn *c) {
-  if (!c->closing && !c->out_full &&
-      lc__http_conn_queued(c) > RAW_OUT_LIMIT) {
+  if (!c->closing && !c->out_full && lc__http_conn_queued(c) > RAW_OUT_LIMIT) {
     c->out_full = 1;
     lc__http_conn_reading(c, 0);
   }

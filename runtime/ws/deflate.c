@@ -83,8 +83,8 @@ int lc__ws_inflate(ws_deflate *z, const char *in, size_t len, lc_buf *out,
 int lc__ws_deflate(ws_deflate *z, const char *in, size_t len, lc_buf *out) {
   out->len = 0;
   if (!z->def_ready) {
-    if (deflateInit2(&z->def, Z_DEFAULT_COMPRESSION, Z_DEFLATED,
-                     -z->def_bits, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    if (deflateInit2(&z->def, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -z->def_bits,
+                     8, Z_DEFAULT_STRATEGY) != Z_OK)
       return -1;
     z->def_ready = 1;
   }

@@ -146,8 +146,8 @@ static long fail(ws_parser *p, ws_on_err err, void *ud, int code,
 
 /* A complete message: inflated when compressed (z), checked (text must
  * be UTF-8) and handed over. */
-static long deliver(ws_parser *p, int op, int z, const char *data,
-                    size_t len, ws_on_msg msg, ws_on_err err, void *ud) {
+static long deliver(ws_parser *p, int op, int z, const char *data, size_t len,
+                    ws_on_msg msg, ws_on_err err, void *ud) {
   if (z) {
     int r = lc__ws_inflate(p->z, data, len, &p->zout, p->max_payload);
     if (r == -2)
@@ -258,8 +258,8 @@ static long frame(ws_parser *p, unsigned char *b, size_t n, ws_on_msg msg,
       buf_add(&p->msg, payload, (size_t)plen);
       return (long)(hl + plen);
     }
-    if (deliver(p, op, (b[0] & 0x40) != 0, (const char *)payload,
-                (size_t)plen, msg, err, ud) < 0)
+    if (deliver(p, op, (b[0] & 0x40) != 0, (const char *)payload, (size_t)plen,
+                msg, err, ud) < 0)
       return -1;
     if (p->zout.cap > 65536)
       buf_free(&p->zout);

@@ -93,8 +93,8 @@ static int ws_accept(lua_State *L) {
   SHA1_Final(md, &ctx);
   /* 20 bytes: six groups of three, then two bytes and one '='. */
   for (i = 0; i + 3 <= 18; i += 3) {
-    uint32_t v = ((uint32_t)md[i] << 16) | ((uint32_t)md[i + 1] << 8) |
-                 md[i + 2];
+    uint32_t v =
+        ((uint32_t)md[i] << 16) | ((uint32_t)md[i + 1] << 8) | md[i + 2];
     out[o++] = b64[v >> 18];
     out[o++] = b64[(v >> 12) & 63];
     out[o++] = b64[(v >> 6) & 63];
@@ -246,13 +246,11 @@ static int ws_parser_new(lua_State *L) {
 }
 
 int luaopen_lc_ws(lua_State *L) {
-  static const luaL_Reg fns[] = {{"frame", ws_frame},
-                                 {"parser", ws_parser_new},
-                                 {"accept", ws_accept},
-                                 {"random", ws_random},
-                                 {"utf8", ws_utf8},
-                                 {"check_close", ws_check_close},
-                                 {NULL, NULL}};
+  static const luaL_Reg fns[] = {
+      {"frame", ws_frame},   {"parser", ws_parser_new},
+      {"accept", ws_accept}, {"random", ws_random},
+      {"utf8", ws_utf8},     {"check_close", ws_check_close},
+      {NULL, NULL}};
   luaL_newmetatable(L, PARSER_MT);
   lua_pushcfunction(L, parser_feed);
   lua_setfield(L, -2, "feed");
@@ -268,7 +266,8 @@ int luaopen_lc_ws(lua_State *L) {
 #define XX(name)                                                               \
   lua_pushinteger(L, WS_##name);                                               \
   lua_setfield(L, -2, #name);
-  XX(CONT) XX(TEXT) XX(BINARY) XX(CLOSE) XX(PING) XX(PONG)
+  XX(CONT)
+  XX(TEXT) XX(BINARY) XX(CLOSE) XX(PING) XX(PONG)
 #undef XX
-  return 1;
+      return 1;
 }

@@ -41,13 +41,13 @@ typedef void (*ws_on_err)(void *ud, int code, const char *reason);
 typedef struct ws_deflate ws_deflate;
 
 typedef struct {
-  lc_buf part;        /* A frame not yet complete. */
-  lc_buf msg;         /* The fragments of a message so far. */
-  int msg_op;         /* WS_TEXT or WS_BINARY while fragments come. */
-  int msg_z;          /* ... and that message is compressed (RSV1). */
-  ws_deflate *z;      /* permessage-deflate was agreed (owned). */
-  lc_buf zout;        /* An inflated message. */
-  size_t max_payload; /* Of a message (all its fragments); 0: no limit. */
+  lc_buf part;         /* A frame not yet complete. */
+  lc_buf msg;          /* The fragments of a message so far. */
+  int msg_op;          /* WS_TEXT or WS_BINARY while fragments come. */
+  int msg_z;           /* ... and that message is compressed (RSV1). */
+  ws_deflate *z;       /* permessage-deflate was agreed (owned). */
+  lc_buf zout;         /* An inflated message. */
+  size_t max_payload;  /* Of a message (all its fragments); 0: no limit. */
   unsigned client : 1; /* Frames come from a server: unmasked. */
   unsigned failed : 1; /* A protocol error was reported: no more parsing. */
 } ws_parser;

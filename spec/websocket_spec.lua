@@ -260,6 +260,28 @@ describe('websocket server against ws', function()
     assert.truthy(most <= 1024 * 1024 + 65536 + 16, most)
   end)
 
+  it("reports bufferedAmount and 'drain' for a large message", function()
+    local _, wss, _, url = echo_server({maxBufferedAmount = 64 * 1024 * 1024})
+    local before, drained, after
+    wss:on('connection', function(ws)
+      ws:on('message', function(m)
+        if m ~= 'ready' then return end
+        ws:on('drain', function()
+          drained = true
+          after = ws.bufferedAmount
+        end)
+        -- More than the kernel's socket buffers take at once.
+        ws:send(('d'):rep(32 * 1024 * 1024))
+        before = ws.bufferedAmount
+      end)
+    end)
+    local p = node('listen', url)
+    assert.truthy(h.wait(function() return drained end, 10000))
+    p:stop()
+    assert.truthy(before > 0)
+    assert.equal(0, after)
+  end)
+
   it('holds 1,000 idle connections', function()
     local _, wss, _, url = echo_server()
     local p = node('many', url, '1000')

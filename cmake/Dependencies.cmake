@@ -14,6 +14,10 @@ lc_find_static(LUAJIT_LIBRARY libluajit-5.1.a libluajit2-5.1-dev)
 lc_find_static(LIBUV_LIBRARY libuv_a.a libuv1-dev)
 lc_find_static(LUV_LIBRARY liblua5.1-luv.a lua-luv-dev)
 lc_find_static(CJSON_LIBRARY liblua5.1-cjson.a lua-cjson-dev)
+# OpenSSL's libcrypto: SHA-1 for the WebSocket handshake (runtime/ws).
+lc_find_static(CRYPTO_LIBRARY libcrypto.a libssl-dev)
+# zlib: WebSocket permessage-deflate (runtime/ws/deflate.c).
+lc_find_static(ZLIB_LIBRARY libz.a zlib1g-dev)
 
 find_path(LUAJIT_INCLUDE_DIR luajit.h PATH_SUFFIXES luajit-2.1)
 find_path(LUV_INCLUDE_DIR luv/luv.h PATH_SUFFIXES lua5.1)
@@ -61,4 +65,4 @@ target_include_directories(luacluster_deps INTERFACE
   ${CJSON_INCLUDE_DIR} ${LIBPQ_INCLUDE_DIR})
 target_link_libraries(luacluster_deps INTERFACE
   llhttp ${LUV_LIBRARY} ${CJSON_LIBRARY} ${LIBUV_LIBRARY} ${LUAJIT_LIBRARY}
-  pthread dl rt m)
+  ${CRYPTO_LIBRARY} ${ZLIB_LIBRARY} pthread dl rt m)

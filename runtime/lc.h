@@ -82,6 +82,7 @@ void lc_preload(lua_State *L);
 int luaopen_lc_core(lua_State *L);
 int luaopen_lc_ipc(lua_State *L);
 int luaopen_lc_http(lua_State *L);
+int luaopen_lc_ws(lua_State *L);
 
 /* _lc.interruptible(on): SIGINT interrupts the running Lua code with an
  * error while on (the REPL; runtime/interrupt.c). */

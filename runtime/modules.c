@@ -70,6 +70,7 @@ void lc_preload(lua_State *L) {
     {"json", load_json},
     {"_lc", luaopen_lc_core},
     {"_http", luaopen_lc_http},
+    {"_ws", luaopen_lc_ws},
     {"_tcp", luaopen_lc_tcp},
     {"_unix", luaopen_lc_unix},
     {"_ipc", luaopen_lc_ipc},

@@ -206,6 +206,8 @@ function h.alive(pid)
   if not f then return false end
   local st = f:read('*a')
   f:close()
+  -- Gone between the open and the read: the read finds nothing.
+  if not st then return false end
   return not st:match('^%d+ %b() Z')
 end
 

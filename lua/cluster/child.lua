@@ -62,6 +62,16 @@ local function send(msg, reply)
   return channel:internal(msg, nil, reply)
 end
 
+-- _sendInternal(msg): a control message to the primary (cluster.broadcast).
+function cluster._sendInternal(msg) return send(msg) end
+
+-- broadcast(msg): msg to every worker's process 'message' (this one's
+-- too), through the primary (lua/cluster/broadcast.lua).
+function cluster.broadcast(msg)
+  if msg == nil then error('cluster.broadcast: cannot send nil', 2) end
+  return require('cluster.broadcast').send({kind = 'msg', msg = msg})
+end
+
 ------------------------------------------------------------------------------
 -- Listening.
 
@@ -230,6 +240,8 @@ function cluster._setupWorker(id, fd)
     end,
     internal = function(msg, handle)
       if msg.act == 'newconn' then onconnection(msg, handle)
+      elseif msg.act == 'broadcast' then
+        require('cluster.broadcast').receive(msg)
       elseif msg.act == 'disconnect' then
         -- From a reload or shutdown: leave once the servers are done.
         if msg.exit then worker._exitOnDisconnect = true end

@@ -73,6 +73,13 @@ end
 
 -- setupPrimary(settings): exec, args, silent, env, cwd (+ execArgv), and
 -- what supervision reads (restart, heartbeat, ...: cluster/supervision/).
+-- broadcast(msg): msg to every worker's process 'message'
+-- (lua/cluster/broadcast.lua).
+function cluster.broadcast(msg)
+  if msg == nil then error('cluster.broadcast: cannot send nil', 2) end
+  return require('cluster.broadcast').send({kind = 'msg', msg = msg})
+end
+
 function cluster.setupPrimary(options)
   if options ~= nil then check_settings(options) end
   local argv = process.argv
@@ -105,6 +112,11 @@ end
 -- Control messages from a worker.
 
 local onmessage = {}
+
+-- A worker's cluster.broadcast or websocket.broadcast: to every worker.
+function onmessage.broadcast(_, msg)
+  require('cluster.broadcast').relay(msg)
+end
 
 function onmessage.online(worker)
   worker.state = 'online'

@@ -12,6 +12,7 @@ local listen = require('internal.listen')
 local IncomingMessage = require('http.incoming')
 local response = require('http.response')
 local Socket = require('http.socket')
+local Upgraded = require('http.upgraded')
 local co_run = require('co').run
 
 local type, ipairs, pairs, rawget, setmetatable, xpcall, error = type,
@@ -84,6 +85,9 @@ local function sync_handler(self)
   end
   if self._srv then
     self._srv:emit_connection(self:listenerCount('connection') > 0)
+    self._srv:emit_upgrade(self:listenerCount('upgrade') > 0,
+      self:listenerCount('connect') > 0,
+      self:listenerCount('clientError') > 0)
   end
 end
 
@@ -92,7 +96,9 @@ for _, m in ipairs({'on', 'addListener', 'once', 'prependListener',
   local super = EventEmitter[m]
   Server[m] = function(self, name, ...)
     super(self, name, ...)
-    if name == nil or name == 'request' or name == 'connection' then
+    if name == nil or name == 'request' or name == 'connection'
+        or name == 'upgrade' or name == 'connect'
+        or name == 'clientError' then
       sync_handler(self)
     end
     return self
@@ -163,6 +169,32 @@ local function make_callbacks(self)
       safe_emit(self, nil, 'connection', socket)
     end,
     timeout = on_timeout,
+    -- An 'upgrade' or 'connect' request: the connection left HTTP; rest
+    -- is what came after the head (Node's `head`). The listeners run in a
+    -- coroutine, as a handler (a WebSocket's 'connection' may wait:
+    -- ws:receive()); what they raise is uncaught, as in Node.
+    upgrade = function(method, url, version, hd, socket, rest)
+      local req = {method = method, url = url, httpVersion = version,
+        _hd = hd, socket = socket, complete = true, upgrade = true}
+      setmetatable(req, IncomingMessage)
+      Upgraded.adopt(socket)
+      co_run(self.emit, self, method == 'CONNECT' and 'connect'
+        or 'upgrade', req, socket, rest)
+    end,
+    raw = Upgraded._event,
+    -- A bad request: the 'clientError' listener answers, as Node's (a
+    -- 408 for a timeout is ERR_HTTP_REQUEST_TIMEOUT, a 431
+    -- HPE_HEADER_OVERFLOW, others llhttp's code).
+    client_error = function(socket, status, code)
+      Upgraded.adopt(socket)
+      local err = errors.new(code, 'Parse Error: ' .. code)
+      err.statusCode = status
+      self:emit('clientError', err, socket)
+    end,
+    ws = function(socket, op, data, code)
+      local ws = rawget(socket, '_ws')
+      if ws then ws:_frame(op, data, code) end
+    end,
     close = function()
       self._serving = false
       if self._quiet then

@@ -165,6 +165,8 @@ static void write_cb(uv_write_t *req, int status) {
     c->want_drain = 0;
     if (c->busy)
       conn_callback(c, CB_DRAIN, ENV_RES);
+    else if (c->raw)
+      lc__http_raw_drain(c);
   }
 }
 
@@ -240,6 +242,8 @@ static void conn_close_cb(uv_handle_t *h) {
     luaL_unref(L, LUA_REGISTRYINDEX, c->ref_box);
     luaL_unref(L, LUA_REGISTRYINDEX, c->ref_env);
   }
+  if (c->ws)
+    lc__http_raw_free(c);
   buf_free(&c->in);
   head_free(&c->head);
   buf_free(&c->out);
@@ -272,6 +276,8 @@ void lc__http_conn_close(http_conn *c) {
     (void)uv_try_write(&c->sock.stream, &b, 1);
   }
   uv_close(&c->sock.handle, conn_close_cb);
+  if (c->raw)
+    lc__http_raw_closed(c);
   if (aborted && c->ref_env != LUA_NOREF) {
     lua_State *L = s->L;
     /* Stack: abort req|nil res|nil. */
@@ -304,10 +310,16 @@ static void conn_end(http_conn *c) {
 }
 
 /* Answers a protocol error (400, 408, 431) unless a response has started,
- * then ends the connection. */
+ * then ends the connection; with a 'clientError' listener (and no response
+ * in flight), the listener answers. */
 void lc__http_conn_fail(http_conn *c, int status) {
   if (c->closing || c->shutting)
     return;
+  if (c->s->emit_client_error && !c->silent && !c->busy && !c->raw) {
+    /* The listener answers (or not): upgrade.c. */
+    lc__http_client_error(c, status);
+    return;
+  }
   if (!c->silent && !(c->busy && c->head_sent)) {
     const char *msg = lc__http_reason(status);
     buf_lit(&c->out, "HTTP/1.1 ");
@@ -352,6 +364,10 @@ void lc__http_conn_settle(http_conn *c) {
 static void conn_resume(http_conn *c) {
   if (c->closing || c->out_full)
     return;
+  if (c->raw) {
+    lc__http_raw_resume(c);
+    return;
+  }
   c->paused = 0;
   llhttp_resume(&c->parser);
   if (c->in.len > 0)
@@ -402,7 +418,14 @@ static inline void touch(http_conn *c) {
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   http_conn *c = (http_conn *)st->data;
   http_server *s = c->s;
-  if (nread > 0 && !c->closing && !c->shutting) {
+  if (c->raw) {
+    /* Upgraded: the bytes are no longer HTTP (upgrade.c). */
+    if (nread != 0 && !c->closing) {
+      if (nread > 0)
+        touch(c);
+      lc__http_raw_read(c, buf->base, nread);
+    }
+  } else if (nread > 0 && !c->closing && !c->shutting) {
     touch(c);
     if (c->paused || c->in.len > 0) {
       buf_add(&c->in, buf->base, (size_t)nread);
@@ -504,7 +527,24 @@ void lc__http_timeouts(http_server *s) {
 
 /* Whether the connection waits for a request (nothing in flight). */
 int lc__http_conn_idle(const http_conn *c) {
-  return !c->busy && !c->in_msg && !c->paused && c->in.len == 0;
+  return !c->raw && !c->busy && !c->in_msg && !c->paused && c->in.len == 0;
+}
+
+/* Ends the connection once what is written has left. */
+void lc__http_conn_end(http_conn *c) { conn_end_soon(c); }
+
+/* Starts or stops reading the connection (for what is not paused for
+ * another reason: read_stopped says which it is). */
+void lc__http_conn_reading(http_conn *c, int on) {
+  if (c->closing)
+    return;
+  if (on && c->read_stopped) {
+    c->read_stopped = 0;
+    uv_read_start(&c->sock.stream, alloc_cb, read_cb);
+  } else if (!on && !c->read_stopped) {
+    c->read_stopped = 1;
+    uv_read_stop(&c->sock.stream);
+  }
 }
 
 /* Returns the live connection of the box at idx, or NULL once closed. */

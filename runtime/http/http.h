@@ -9,6 +9,8 @@
  *              tables (Node's rules for repeated ones)
  *   respond.c  responses: the head from the Lua response's fields, body
  *              framing, the status table, the header rule
+ *   upgrade.c  an upgraded connection ('upgrade', 'connect'): raw bytes to
+ *              and from Lua, or WebSocket frames (runtime/ws/)
  *   response.c bytes to responses, for the client and http.inject: a
  *              parser object over llhttp that calls Lua back
  *
@@ -37,6 +39,7 @@
 #include <llhttp.h>
 #include "lc.h"
 #include "buf.h"
+#include "ws/ws.h"
 
 #define SERVER_MT "lc.http.server"
 #define CONN_MT "lc.http.conn"
@@ -161,6 +164,15 @@
   XX(CONNECTION, "connection") /* (socket): a new connection. */               \
   XX(CLOSE, "close")           /* (): the server is fully closed. */           \
   XX(TIMEOUT, "timeout")       /* (socket): idle past its setTimeout. */      \
+  XX(UPGRADE, "upgrade")       /* (method, url, version, head, socket,         \
+                                  rest, conn): an 'upgrade' or 'connect'. */   \
+  XX(RAW, "raw")               /* (socket, event, data|nil): an upgraded       \
+                                  connection's data, end, drain, close. */     \
+  XX(WS, "ws")                 /* (socket, op, payload) a WebSocket message    \
+                                  or control frame; (socket, 0, reason,        \
+                                  code) a protocol error. */                   \
+  XX(CLIENT_ERROR, "client_error") /* (socket, status, code): a bad request \
+                                      for the 'clientError' listener. */     \
   XX(SOCK_MT, "Socket")
 
 enum {
@@ -281,6 +293,9 @@ typedef struct http_server {
   unsigned unref : 1;     /* The listener does not keep the loop alive. */
   unsigned pipe : 1;      /* The listener is a Unix socket. */
   unsigned emit_connection : 1;
+  unsigned emit_upgrade : 1; /* An 'upgrade' listener is there. */
+  unsigned emit_connect : 1; /* A 'connect' listener is there. */
+  unsigned emit_client_error : 1; /* A 'clientError' listener too. */
   unsigned rbuf_busy : 1;
   /* Limits (milliseconds for times; 0 disables). */
   size_t max_header;
@@ -364,6 +379,10 @@ struct http_conn {
   unsigned closing : 1;  /* uv_close issued. */
   unsigned idle_fired : 1; /* 'timeout' was reported since last_active. */
   unsigned pipe : 1;       /* A Unix socket: no TCP options apply. */
+  unsigned upgrading : 1;  /* Its request goes to 'upgrade' or 'connect'. */
+  unsigned raw : 1;        /* Upgraded: llhttp no longer parses it. */
+  unsigned raw_paused : 1; /* ... and its socket was paused. */
+  ws_parser *ws;           /* Upgraded to a WebSocket: its frame parser. */
 };
 
 typedef struct {
@@ -491,6 +510,8 @@ void lc__http_conn_set(http_conn *c, int slot);
 void lc__http_conn_socket(http_conn *c, int env);
 void lc__http_timeouts(http_server *s);
 http_conn *lc__http_check_conn(lua_State *L, int idx);
+void lc__http_conn_end(http_conn *c);
+void lc__http_conn_reading(http_conn *c, int on);
 extern const luaL_Reg lc__http_conn_fns[];
 
 /* parse.c */
@@ -506,6 +527,15 @@ void lc__http_write_head(lua_State *L, http_conn *c, int res, int status,
                          size_t body_len, int last);
 extern const luaL_Reg lc__http_respond_fns[];
 void lc__http_respond_open(lua_State *L);
+
+/* upgrade.c: an upgraded connection's side of conn.c's seams. */
+void lc__http_raw_read(http_conn *c, char *data, ssize_t nread);
+void lc__http_raw_drain(http_conn *c);
+void lc__http_raw_resume(http_conn *c);
+void lc__http_raw_closed(http_conn *c);
+void lc__http_raw_free(http_conn *c);
+void lc__http_client_error(http_conn *c, int status);
+extern const luaL_Reg lc__http_upgrade_fns[];
 
 /* response.c */
 void lc__http_response_open(lua_State *L);

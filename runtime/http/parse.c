@@ -320,7 +320,7 @@ static int on_headers_complete(llhttp_t *p) {
   c->gap_bytes = 0;
   c->head_start = 0;
   c->in_head = 0;
-  if (p->method == HTTP_CONNECT) {
+  if (p->method == HTTP_CONNECT && !s->emit_connect) {
     /* No 'connect' listener: Node drops the connection. */
     c->silent = 1;
     return -1;
@@ -331,6 +331,12 @@ static int on_headers_complete(llhttp_t *p) {
       !url_ok(c->head.bytes.base, c->url_len)) {
     c->err_status = 400;
     return -1;
+  }
+  if (p->upgrade && (p->method == HTTP_CONNECT || s->emit_upgrade)) {
+    /* For 'upgrade' or 'connect' (dispatch_upgrade): no body; llhttp
+     * stops after the head with HPE_PAUSED_UPGRADE. */
+    c->upgrading = 1;
+    return 2;
   }
   s->requests++;
   (*s->total)++;
@@ -471,6 +477,31 @@ void lc__http_parser_init(http_conn *c) {
   c->parser.data = c;
 }
 
+/* The connection of an 'upgrade' or 'connect' request leaves HTTP: Lua
+ * gets the request and the bytes that followed its head (rest), and from
+ * now on the connection's reads go to upgrade.c. */
+static void dispatch_upgrade(http_conn *c, const char *rest, size_t len) {
+  http_server *s = c->s;
+  lua_State *L = s->L;
+  int keys, env;
+  c->upgrading = 0;
+  c->raw = 1;
+  c->idle_since = c->head_start = c->req_start = 0;
+  lc__http_conn_lua(c);
+  /* Stack: keys env upgrade method url version head socket rest box. */
+  keys = push_keys(s);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_env);
+  env = keys + 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->refs[CB_UPGRADE]);
+  push_request_fields(c, keys);
+  lc__http_conn_socket(c, env);
+  lua_pushlstring(L, rest, len);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_box);
+  head_free(&c->head);
+  lc_pcall(L, 7, 0);
+  lua_settop(L, keys - 1);
+}
+
 /* Parses len bytes at data. own: data is c->in itself. Bytes after a pause
  * stay in (or move to) c->in. */
 void lc__http_feed(http_conn *c, const char *data, size_t len, int own) {
@@ -488,6 +519,15 @@ void lc__http_feed(http_conn *c, const char *data, size_t len, int own) {
       err = HPE_USER;
     if (err != HPE_PAUSED_UPGRADE || STOPPED(c))
       break;
+    if (c->upgrading) {
+      c->depth--;
+      c->feed_end = outer_end;
+      dispatch_upgrade(c, stop, (size_t)(end - stop));
+      if (own)
+        c->in.len = 0;
+      lc__http_conn_settle(c);
+      return;
+    }
     /* An Upgrade request was answered as a plain request (no 'upgrade'
      * listener): keep reading HTTP. */
     llhttp_resume_after_upgrade(&c->parser);

@@ -355,6 +355,18 @@ static int server_emit_connection(lua_State *L) {
   return 0;
 }
 
+/* srv:emit_upgrade(upgrade, connect, clientError): whether an 'upgrade',
+ * a 'connect' and a 'clientError' listener are there (without, an Upgrade
+ * request is a plain request, CONNECT closes the connection and a bad
+ * request is answered 400, as Node). */
+static int server_emit_upgrade(lua_State *L) {
+  http_server *s = check_server(L);
+  s->emit_upgrade = lua_toboolean(L, 2);
+  s->emit_connect = lua_toboolean(L, 3);
+  s->emit_client_error = lua_toboolean(L, 4);
+  return 0;
+}
+
 /* srv:stats() -> requests, connections (0, 0 once collected: a server's
  * table may outlive its box within one collection). */
 static int server_stats(lua_State *L) {
@@ -484,6 +496,7 @@ int luaopen_lc_http(lua_State *L) {
       {"close", server_close},
       {"close_connections", server_close_connections},
       {"emit_connection", server_emit_connection},
+      {"emit_upgrade", server_emit_upgrade},
       {"stats", server_stats},
       {"ref", server_ref},
       {NULL, NULL}};
@@ -506,6 +519,7 @@ int luaopen_lc_http(lua_State *L) {
   luaL_register(L, NULL, lc__http_conn_fns);
   luaL_register(L, NULL, lc__http_parse_fns);
   luaL_register(L, NULL, lc__http_respond_fns);
+  luaL_register(L, NULL, lc__http_upgrade_fns);
   lc__http_respond_open(L);
   lc__http_response_open(L);
 #define XX(name, slot)                                                         \

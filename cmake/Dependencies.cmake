@@ -48,10 +48,14 @@ target_include_directories(llhttp PUBLIC ${LLHTTP_INCLUDE_DIR})
 # Generated code: its warnings are not ours to fix.
 target_compile_options(llhttp PRIVATE -w -O2)
 
+# OpenSSL 3 (libssl-dev), linked dynamically as nginx's is: libssl3 takes
+# Debian's security updates without a rebuild, and the .deb depends on it.
+find_package(OpenSSL 3.0 REQUIRED)
+
 add_library(luacluster_deps INTERFACE)
 target_include_directories(luacluster_deps INTERFACE
   ${LUAJIT_INCLUDE_DIR} ${LUV_INCLUDE_DIR} ${LUV_INCLUDE_DIR}/luv
   ${CJSON_INCLUDE_DIR})
 target_link_libraries(luacluster_deps INTERFACE
   llhttp ${LUV_LIBRARY} ${CJSON_LIBRARY} ${LIBUV_LIBRARY} ${LUAJIT_LIBRARY}
-  pthread dl rt m)
+  OpenSSL::SSL OpenSSL::Crypto pthread dl rt m)

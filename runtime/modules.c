@@ -12,6 +12,7 @@ int luaopen_lc_tcp(lua_State *L);
 int luaopen_lc_unix(lua_State *L);
 int luaopen_lc_shared(lua_State *L);
 int luaopen_lc_systemd(lua_State *L);
+int luaopen_lc_tls(lua_State *L);
 
 /* Loader for an embedded module; upvalue 1 is its lc_module. With
  * LUACLUSTER_LUA_DIR set, the file of the same path is loaded from there
@@ -73,6 +74,7 @@ void lc_preload(lua_State *L) {
     {"_ipc", luaopen_lc_ipc},
     {"_shared", luaopen_lc_shared},
     {"_systemd", luaopen_lc_systemd},
+    {"_tls", luaopen_lc_tls},
     {NULL, NULL}};
   const lc_module *m;
   const luaL_Reg *r;

@@ -128,6 +128,20 @@ local function make_callbacks(self)
       safe_emit(self, nil, 'connection', socket)
     end,
     timeout = on_timeout,
+    -- A TLS handshake failed (runtime/http/conn_tls.c): 'tlsClientError'
+    -- (err, socket), as Node's tls.Server. With no listener, a refused
+    -- client certificate is logged (the reason, never key material).
+    tlsClientError = function(code, reason, socket)
+      local err = errors.new(code, reason, {library = 'SSL routines',
+        reason = reason})
+      if self:listenerCount('tlsClientError') > 0 then
+        safe_emit(self, nil, 'tlsClientError', err, socket)
+      elseif self._tlsOptions and self._tlsOptions.requestCert
+          and code:find('CERTIFICATE', 1, true) then
+        io.stderr:write('https: client certificate refused: ', reason,
+          ' (', code, ')\n')
+      end
+    end,
     close = function()
       self._serving = false
       if self._quiet then

@@ -161,6 +161,8 @@
   XX(CONNECTION, "connection") /* (socket): a new connection. */               \
   XX(CLOSE, "close")           /* (): the server is fully closed. */           \
   XX(TIMEOUT, "timeout")       /* (socket): idle past its setTimeout. */      \
+  XX(TLS_ERROR, "tlsClientError") /* (code, reason, socket): a TLS           \
+                                     handshake failed (conn_tls.c). */       \
   XX(SOCK_MT, "Socket")
 
 enum {
@@ -299,6 +301,8 @@ typedef struct http_server {
   size_t nconns;
   http_conn *resume; /* Connections whose parser waits to resume. */
   double requests;
+  struct ssl_ctx_st *tls_ctx; /* Serving TLS (conn_tls.c) when set. */
+  uint64_t handshake_timeout; /* ms; 0: none. */
 } http_server;
 
 typedef struct {
@@ -311,6 +315,7 @@ typedef struct {
 
 struct http_conn {
   http_sock sock; /* .tcp, or .pipe with `pipe` set. */
+  struct lc_tls *tls; /* The TLS engine (conn_tls.c), or NULL. */
   uv_shutdown_t shutdown_req;
   llhttp_t parser;
   http_server *s;
@@ -487,7 +492,20 @@ void lc__http_conn_set(http_conn *c, int slot);
 void lc__http_conn_socket(http_conn *c, int env);
 void lc__http_timeouts(http_server *s);
 http_conn *lc__http_check_conn(lua_State *L, int idx);
+void lc__http_conn_input(http_conn *c, const char *p, size_t n);
+void lc__http_conn_eof(http_conn *c);
+void lc__http_conn_push_socket(http_conn *c);
 extern const luaL_Reg lc__http_conn_fns[];
+
+/* conn_tls.c: TLS at conn.c's read and write seams (c->tls set). */
+int lc__http_tls_attach(http_conn *c);
+void lc__http_tls_free(http_conn *c);
+void lc__http_tls_input(http_conn *c, const char *p, size_t n);
+int lc__http_tls_seal(http_conn *c);
+void lc__http_tls_end(http_conn *c);
+int lc__http_tls_timeout(http_conn *c, uint64_t now);
+int lc__http_server_tls(lua_State *L, http_server *s);
+void lc__http_server_tls_free(http_server *s);
 
 /* parse.c */
 void lc__http_push_headers(lua_State *L, lc_buf *sc, const char *base,

@@ -40,6 +40,7 @@ static void server_free_cb(uv_handle_t *h) {
   if (--s->open_handles > 0)
     return;
   buf_free(&s->scratch);
+  lc__http_server_tls_free(s);
   free(s->rbuf);
   free(s);
 }
@@ -88,6 +89,9 @@ void lc__http_server_scan(http_server *s) {
     t = s->request_timeout;
   if (s->keepalive_timeout && (!t || s->keepalive_timeout < t))
     t = s->keepalive_timeout;
+  if (s->tls_ctx && s->handshake_timeout &&
+      (!t || s->handshake_timeout < t))
+    t = s->handshake_timeout;
   if (t && t / 4 < every)
     every = t / 4 > 10 ? t / 4 : 10;
   if (every == s->scan_every && uv_is_active((uv_handle_t *)&s->timer))
@@ -395,6 +399,12 @@ static double *requests_total(lua_State *L) {
   return total;
 }
 
+/* srv:tls(ctx[, handshake_timeout]): see conn_tls.c. */
+static int server_tls(lua_State *L) {
+  http_server *s = check_server(L);
+  return lc__http_server_tls(L, s);
+}
+
 /* _http.server(callbacks) -> server. callbacks holds the functions and
  * classes named in HTTP_CALLBACK_MAP. */
 static int http_server_new(lua_State *L) {
@@ -474,6 +484,7 @@ int luaopen_lc_http(lua_State *L) {
       {"emit_connection", server_emit_connection},
       {"stats", server_stats},
       {"ref", server_ref},
+      {"tls", server_tls},
       {NULL, NULL}};
   static const luaL_Reg fns[] = {
       {"server", http_server_new}, {"requests", http_requests}, {NULL, NULL}};

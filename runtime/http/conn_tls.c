@@ -122,12 +122,14 @@ int lc__http_tls_seal(http_conn *c) {
       r = -1;
     c->out.len = 0;
   }
+  if (c->tls_end && r == 0)
+    lc__tls_shutdown(t);
   lc__tls_take(t, &c->out);
   return r;
 }
 
-/* Queues close_notify before a graceful end. */
-void lc__http_tls_end(http_conn *c) { lc__tls_shutdown(c->tls); }
+/* A graceful end: close_notify follows what is written (the next seal). */
+void lc__http_tls_end(http_conn *c) { c->tls_end = 1; }
 
 /* A handshake past the server's handshakeTimeout: dropped, and reported
  * as Node's ERR_TLS_HANDSHAKE_TIMEOUT. Whether it timed out. */
@@ -159,3 +161,36 @@ void lc__http_server_tls_free(http_server *s) {
   SSL_CTX_free(s->tls_ctx);
   s->tls_ctx = NULL;
 }
+
+/* _http.tls_info(c) -> nil (not TLS, or closed) | {encrypted=true,
+ * authorized=, authorizationError=, alpnProtocol=, servername=,
+ * protocol=, cipher=, reused=}. */
+static int http_tls_info(lua_State *L) {
+  http_conn *c = lc__http_check_conn(L, 1);
+  const char *code;
+  if (c == NULL || c->tls == NULL || !c->tls->done)
+    return 0;
+  lc__tls_push_info(L, c->tls);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "encrypted");
+  code = lc__tls_verify_error(c->tls);
+  lua_pushboolean(L, code == NULL);
+  lua_setfield(L, -2, "authorized");
+  if (code) {
+    lua_pushstring(L, code);
+    lua_setfield(L, -2, "authorizationError");
+  }
+  return 1;
+}
+
+/* _http.tls_peer(c) -> the client's certificate (lua.c's table) or nil. */
+static int http_tls_peer(lua_State *L) {
+  http_conn *c = lc__http_check_conn(L, 1);
+  if (c == NULL || c->tls == NULL || !c->tls->done)
+    return 0;
+  return lc__tls_push_peer(L, c->tls);
+}
+
+const luaL_Reg lc__http_tls_fns[] = {{"tls_info", http_tls_info},
+                                     {"tls_peer", http_tls_peer},
+                                     {NULL, NULL}};

@@ -366,6 +366,7 @@ struct http_conn {
   unsigned closing : 1;  /* uv_close issued. */
   unsigned idle_fired : 1; /* 'timeout' was reported since last_active. */
   unsigned pipe : 1;       /* A Unix socket: no TCP options apply. */
+  unsigned tls_end : 1;    /* close_notify goes with the next seal. */
 };
 
 typedef struct {
@@ -506,6 +507,7 @@ void lc__http_tls_end(http_conn *c);
 int lc__http_tls_timeout(http_conn *c, uint64_t now);
 int lc__http_server_tls(lua_State *L, http_server *s);
 void lc__http_server_tls_free(http_server *s);
+extern const luaL_Reg lc__http_tls_fns[];
 
 /* parse.c */
 void lc__http_push_headers(lua_State *L, lc_buf *sc, const char *base,

@@ -503,6 +503,7 @@ int luaopen_lc_http(lua_State *L) {
   lua_newtable(L);
   luaL_register(L, NULL, fns);
   luaL_register(L, NULL, lc__http_conn_fns);
+  luaL_register(L, NULL, lc__http_tls_fns);
   luaL_register(L, NULL, lc__http_parse_fns);
   luaL_register(L, NULL, lc__http_respond_fns);
   lc__http_respond_open(L);

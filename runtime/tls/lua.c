@@ -141,9 +141,9 @@ static int engine_verify_error(lua_State *L) {
   return 2;
 }
 
-/* e:info() -> {alpn=, protocol=, cipher=, servername=, reused=} */
-static int engine_info(lua_State *L) {
-  lc_tls *t = check_engine(L, 1);
+/* Pushes {alpn=, protocol=, cipher=, standardName=, servername=,
+ * reused=} of t. */
+void lc__tls_push_info(lua_State *L, lc_tls *t) {
   const unsigned char *alpn = NULL;
   unsigned int alen = 0;
   const char *sn;
@@ -170,6 +170,11 @@ static int engine_info(lua_State *L) {
   }
   lua_pushboolean(L, SSL_session_reused(t->ssl));
   lua_setfield(L, -2, "reused");
+}
+
+/* e:info() -> lc__tls_push_info's table. */
+static int engine_info(lua_State *L) {
+  lc__tls_push_info(L, check_engine(L, 1));
   return 1;
 }
 
@@ -189,9 +194,9 @@ static void push_name(lua_State *L, X509_NAME *n) {
   }
 }
 
-/* e:peer_certificate() -> {subject=, issuer=, serialNumber=} or nil. */
-static int engine_peer_certificate(lua_State *L) {
-  lc_tls *t = check_engine(L, 1);
+/* Pushes the peer's certificate as {subject=, issuer=, serialNumber=}
+ * (0 pushed without one); returns the count pushed. */
+int lc__tls_push_peer(lua_State *L, lc_tls *t) {
   X509 *x = SSL_get0_peer_certificate(t->ssl);
   ASN1_INTEGER *sn;
   BIGNUM *bn;
@@ -214,6 +219,11 @@ static int engine_peer_certificate(lua_State *L) {
     BN_free(bn);
   }
   return 1;
+}
+
+/* e:peer_certificate() -> {subject=, issuer=, serialNumber=} or nil. */
+static int engine_peer_certificate(lua_State *L) {
+  return lc__tls_push_peer(L, check_engine(L, 1));
 }
 
 /* e:session() -> the session as DER (for set_session), or nil. */

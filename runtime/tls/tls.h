@@ -85,6 +85,11 @@ void lc__tls_shutdown(lc_tls *t);
  * code (e.g. "DEPTH_ZERO_SELF_SIGNED_CERT") with the reason in t. */
 const char *lc__tls_verify_error(lc_tls *t);
 
+/* ---- lua.c ---- */
+
+void lc__tls_push_info(lua_State *L, lc_tls *t);
+int lc__tls_push_peer(lua_State *L, lc_tls *t);
+
 /* ---- ctx.c ---- */
 
 /* Installs the ticket key callback on ctx (the process's keys). */

@@ -191,4 +191,206 @@ describe('https', function()
     assert.equal('ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE', errs[1])
     assert.truthy(errs[2]:find('CERTIFICATE', 1, true), errs[2])
   end)
+
+  describe('bad input', function()
+    it('answers plain HTTP on the TLS port with nginx\'s 400', function()
+      local _, port = serve()
+      local data, err = h.raw(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+      assert.is_nil(err)
+      assert.truthy(data:find('^HTTP/1%.1 400 Bad Request\r\n'), data)
+      assert.truthy(data:find('The plain HTTP request was sent to HTTPS '
+        .. 'port', 1, true))
+      local len = tonumber(data:match('Content%-Length: (%d+)'))
+      assert.equal(len, #data:match('\r\n\r\n(.*)$'))
+    end)
+
+    it('closes on a garbage handshake, reports it, and serves on',
+        function()
+      local errs = {}
+      local s, port = serve()
+      s:on('tlsClientError', function(e) errs[#errs + 1] = e.code end)
+      local data, err = h.raw(port, ('\22\3\1\0\5garbage'):rep(20))
+      assert.is_nil(err)
+      assert.is_nil(data:find('HTTP/', 1, true))
+      assert.is_true(h.wait(function() return #errs == 1 end, 2000))
+      assert.truthy(errs[1]:find('^ERR_SSL_'), errs[1])
+      assert.equal(200, (get({host = 'localhost', port = port, ca = C.ca})))
+    end)
+
+    it('drops a stalled handshake after handshakeTimeout', function()
+      local errs = {}
+      local s, port = serve({handshakeTimeout = 300})
+      s:on('tlsClientError', function(e) errs[#errs + 1] = e.code end)
+      local t0 = uv.hrtime()
+      -- The start of a record, never finished.
+      local data, err = h.raw(port, '\22\3\1\2\0', {timeout = 4000})
+      local ms = (uv.hrtime() - t0) / 1e6
+      assert.is_nil(err)
+      assert.equal('', data)
+      assert.is_true(ms >= 250 and ms < 3000, 'closed after ' .. ms .. ' ms')
+      assert.same({'ERR_TLS_HANDSHAKE_TIMEOUT'}, errs)
+    end)
+
+    it('serves others while one client floods it with handshakes',
+        function()
+      local _, port = serve({handshakeTimeout = 5000})
+      -- 200 connections that stall mid-handshake, and 200 that send
+      -- garbage, all at once from one client.
+      local conns = {}
+      for i = 1, 400 do
+        local c = uv.new_tcp()
+        conns[i] = c
+        c:connect('127.0.0.1', port, function(e)
+          if e or c:is_closing() then return end
+          c:write(i % 2 == 0 and '\22\3\1\2\0'
+            or ('\22\3\1\0\5junk'):rep(50))
+          c:read_start(function() end)
+        end)
+      end
+      local t0 = uv.hrtime()
+      local status = get({host = 'localhost', port = port, ca = C.ca})
+      local ms = (uv.hrtime() - t0) / 1e6
+      for _, c in ipairs(conns) do
+        if not c:is_closing() then c:close() end
+      end
+      assert.equal(200, status)
+      assert.is_true(ms < 3000, 'took ' .. ms .. ' ms')
+    end)
+
+    it('keeps output bounded for a client that does not read, and ' ..
+        'delivers all of it once it does', function()
+      local chunk = ('x'):rep(65536)
+      local written = 0
+      local _, port = serve(nil, function(_, res)
+        res:setHeader('Content-Length', 64 * 65536)
+        local n = 0
+        local function pump()
+          while n < 64 do
+            n = n + 1
+            written = written + #chunk
+            local ok = res:write(chunk)
+            if not ok then return res:once('drain', pump) end
+          end
+          res:finish()
+        end
+        pump()
+      end)
+      local got, done = 0, false
+      local sock
+      sock = tls.connect({host = 'localhost', port = port, ca = C.ca},
+        function()
+          sock:write('GET /big HTTP/1.1\r\nHost: x\r\n'
+            .. 'Connection: close\r\n\r\n')
+        end)
+      sock:on('data', function(d) got = got + #d end)
+      sock:on('end', function() done = true end)
+      sock:pause()
+      h.sleep(800)
+      -- Stopped well short of the 4 MiB: what the kernel's buffers and
+      -- the high-water mark hold.
+      assert.is_true(written < 64 * 65536, 'wrote ' .. written)
+      sock:resume()
+      assert.is_true(h.wait(function() return done end, 10000))
+      sock:destroy()
+      assert.is_true(got > 64 * 65536, 'got ' .. got)
+    end)
+  end)
+
+  describe('under cluster', function()
+    local FIXTURE = 'spec/fixtures/https_cluster.lua'
+    after_each(function() h.cleanup() end)
+
+    local function start(env)
+      env.PORT = env.PORT or tostring(h.free_port())
+      env.WORKERS = env.WORKERS or '2'
+      local p = h.spawn({FIXTURE}, {env = env})
+      p.port = tonumber(env.PORT)
+      assert.is_true(h.wait(function()
+        local _, n = p.stdout:gsub('listening\t', '')
+        return n >= 2 or p.exited
+      end, 5000) and not p.exited, p.stderr)
+      return p
+    end
+
+    local function s_client(port, sess, flag)
+      local p = run('openssl', {'s_client', '-connect', '127.0.0.1:' .. port,
+        '-CAfile', C.dir .. '/ca.crt', '-servername', 'localhost', flag,
+        sess, '-ign_eof'}, 'GET / HTTP/1.0\r\n\r\n')
+      return p.stdout:match('\nworker (%d+)'),
+        p.stdout:match('\n(%a+), TLSv1%.3')
+    end
+
+    it('resumes a session on another worker (shared ticket keys)',
+        function()
+      -- Round robin: the primary hands connections out in turn, so the
+      -- next ones land on the other worker.
+      local p = start({KEY = C.server.keyfile, CERT = C.server.certfile,
+        LUACLUSTER_SCHED = 'rr'})
+      local sess = C.dir .. '/session.pem'
+      local first, how = s_client(p.port, sess, '-sess_out')
+      assert.equal('New', how)
+      assert.truthy(first)
+      local others = 0
+      for _ = 1, 4 do
+        local w, how2 = s_client(p.port, sess, '-sess_in')
+        assert.equal('Reused', how2)
+        if w ~= first then others = others + 1 end
+      end
+      assert.is_true(others >= 1, 'never landed on another worker')
+      p:stop()
+    end)
+
+    it('serves a certificate swapped on disk after SIGHUP, with no ' ..
+        'failed request', function()
+      local key, cert = C.dir .. '/live.key', C.dir .. '/live.crt'
+      local function install(which)
+        for path, data in pairs({[key] = C[which].key,
+            [cert] = C[which].cert}) do
+          local f = assert(io.open(path .. '.tmp', 'wb'))
+          f:write(data)
+          f:close()
+          assert(os.rename(path .. '.tmp', path))
+        end
+      end
+      install('server')
+      local p = start({KEY = key, CERT = cert})
+      local serials, failed, ok, stop = {}, {}, 0, false
+      local agent = https.Agent({keepAlive = false})
+      local function one()
+        if stop then return end
+        local req = https.get({host = 'localhost', port = p.port, ca = C.ca,
+          agent = agent}, function(res)
+          local serial = res.socket:getPeerCertificate().serialNumber
+          res:on('data', function() end)
+          res:on('end', function()
+            ok = ok + 1
+            serials[#serials + 1] = serial
+            one()
+          end)
+        end)
+        req:on('error', function(e)
+          failed[#failed + 1] = e.code
+          one()
+        end)
+      end
+      one()
+      h.sleep(500)
+      install('server2')
+      p:kill('sighup')
+      assert.is_true(h.wait(function()
+        return p.stdout:find('reloaded\tnil') ~= nil
+      end, 10000), p.stdout .. p.stderr)
+      h.sleep(300)
+      stop = true
+      assert.is_true(h.wait(function() return #serials + #failed >= ok end))
+      h.sleep(200)
+      agent:destroy()
+      p:stop()
+      assert.same({}, failed)
+      assert.is_true(ok > 20, 'too few requests: ' .. ok)
+      assert.not_equal(serials[1], serials[#serials])
+      print(('\n  https reload under requests: %d ok, %d failed'):format(ok,
+        #failed))
+    end)
+  end)
 end)

@@ -166,6 +166,7 @@ end
 
 -- write(data, cb): sealed and written (queued until the handshake ends).
 function Handle:write(data, cb)
+  if type(data) == 'table' then data = table.concat(data) end
   if not self._secure then
     self._pending[#self._pending + 1] = {data, cb}
     return true
@@ -175,18 +176,12 @@ function Handle:write(data, cb)
   return self:_send(cb)
 end
 
--- try_write(data) -> bytes (all of them: the engine takes everything and
--- the rest is queued on the handle) | nil, msg, code.
-function Handle:try_write(data)
-  if not self._secure then return nil, 'EAGAIN', 'EAGAIN' end
-  local ok, msg, code = self._e:write(data)
-  if not ok then return nil, msg, code end
-  local out = self._e:take()
-  if out then
-    local req, m = self._raw:write(out)
-    if not req then return nil, m, m end
-  end
-  return #data
+-- try_write(data) -> nil, 'EAGAIN', 'EAGAIN': the engine seals what it
+-- takes at once, so a partial write could not be told in plaintext bytes;
+-- callers fall back to write(), whose callback tells when the ciphertext
+-- is in the kernel.
+function Handle:try_write()
+  return nil, 'EAGAIN', 'EAGAIN'
 end
 
 function Handle:shutdown(cb)

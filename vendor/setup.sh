@@ -19,9 +19,9 @@
 set -eu
 
 build="make gcc libc6-dev cmake pkg-config libluajit2-5.1-dev luajit2 \
-  libuv1-dev lua-cjson-dev lua-luv-dev node-llhttp"
+  libuv1-dev lua-cjson-dev lua-luv-dev node-llhttp libssl-dev"
 test="lua-busted lua-lpeg lua-filesystem procps util-linux mount systemd \
-  curl dpkg-dev file groff-base redis-server"
+  curl openssl dpkg-dev file groff-base redis-server"
 bench="wrk nginx-light libnginx-mod-http-lua lua-cjson nodejs npm hyperfine"
 fuzz="clang libclang-rt-14-dev"
 

@@ -42,16 +42,18 @@ test-asan: setup-test
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	$(ASAN_BUILD)/luacluster test $(SPEC_ARGS)
 
-# The libFuzzer target of the HTTP request path (fuzz/fuzz_http.c),
-# built with clang under ASan + UBSan, run for FUZZ_SECONDS on a copy of
-# fuzz/corpus/http. A crash, a hang or a malformed answer fails, naming
+# The libFuzzer targets of the HTTP request path (fuzz/fuzz_http.c) and
+# of the TLS read path (fuzz/fuzz_tls.c, on fuzz/corpus/tls),
+# built with clang under ASan + UBSan, each run for FUZZ_SECONDS on a copy
+# of its corpus. A crash, a hang or a malformed answer fails, naming
 # the input kept under $(FUZZ_BUILD)/artifacts/.
 fuzz:
 	@sh vendor/setup.sh fuzz
 	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang \
 		-DCMAKE_BUILD_TYPE=RelWithDebInfo -DFUZZ=ON >/dev/null
-	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_http
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_http fuzz_tls
 	@sh fuzz/run.sh $(FUZZ_BUILD)/fuzz_http $(FUZZ_SECONDS)
+	@sh fuzz/run.sh $(FUZZ_BUILD)/fuzz_tls $(FUZZ_SECONDS) tls ''
 
 bench:
 	@sh vendor/setup.sh bench

@@ -1,8 +1,9 @@
 #!/bin/sh
-# Runs the fuzz_http target for a bounded time (`make fuzz` builds it):
-#   fuzz/run.sh BINARY SECONDS
-# on a copy of fuzz/corpus/http in a temporary folder, so the repository is
-# left as it is. Exits 0 when nothing was found; otherwise prints the
+# Runs a fuzz target for a bounded time (`make fuzz` builds them):
+#   fuzz/run.sh BINARY SECONDS [CORPUS [DICT]]
+# on a copy of fuzz/corpus/CORPUS (http by default, with fuzz/http.dict;
+# tls has no dictionary) in a temporary folder, so the repository is left
+# as it is. Exits 0 when nothing was found; otherwise prints the
 # report and where the input that caused it was kept (ARTIFACTS, by
 # default beside the binary), and exits 1.
 #
@@ -12,17 +13,21 @@
 set -eu
 bin=$1
 secs=$2
+corpus=${3:-http}
+dict=${4-http.dict}
 here=$(cd "$(dirname "$0")/.." && pwd)
 art=${ARTIFACTS:-$(cd "$(dirname "$bin")" && pwd)/artifacts}
 mkdir -p "$art"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
-cp -R "$here/fuzz/corpus/http" "$tmp/corpus"
+cp -R "$here/fuzz/corpus/$corpus" "$tmp/corpus"
+dictarg=""
+[ -n "$dict" ] && dictarg="-dict=$here/fuzz/$dict"
 
-echo "fuzz: $bin for ${secs}s on a copy of fuzz/corpus/http"
+echo "fuzz: $bin for ${secs}s on a copy of fuzz/corpus/$corpus"
 set +e
 UBSAN_OPTIONS=print_stacktrace=1 "$bin" -max_total_time="$secs" -timeout=5 \
-  -detect_leaks=0 -print_final_stats=1 -dict="$here/fuzz/http.dict" \
+  -detect_leaks=0 -print_final_stats=1 $dictarg \
   -artifact_prefix="$art/" "$tmp/corpus" >"$tmp/log" 2>&1
 rc=$?
 set -e

@@ -88,6 +88,34 @@ end
 ------------------------------------------------------------------------------
 -- Clients.
 
+-- Client contexts by their options, so that connections with the same
+-- ones (an Agent's) share one instead of making an SSL_CTX each; bounded
+-- (emptied past CACHE_MAX).
+local CONTEXT_FIELDS = {'ca', 'cert', 'key', 'passphrase', 'minVersion',
+  'maxVersion', 'ciphers', 'ALPNProtocols'}
+local CACHE_MAX = 64
+local cached, ncached = {}, 0
+
+local function client_context(opts)
+  local parts = {}
+  for i = 1, #CONTEXT_FIELDS do
+    local v = opts[CONTEXT_FIELDS[i]]
+    if type(v) == 'table' then
+      local t = {}
+      for j = 1, #v do t[j] = tostring(v[j]) end
+      v = table.concat(t, '\1')
+    end
+    parts[i] = tostring(v)
+  end
+  local key = table.concat(parts, '\0')
+  local ctx = cached[key]
+  if ctx then return ctx end
+  ctx = tls.createSecureContext(opts)
+  if ncached >= CACHE_MAX then cached, ncached = {}, 0 end
+  cached[key], ncached = ctx, ncached + 1
+  return ctx
+end
+
 -- connect(options[, cb]) / connect(port[, host][, options][, cb]) ->
 -- TLSSocket; cb on 'secureConnect'. options: net's (host, port, path,
 -- timeout, ...), servername (SNI and the name checked; host by default),
@@ -110,7 +138,7 @@ function tls.connect(...)
       elseif type(v) == 'function' then cb = v end
     end
   end
-  opts.secureContext = opts.secureContext or tls.createSecureContext(opts)
+  opts.secureContext = opts.secureContext or client_context(opts)
   opts.isServer = false
   local s = TLSSocket:new(opts)
   if type(cb) == 'function' then s:once('secureConnect', cb) end

@@ -33,6 +33,31 @@ typedef struct {
 
 static int data_index = -1;
 
+/* The system's CA store (Debian's ca-certificates: OpenSSL's default
+ * file, or SSL_CERT_FILE; and SSL_CERT_DIR when set), loaded once per
+ * process into memory and shared by every context that verifies without
+ * a `ca` of its own. OpenSSL's default paths would add a lookup that reads
+ * the certificate directory on every handshake. */
+static X509_STORE *system_store;
+
+static X509_STORE *get_system_store(void) {
+  const char *file, *dir;
+  if (system_store != NULL)
+    return system_store;
+  system_store = X509_STORE_new();
+  if (system_store == NULL)
+    return NULL;
+  file = getenv(X509_get_default_cert_file_env());
+  if (file == NULL || *file == '\0')
+    file = X509_get_default_cert_file();
+  (void)X509_STORE_load_file(system_store, file);
+  dir = getenv(X509_get_default_cert_dir_env());
+  if (dir != NULL && *dir != '\0')
+    (void)X509_STORE_load_path(system_store, dir);
+  ERR_clear_error();
+  return system_store;
+}
+
 /* The session ticket keys of this process: the current one seals new
  * tickets, the previous one still opens tickets sealed in the period
  * before. Both derive from a master secret and the number of the period
@@ -441,14 +466,19 @@ int lc__tls_ctx_new(lua_State *L) {
     if (!each_pem(L, 1, "ca", add_ca, ctx, server ? (void *)ctx : NULL))
       return push_error(L, "cannot read a CA certificate (ca)",
                         "ERR_OSSL_PEM_NO_START_LINE");
-  } else {
-    /* Debian's ca-certificates: /etc/ssl/certs. */
-    SSL_CTX_set_default_verify_paths(ctx);
-    ERR_clear_error();
+  } else if (!server || opt_bool(L, 1, "requestCert", 0)) {
+    /* A server that verifies nobody needs no store: an empty one keeps
+     * OpenSSL from looking for its chain anywhere else. */
+    X509_STORE *st = get_system_store();
+    if (st != NULL)
+      SSL_CTX_set1_cert_store(ctx, st);
   }
   if (server) {
     static const unsigned char sid[] = "luacluster";
     SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
+    /* Sessions resume from tickets, which every worker can open; a
+     * per-process cache would only hold memory. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_tlsext_servername_callback(ctx, servername_cb);
     SSL_CTX_set_tlsext_servername_arg(ctx, d);
     if (alpn_len > 0) {

@@ -97,6 +97,8 @@ void lc__http_tls_input(http_conn *c, const char *p, size_t n) {
     lc__http_conn_input(c, plain, k);
     if (c->closing || c->shutting || c->tls == NULL)
       return;
+    if (!lc__tls_more(t))
+      break;
   }
   if (st == TLS_ERROR) {
     lc__http_conn_close(c);

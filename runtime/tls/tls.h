@@ -79,6 +79,9 @@ int lc__tls_write(lc_tls *t, const char *p, size_t n);
 void lc__tls_take(lc_tls *t, lc_buf *out);
 /* Whether ciphertext waits to go out. */
 int lc__tls_pending(lc_tls *t);
+/* Whether a read may give more plaintext (decrypted bytes buffered, or
+ * ciphertext not yet looked at). */
+int lc__tls_more(lc_tls *t);
 /* Queues close_notify. */
 void lc__tls_shutdown(lc_tls *t);
 /* The peer certificate's verification: NULL when it passed, else Node's

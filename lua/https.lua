@@ -78,10 +78,39 @@ https.Agent = Agent
 setmetatable(Agent, {__index = http.Agent,
   __call = function(class, options) return class:new(options) end})
 
+-- Agent:new([options]): http.Agent's options, and maxCachedSessions
+-- (100): TLS sessions kept per origin, so a new connection resumes one
+-- (Node's).
 function Agent:new(options)
   local a = http.Agent.new(self, options)
   a.defaultPort, a.protocol = 443, 'https:'
+  a.maxCachedSessions = (options or {}).maxCachedSessions or 100
+  a._sessionCache = {map = {}, list = {}}
   return a
+end
+
+function Agent:_cacheSession(name, session)
+  local c = self._sessionCache
+  if self.maxCachedSessions == 0 then return end
+  if c.map[name] == nil then
+    if #c.list >= self.maxCachedSessions then
+      c.map[table.remove(c.list, 1)] = nil
+    end
+    c.list[#c.list + 1] = name
+  end
+  c.map[name] = session
+end
+
+function Agent:_evictSession(name)
+  local c = self._sessionCache
+  if c.map[name] == nil then return end
+  c.map[name] = nil
+  for i = 1, #c.list do
+    if c.list[i] == name then
+      table.remove(c.list, i)
+      break
+    end
+  end
 end
 
 -- The TLS options are part of an origin's name: a connection made with
@@ -110,7 +139,18 @@ function Agent:createConnection(options)
   for k, v in pairs(options) do o[k] = v end
   if o.servername == nil or o.servername == '' then o.servername = o.host end
   o.ALPNProtocols = o.ALPNProtocols or {'http/1.1'}
-  return tls.connect(o)
+  local name = o._agentKey
+  if name and o.session == nil then
+    o.session = self._sessionCache.map[name]
+  end
+  local s = tls.connect(o)
+  if name then
+    s:on('session', function(sess) self:_cacheSession(name, sess) end)
+    s:once('close', function(hadError)
+      if hadError then self:_evictSession(name) end
+    end)
+  end
+  return s
 end
 
 https.globalAgent = Agent:new({keepAlive = true, scheduling = 'lifo',

@@ -94,6 +94,25 @@ describe('https', function()
     assert.equal(1, conns)
   end)
 
+  it('resumes sessions on new connections (the agent\'s session cache)',
+      function()
+    local _, port = serve()
+    local agent = https.Agent({keepAlive = false})
+    local reused = {}
+    for i = 1, 3 do
+      local done = false
+      https.get({host = 'localhost', port = port, ca = C.ca, agent = agent},
+        function(res)
+          reused[i] = res.socket:isSessionReused()
+          res:on('data', function() end)
+          res:on('end', function() done = true end)
+        end)
+      assert.is_true(h.wait(function() return done end, 5000))
+    end
+    agent:destroy()
+    assert.same({false, true, true}, reused)
+  end)
+
   it('refuses what does not verify, with Node\'s codes', function()
     local _, port = serve()
     -- Not in the system's store.
@@ -355,7 +374,9 @@ describe('https', function()
       install('server')
       local p = start({KEY = key, CERT = cert})
       local serials, failed, ok, stop = {}, {}, 0, false
-      local agent = https.Agent({keepAlive = false})
+      -- Full handshakes (a resumed session shows the certificate it was
+      -- made with).
+      local agent = https.Agent({keepAlive = false, maxCachedSessions = 0})
       local function one()
         if stop then return end
         local req = https.get({host = 'localhost', port = p.port, ca = C.ca,

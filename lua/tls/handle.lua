@@ -30,11 +30,12 @@ Handle.__index = function(self, k)
   return v
 end
 
--- Handle.new(raw, engine, on_secure) -> handle; start() begins.
-function Handle.new(raw, engine, on_secure)
+-- Handle.new(raw, engine, on_secure[, on_session]) -> handle; start()
+-- begins. on_session() when the engine got a session to keep (a client's).
+function Handle.new(raw, engine, on_secure, on_session)
   return setmetatable({_raw = raw, _e = engine, _secure = false,
-    _pending = {}, _on_secure = on_secure, _reading = false,
-    _raw_reading = false, _failed = false}, Handle)
+    _pending = {}, _on_secure = on_secure, _on_session = on_session,
+    _reading = false, _raw_reading = false, _failed = false}, Handle)
 end
 
 -- Whether the handshake has ended well.
@@ -99,6 +100,7 @@ function Handle:_advance()
   local cb = self._on_secure
   self._on_secure = nil
   if cb then cb(nil) end
+  if self._on_session and self._e:new_session() then self._on_session() end
   if not self._reading then self:_rawStop() end
   self:_pump()
 end
@@ -117,6 +119,11 @@ function Handle:_onRaw(err, chunk)
   self._e:feed(chunk)
   if not self._secure then return self:_advance() end
   self:_pump()
+  -- A TLS 1.3 ticket is read with the data after the handshake.
+  if self._on_session and not self._raw:is_closing()
+      and self._e:new_session() then
+    self._on_session()
+  end
 end
 
 -- Hands decrypted data to the reader while it reads; then the end or an

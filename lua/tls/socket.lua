@@ -58,7 +58,12 @@ function TLSSocket:_connected()
   local e = C.engine(o.secureContext.context, self._isServer, name,
     not self._isServer)
   if o.session then e:set_session(o.session) end
-  self._handle = Handle.new(raw, e, function(err) self:_secured(err) end)
+  self._handle = Handle.new(raw, e, function(err) self:_secured(err) end,
+    not self._isServer and function()
+      -- Node's 'session': the session to resume with later.
+      local s = e:session()
+      if s and not self.destroyed then self:emit('session', s) end
+    end or nil)
   Socket._connected(self)
   if not self.destroyed then self._handle:start() end
 end

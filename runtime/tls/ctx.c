@@ -223,6 +223,16 @@ static int alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen,
   return SSL_TLSEXT_ERR_OK;
 }
 
+/* A client's new session (a TLS 1.3 ticket comes after the handshake):
+ * noted on the engine, whose owner asks for it (e:new_session()). */
+static int new_session_cb(SSL *s, SSL_SESSION *sess) {
+  lc_tls *t = (lc_tls *)SSL_get_app_data(s);
+  (void)sess;
+  if (t != NULL)
+    t->new_session = 1;
+  return 0; /* Not kept: the owner takes it with SSL_get1_session. */
+}
+
 /* With rejectUnauthorized false the handshake goes on whatever the
  * verification says; the result stays readable (authorizationError). */
 static int verify_accept_cb(int ok, X509_STORE_CTX *x) {
@@ -503,7 +513,9 @@ int lc__tls_ctx_new(lua_State *L) {
     /* The client checks after the handshake (Node's rejectUnauthorized),
      * so the reason reaches its error. */
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+                                            SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
     if (alpn_len > 0)
       SSL_CTX_set_alpn_protos(ctx, alpn, (unsigned int)alpn_len);
   }

@@ -62,6 +62,7 @@ lc_tls *lc__tls_new(SSL_CTX *ctx, int server, const char *servername,
   BIO_set_mem_eof_return(t->rbio, -1);
   BIO_set_mem_eof_return(t->wbio, -1);
   SSL_set_bio(t->ssl, t->rbio, t->wbio);
+  SSL_set_app_data(t->ssl, t);
   t->server = server ? 1 : 0;
   if (server) {
     SSL_set_accept_state(t->ssl);

@@ -249,6 +249,14 @@ static int engine_session(lua_State *L) {
   return 1;
 }
 
+/* e:new_session() -> whether a new session came since the last ask. */
+static int engine_new_session(lua_State *L) {
+  lc_tls *t = check_engine(L, 1);
+  lua_pushboolean(L, t->new_session);
+  t->new_session = 0;
+  return 1;
+}
+
 /* e:set_session(der) -> true | false (unusable). */
 static int engine_set_session(lua_State *L) {
   lc_tls *t = check_engine(L, 1);
@@ -289,6 +297,7 @@ int luaopen_lc_tls(lua_State *L) {
       {"peer_certificate", engine_peer_certificate},
       {"session", engine_session},
       {"set_session", engine_set_session},
+      {"new_session", engine_new_session},
       {"shutdown", engine_shutdown},
       {"close", engine_close},
       {NULL, NULL}};

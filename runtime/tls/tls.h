@@ -52,7 +52,7 @@ typedef struct lc_tls {
   unsigned server : 1;
   unsigned done : 1;   /* The handshake finished. */
   unsigned failed : 1; /* A fatal error was seen. */
-  unsigned verify_checked : 1;
+  unsigned new_session : 1; /* A client got a session (ticket) to keep. */
   char code[64];     /* Node's code of the failure ("" while none). */
   char reason[160];  /* OpenSSL's words for it. */
 } lc_tls;

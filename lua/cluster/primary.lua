@@ -156,7 +156,8 @@ end
 local tickets
 local function ticket_master()
   if not tickets then
-    local secret = require('_tls').random(32)
+    -- libuv's getrandom: the primary itself never starts OpenSSL.
+    local secret = assert(uv.random(32))
     tickets = secret:gsub('.', function(ch)
       return ('%02x'):format(ch:byte())
     end) .. ':' .. (tonumber(process.env.LUACLUSTER_TLS_TICKET_PERIOD)

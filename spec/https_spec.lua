@@ -113,6 +113,39 @@ describe('https', function()
     assert.same({false, true, true}, reused)
   end)
 
+  it('takes http.inject in the clear', function()
+    local s = https.createServer({key = C.server.key, cert = C.server.cert},
+      function(req, res) res:finish('in ' .. req.method) end)
+    local r = http.inject(s, {method = 'POST', body = 'x'})
+    assert.equal(200, r.statusCode)
+    assert.equal('in POST', r.body)
+  end)
+
+  it('logs a refused client certificate when nothing listens', function()
+    local p = h.script([[
+      local https, tls = require('https'), require('tls')
+      local function read(p)
+        local f = assert(io.open(p, 'rb')) local s = f:read('*a') f:close()
+        return s
+      end
+      local dir = ']] .. C.dir .. [['
+      local s = https.createServer({key = read(dir .. '/server.key'),
+        cert = read(dir .. '/server.crt'), ca = read(dir .. '/ca.crt'),
+        requestCert = true}, function(_, res) res:finish('no') end)
+      s:listen(0, '127.0.0.1', function()
+        local c = tls.connect({host = 'localhost', port = s:address().port,
+          ca = read(dir .. '/ca.crt'), key = read(dir .. '/rogue.key'),
+          cert = read(dir .. '/rogue.crt')})
+        c:on('error', function() end)
+        c:on('close', function() s:close() end)
+      end)
+    ]])
+    assert.equal(0, p.code, p.stderr)
+    assert.truthy(p.stderr:find('https: client certificate refused: ', 1,
+      true), p.stderr)
+    assert.is_nil(p.stderr:find('PRIVATE KEY', 1, true))
+  end)
+
   it('refuses what does not verify, with Node\'s codes', function()
     local _, port = serve()
     -- Not in the system's store.

@@ -448,7 +448,7 @@ void lc__http_conn_start(http_conn *c) {
   s->conns = c;
   s->nconns++;
   c->head_start = uv_now(s->loop);
-  if (s->tls_ctx && lc__http_tls_attach(c) != 0) {
+  if (s->tls_ctx && !c->clear && lc__http_tls_attach(c) != 0) {
     lc__http_conn_close(c);
     return;
   }

@@ -367,6 +367,7 @@ struct http_conn {
   unsigned idle_fired : 1; /* 'timeout' was reported since last_active. */
   unsigned pipe : 1;       /* A Unix socket: no TCP options apply. */
   unsigned tls_end : 1;    /* close_notify goes with the next seal. */
+  unsigned clear : 1;      /* No TLS on a TLS server (http.inject). */
 };
 
 typedef struct {

@@ -257,11 +257,13 @@ static int server_serve_lua(lua_State *L) {
   return 0;
 }
 
-/* srv:adopt(fd): serves a duplicate of an accepted connection (TCP or a
- * Unix socket). Returns true or nil, message, code. */
+/* srv:adopt(fd[, clear]): serves a duplicate of an accepted connection
+ * (TCP or a Unix socket); clear: without TLS even on a TLS server
+ * (http.inject's). Returns true or nil, message, code. */
 static int server_adopt(lua_State *L) {
   http_server *s = check_server(L);
   int fd = (int)luaL_checkinteger(L, 2);
+  int clear = lua_toboolean(L, 3);
   http_conn *c;
   int err, pipe;
   if (s->closing && s->serving)
@@ -286,6 +288,7 @@ static int server_adopt(lua_State *L) {
   }
   if (!s->serving)
     server_serve(L, s);
+  c->clear = clear ? 1 : 0;
   lc__http_conn_start(c);
   lua_pushboolean(L, 1);
   return 1;

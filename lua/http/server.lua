@@ -138,8 +138,8 @@ local function make_callbacks(self)
         safe_emit(self, nil, 'tlsClientError', err, socket)
       elseif self._tlsOptions and self._tlsOptions.requestCert
           and code:find('CERTIFICATE', 1, true) then
-        io.stderr:write('https: client certificate refused: ', reason,
-          ' (', code, ')\n')
+        io.stderr:write('https: client certificate refused from ',
+          tostring(socket.remoteAddress), ': ', reason, ' (', code, ')\n')
       end
     end,
     close = function()

@@ -121,7 +121,13 @@ static int fail(lc_tls *t, int err) {
     const char *r = ERR_reason_error_string(e);
     if (r == NULL)
       r = "unknown error";
-    snprintf(t->reason, sizeof(t->reason), "%s", r);
+    if (ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED)
+      /* Which check failed: the peer certificate's verification. */
+      snprintf(t->reason, sizeof(t->reason), "%s: %s", r,
+               X509_verify_cert_error_string(
+                   SSL_get_verify_result(t->ssl)));
+    else
+      snprintf(t->reason, sizeof(t->reason), "%s", r);
     snprintf(t->code, sizeof(t->code), "ERR_SSL_%s", r);
     for (i = 8; t->code[i]; i++)
       t->code[i] = t->code[i] == ' ' ? '_' : (char)toupper(t->code[i]);

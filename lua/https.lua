@@ -22,7 +22,8 @@ local Server = server.Server
 -- createServer([options][, handler]) -> an http.Server serving TLS:
 -- tls.createServer's options (key, cert, ca, passphrase, minVersion,
 -- ciphers, ALPNProtocols (['http/1.1'] by default), requestCert,
--- rejectUnauthorized, handshakeTimeout (ms, 10000)) and http's.
+-- rejectUnauthorized, handshakeTimeout (ms, 10000), SNICallback (whose cb
+-- must be called before it returns)) and http's.
 -- 'tlsClientError'(err, socket) reports a failed handshake.
 function https.createServer(options, handler)
   if type(options) == 'function' then options, handler = nil, options end

@@ -64,7 +64,8 @@ end
 -- createSecureContext([options]) -> {context=}: key, cert, ca (PEM
 -- strings or arrays of them), passphrase, minVersion ('TLSv1.2' default),
 -- maxVersion, ciphers, ALPNProtocols, requestCert, rejectUnauthorized,
--- sessionTimeout. Raises on a bad key or certificate, as Node.
+-- sessionTimeout, and for a server's (server true) SNICallback. Raises on
+-- a bad key or certificate, as Node.
 function tls.createSecureContext(options, server)
   options = options or {}
   if options.pfx ~= nil then
@@ -82,6 +83,28 @@ function tls.createSecureContext(options, server)
     sessionTimeout = options.sessionTimeout}
   local ctx, msg, code = C.context(o)
   if not ctx then error(errors.new(code, msg), 2) end
+  local sni = options.SNICallback
+  if server and sni ~= nil then
+    if type(sni) ~= 'function' then
+      error(errors.type_error('ERR_INVALID_ARG_TYPE', 'The '
+        .. '"options.SNICallback" property must be of type function'), 2)
+    end
+    ctx:sni_callback(function(servername)
+      -- Node's SNICallback(servername, cb); cb(err, context) must come
+      -- before it returns (the handshake waits for nobody here): a later
+      -- cb, or none, leaves the connection on this context.
+      local got
+      local ok, err = pcall(sni, servername, function(e, c)
+        if e == nil and c ~= nil then got = c end
+      end)
+      if not ok then
+        process.nextTick(function() error(err, 0) end)
+        return nil
+      end
+      if type(got) == 'table' and got.context then return got.context end
+      return nil
+    end)
+  end
   return setmetatable({context = ctx}, SecureContext)
 end
 
@@ -153,8 +176,8 @@ tls.Server = Server
 
 -- createServer([options][, secureConnectionListener]) -> tls.Server.
 -- options: createSecureContext's, net.Server's, handshakeTimeout (ms,
--- 120000 in Node; 10000 here, as the HTTPS server's), SNICallback is not
--- supported (addContext is).
+-- 120000 in Node; 10000 here, as the HTTPS server's), SNICallback
+-- (servername, cb), whose cb must be called before it returns.
 function Server:new(options, listener)
   if type(options) == 'function' then options, listener = nil, options end
   options = options or {}

@@ -198,6 +198,25 @@ describe('https', function()
     assert.equal('hello /sni', p.stdout)
   end)
 
+  it('asks SNICallback for the context (Node\'s, answered at once)',
+      function()
+    local asked = {}
+    local other = tls.createSecureContext({key = C.other.key,
+      cert = C.other.cert})
+    local _, port = serve({SNICallback = function(name, cb)
+      asked[#asked + 1] = name
+      cb(nil, name == 'other.example' and other or nil)
+    end})
+    local p = run('curl', {'-sS', '--cacert', C.dir .. '/ca.crt',
+      '--resolve', 'other.example:' .. port .. ':127.0.0.1',
+      'https://other.example:' .. port .. '/cb'})
+    assert.equal('hello /cb', p.stdout)
+    p = run('curl', {'-sS', '--cacert', C.dir .. '/ca.crt',
+      'https://localhost:' .. port .. '/default'})
+    assert.equal('hello /default', p.stdout)
+    assert.same({'other.example', 'localhost'}, asked)
+  end)
+
   it('negotiates ALPN (http/1.1 by default)', function()
     local _, port = serve()
     local proto, sock

@@ -115,6 +115,29 @@ describe('tls', function()
     sock2:destroy()
   end)
 
+  it('picks the certificate by SNI: addContext and SNICallback',
+      function()
+    local s, port = echo()
+    s:addContext('*.example', {key = C.other.key, cert = C.other.cert})
+    local function cn(p, name)
+      local sock, st = connect({host = '127.0.0.1', port = p,
+        servername = name, rejectUnauthorized = false})
+      assert.is_nil(st.err)
+      local v = sock:getPeerCertificate().subject.CN
+      sock:destroy()
+      return v
+    end
+    assert.equal('other.example', cn(port, 'other.example'))
+    assert.equal('localhost', cn(port, 'localhost'))
+    local other = tls.createSecureContext({key = C.other.key,
+      cert = C.other.cert})
+    local _, port2 = listen({SNICallback = function(name, cb)
+      cb(nil, name == 'pick.me' and other or nil)
+    end}, function(sock) sock:on('error', function() end) end)
+    assert.equal('other.example', cn(port2, 'pick.me'))
+    assert.equal('localhost', cn(port2, 'not.me'))
+  end)
+
   it('asks for client certificates (requestCert)', function()
     local who, errs = nil, {}
     local s, port = listen({requestCert = true, ca = C.ca}, function(sock)

@@ -25,6 +25,8 @@ typedef struct {
     SSL_CTX *ctx;
   } *names;
   size_t nnames;
+  lua_State *L; /* The main state, with sni_ref. */
+  int sni_ref;  /* function(servername) -> context | nil; or LUA_NOREF. */
 } ctx_data;
 
 typedef struct {
@@ -121,6 +123,8 @@ static void data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
   (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
   if (d == NULL)
     return;
+  if (d->sni_ref != LUA_NOREF && d->L != NULL)
+    luaL_unref(d->L, LUA_REGISTRYINDEX, d->sni_ref);
   for (i = 0; i < d->nnames; i++) {
     free(d->names[i].name);
     SSL_CTX_free(d->names[i].ctx);
@@ -189,8 +193,28 @@ static int name_matches(const char *pat, const char *name) {
   return strcasecmp(pat, name) == 0;
 }
 
-/* Switches the connection to the context added for the name the client
- * asked for (the last added that matches wins, as Node's addContext). */
+/* Asks the Lua SNI callback for the name's context, on the state of the
+ * Lua call driving the engine (tls.Server) or else the main one (the HTTP
+ * server's connections, from the loop). Inside OpenSSL: the call is
+ * caught (lua/tls.lua's wrapper reports the callback's errors later). */
+static void sni_lua(SSL *s, ctx_data *d, const char *name) {
+  lc_tls *t = (lc_tls *)SSL_get_app_data(s);
+  lua_State *L = t != NULL && t->L != NULL ? t->L : d->L;
+  ctx_box *b;
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, d->sni_ref);
+  lua_pushstring(L, name);
+  if (lc_pcall_catch(L, 1, 1) == 0) {
+    b = (ctx_box *)luaL_testudata(L, -1, TLS_CTX_MT);
+    if (b != NULL && b->ctx != NULL)
+      SSL_set_SSL_CTX(s, b->ctx);
+  }
+  lua_settop(L, top);
+}
+
+/* Switches the connection to the context for the name the client asked
+ * for: the SNI callback's, or else the last added (addContext) that
+ * matches, as Node's. */
 static int servername_cb(SSL *s, int *al, void *arg) {
   ctx_data *d = (ctx_data *)arg;
   const char *name = SSL_get_servername(s, TLSEXT_NAMETYPE_host_name);
@@ -198,6 +222,10 @@ static int servername_cb(SSL *s, int *al, void *arg) {
   (void)al;
   if (name == NULL || d == NULL)
     return SSL_TLSEXT_ERR_OK;
+  if (d->sni_ref != LUA_NOREF) {
+    sni_lua(s, d, name);
+    return SSL_TLSEXT_ERR_OK;
+  }
   for (i = d->nnames; i-- > 0;) {
     if (name_matches(d->names[i].name, name)) {
       SSL_set_SSL_CTX(s, d->names[i].ctx);
@@ -447,6 +475,7 @@ int lc__tls_ctx_new(lua_State *L) {
     return push_error(L, "SSL_CTX_new failed", "ERR_OSSL_MALLOC_FAILURE");
   }
   b->ctx = ctx;
+  d->sni_ref = LUA_NOREF;
   SSL_CTX_set_ex_data(ctx, data_index, d);
   SSL_CTX_set_min_proto_version(ctx, min ? min : TLS1_2_VERSION);
   if (max)
@@ -554,6 +583,20 @@ static int ctx_add_context(lua_State *L) {
   return 0;
 }
 
+/* ctx:sni_callback(fn): fn(servername) -> a context (userdata) or nil
+ * (this one), called during each handshake that names a server. */
+static int ctx_sni_callback(lua_State *L) {
+  SSL_CTX *ctx = lc__tls_check_ctx(L, 1);
+  ctx_data *d = get_data(ctx);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (d->sni_ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, d->sni_ref);
+  d->L = lc_get(L)->L;
+  lua_pushvalue(L, 2);
+  d->sni_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
 static int ctx_gc(lua_State *L) {
   ctx_box *b = (ctx_box *)luaL_checkudata(L, 1, TLS_CTX_MT);
   SSL_CTX_free(b->ctx);
@@ -562,7 +605,10 @@ static int ctx_gc(lua_State *L) {
 }
 
 const luaL_Reg lc__tls_ctx_methods[] = {
-    {"add_context", ctx_add_context}, {"__gc", ctx_gc}, {NULL, NULL}};
+    {"add_context", ctx_add_context},
+    {"sni_callback", ctx_sni_callback},
+    {"__gc", ctx_gc},
+    {NULL, NULL}};
 
 /* _tls.ticket_master(secret[, period]): the master secret (32 bytes)
  * the process's ticket keys derive from, and the rotation period in

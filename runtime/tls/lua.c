@@ -55,7 +55,10 @@ static int engine_feed(lua_State *L) {
  * plain (true when a plain HTTP request came). */
 static int engine_handshake(lua_State *L) {
   lc_tls *t = check_engine(L, 1);
-  int r = lc__tls_advance(t);
+  int r;
+  t->L = L; /* For the SNI callback, which may run inside. */
+  r = lc__tls_advance(t);
+  t->L = NULL;
   if (r == TLS_OK || r == TLS_WANT) {
     lua_pushboolean(L, r == TLS_OK);
     return 1;

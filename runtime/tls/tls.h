@@ -22,6 +22,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include "buf.h"
+#include "lc.h"
 
 #define TLS_CTX_MT "lc.tls.ctx"
 #define TLS_ENGINE_MT "lc.tls.engine"
@@ -53,6 +54,7 @@ typedef struct lc_tls {
   unsigned done : 1;   /* The handshake finished. */
   unsigned failed : 1; /* A fatal error was seen. */
   unsigned new_session : 1; /* A client got a session (ticket) to keep. */
+  lua_State *L; /* The state of the Lua call driving it, while one does. */
   char code[64];     /* Node's code of the failure ("" while none). */
   char reason[160];  /* OpenSSL's words for it. */
 } lc_tls;

@@ -27,7 +27,8 @@ tls.DEFAULT_MAX_VERSION = 'TLSv1.3'
 
 do
   local v = process.env.LUACLUSTER_TLS_TICKETS
-  local hex, period = type(v) == 'string' and v:match('^(%x+):(%d+)$')
+  local hex, period
+  if type(v) == 'string' then hex, period = v:match('^(%x+):(%d+)$') end
   if hex and #hex == 64 then
     C.ticket_master(hex:gsub('%x%x', function(h)
       return string.char(tonumber(h, 16))

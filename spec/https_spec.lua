@@ -413,6 +413,33 @@ describe('https', function()
       p:stop()
     end)
 
+    it('rotates the ticket keys each period, in every worker', function()
+      -- Periods of 2 s: a ticket sealed in period n opens in n and n + 1
+      -- (the previous key), not from n + 2 on.
+      local period = 2
+      local p = start({KEY = C.server.keyfile, CERT = C.server.certfile,
+        LUACLUSTER_SCHED = 'rr', LUACLUSTER_TLS_TICKET_PERIOD = period})
+      local sess = C.dir .. '/rotating.pem'
+      local n
+      for _ = 1, 3 do
+        local t0 = os.time()
+        local _, how = s_client(p.port, sess, '-sess_out')
+        assert.equal('New', how)
+        if math.floor(t0 / period) == math.floor(os.time() / period) then
+          n = math.floor(t0 / period)
+          break
+        end
+      end
+      assert.truthy(n, 'every try straddled a period\'s end')
+      local _, how = s_client(p.port, sess, '-sess_in')
+      assert.equal('Reused', how)
+      -- Into period n + 2 (the clock's seconds; a little past its start).
+      while math.floor(os.time() / period) < n + 2 do h.sleep(100) end
+      local _, how2 = s_client(p.port, sess, '-sess_in')
+      assert.equal('New', how2)
+      p:stop()
+    end)
+
     it('serves a certificate swapped on disk after SIGHUP, with no ' ..
         'failed request', function()
       local key, cert = C.dir .. '/live.key', C.dir .. '/live.crt'

@@ -193,6 +193,5 @@ static int http_tls_peer(lua_State *L) {
   return lc__tls_push_peer(L, c->tls);
 }
 
-const luaL_Reg lc__http_tls_fns[] = {{"tls_info", http_tls_info},
-                                     {"tls_peer", http_tls_peer},
-                                     {NULL, NULL}};
+const luaL_Reg lc__http_tls_fns[] = {
+    {"tls_info", http_tls_info}, {"tls_peer", http_tls_peer}, {NULL, NULL}};

@@ -23,7 +23,7 @@ typedef struct {
   struct sni_name {
     char *name; /* Lower case; "*.example.com" matches one label. */
     SSL_CTX *ctx;
-  } *names;
+  } * names;
   size_t nnames;
   lua_State *L; /* The main state, with sni_ref. */
   int sni_ref;  /* function(servername) -> context | nil; or LUA_NOREF. */
@@ -169,8 +169,8 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char iv[16],
     if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k + 16, iv) != 1)
       return -1;
   }
-  params[0] = OSSL_PARAM_construct_octet_string(
-      OSSL_MAC_PARAM_KEY, (void *)(k + 48), 32);
+  params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY,
+                                                (void *)(k + 48), 32);
   params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
                                                (char *)"SHA256", 0);
   params[2] = OSSL_PARAM_construct_end();
@@ -244,8 +244,8 @@ static int alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen,
   (void)s;
   if (d == NULL || d->alpn_len == 0)
     return SSL_TLSEXT_ERR_NOACK;
-  if (SSL_select_next_proto(&o, outlen, d->alpn, (unsigned int)d->alpn_len,
-                            in, inlen) != OPENSSL_NPN_NEGOTIATED)
+  if (SSL_select_next_proto(&o, outlen, d->alpn, (unsigned int)d->alpn_len, in,
+                            inlen) != OPENSSL_NPN_NEGOTIATED)
     return SSL_TLSEXT_ERR_ALERT_FATAL;
   *out = o;
   return SSL_TLSEXT_ERR_OK;
@@ -527,9 +527,8 @@ int lc__tls_ctx_new(lua_State *L) {
     }
     if (opt_bool(L, 1, "requestCert", 0)) {
       if (opt_bool(L, 1, "rejectUnauthorized", 1))
-        SSL_CTX_set_verify(ctx,
-                           SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                           NULL);
+        SSL_CTX_set_verify(
+            ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
       else
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_accept_cb);
     }
@@ -568,8 +567,8 @@ static int ctx_add_context(lua_State *L) {
   char *copy;
   if (d == NULL)
     return luaL_error(L, "not a server context");
-  nn = (struct sni_name *)realloc(d->names,
-                                  (d->nnames + 1) * sizeof(*d->names));
+  nn =
+      (struct sni_name *)realloc(d->names, (d->nnames + 1) * sizeof(*d->names));
   if (nn == NULL)
     return luaL_error(L, "out of memory");
   d->names = nn;
@@ -604,11 +603,10 @@ static int ctx_gc(lua_State *L) {
   return 0;
 }
 
-const luaL_Reg lc__tls_ctx_methods[] = {
-    {"add_context", ctx_add_context},
-    {"sni_callback", ctx_sni_callback},
-    {"__gc", ctx_gc},
-    {NULL, NULL}};
+const luaL_Reg lc__tls_ctx_methods[] = {{"add_context", ctx_add_context},
+                                        {"sni_callback", ctx_sni_callback},
+                                        {"__gc", ctx_gc},
+                                        {NULL, NULL}};
 
 /* _tls.ticket_master(secret[, period]): the master secret (32 bytes)
  * the process's ticket keys derive from, and the rotation period in

@@ -74,8 +74,7 @@ lc_tls *lc__tls_new(SSL_CTX *ctx, int server, const char *servername,
       SSL_set_tlsext_host_name(t->ssl, servername);
     if (check_host && servername && *servername) {
       X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
-      X509_VERIFY_PARAM_set_hostflags(vp,
-                                      X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
       if (strspn(servername, "0123456789.:abcdefABCDEF") ==
               strlen(servername) &&
           (strchr(servername, ':') ||
@@ -124,8 +123,7 @@ static int fail(lc_tls *t, int err) {
     if (ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED)
       /* Which check failed: the peer certificate's verification. */
       snprintf(t->reason, sizeof(t->reason), "%s: %s", r,
-               X509_verify_cert_error_string(
-                   SSL_get_verify_result(t->ssl)));
+               X509_verify_cert_error_string(SSL_get_verify_result(t->ssl)));
     else
       snprintf(t->reason, sizeof(t->reason), "%s", r);
     snprintf(t->code, sizeof(t->code), "ERR_SSL_%s", r);

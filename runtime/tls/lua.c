@@ -264,8 +264,7 @@ static int engine_new_session(lua_State *L) {
 static int engine_set_session(lua_State *L) {
   lc_tls *t = check_engine(L, 1);
   size_t n;
-  const unsigned char *p =
-      (const unsigned char *)luaL_checklstring(L, 2, &n);
+  const unsigned char *p = (const unsigned char *)luaL_checklstring(L, 2, &n);
   SSL_SESSION *s = d2i_SSL_SESSION(NULL, &p, (long)n);
   int ok = s != NULL && SSL_set_session(t->ssl, s) == 1;
   SSL_SESSION_free(s);

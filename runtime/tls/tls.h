@@ -40,23 +40,23 @@
 
 /* Results of lc__tls_advance and lc__tls_read. */
 enum {
-  TLS_OK = 0,      /* Progress; maybe nothing to hand over yet. */
-  TLS_WANT = 1,    /* Needs more ciphertext. */
-  TLS_CLOSED = 2,  /* The peer sent close_notify. */
-  TLS_ERROR = -1,  /* Fatal: see lc_tls.code / reason. */
-  TLS_PLAIN = -2   /* A plain HTTP request came to a TLS port. */
+  TLS_OK = 0,     /* Progress; maybe nothing to hand over yet. */
+  TLS_WANT = 1,   /* Needs more ciphertext. */
+  TLS_CLOSED = 2, /* The peer sent close_notify. */
+  TLS_ERROR = -1, /* Fatal: see lc_tls.code / reason. */
+  TLS_PLAIN = -2  /* A plain HTTP request came to a TLS port. */
 };
 
 typedef struct lc_tls {
   SSL *ssl;
   BIO *rbio, *wbio; /* Ciphertext in, ciphertext out (both owned by ssl). */
   unsigned server : 1;
-  unsigned done : 1;   /* The handshake finished. */
-  unsigned failed : 1; /* A fatal error was seen. */
+  unsigned done : 1;        /* The handshake finished. */
+  unsigned failed : 1;      /* A fatal error was seen. */
   unsigned new_session : 1; /* A client got a session (ticket) to keep. */
-  lua_State *L; /* The state of the Lua call driving it, while one does. */
-  char code[64];     /* Node's code of the failure ("" while none). */
-  char reason[160];  /* OpenSSL's words for it. */
+  lua_State *L;     /* The state of the Lua call driving it, while one does. */
+  char code[64];    /* Node's code of the failure ("" while none). */
+  char reason[160]; /* OpenSSL's words for it. */
 } lc_tls;
 
 /* ---- engine.c ---- */

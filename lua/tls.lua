@@ -162,6 +162,12 @@ function tls.connect(...)
       elseif type(v) == 'function' then cb = v end
     end
   end
+  if opts.socket ~= nil then
+    -- Node's STARTTLS form: not here; better said than a new connection.
+    error(errors.new('ERR_FEATURE_UNAVAILABLE_ON_PLATFORM',
+      'tls.connect: options.socket (TLS over an existing socket) is not '
+      .. 'supported'), 2)
+  end
   opts.secureContext = opts.secureContext or client_context(opts)
   opts.isServer = false
   local s = TLSSocket:new(opts)

@@ -43,17 +43,19 @@ test-asan: setup-test
 	$(ASAN_BUILD)/luacluster test $(SPEC_ARGS)
 
 # The libFuzzer targets of the HTTP request path (fuzz/fuzz_http.c) and
-# of the WebSocket frame parser (fuzz/fuzz_ws.c), built with clang under
-# ASan + UBSan, each run for FUZZ_SECONDS on a copy of fuzz/corpus/http
-# (fuzz/corpus/ws). A crash, a hang or a malformed answer fails, naming
+# of the WebSocket frame parser (fuzz/fuzz_ws.c) and of the TLS read path
+# (fuzz/fuzz_tls.c), built with clang under ASan + UBSan, each run for
+# FUZZ_SECONDS on a copy of its corpus (fuzz/corpus/http, ws, tls). A
+# crash, a hang or a malformed answer fails, naming
 # the input kept under $(FUZZ_BUILD)/artifacts/.
 fuzz:
 	@sh vendor/setup.sh fuzz
 	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang \
 		-DCMAKE_BUILD_TYPE=RelWithDebInfo -DFUZZ=ON >/dev/null
-	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_http fuzz_ws
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_http fuzz_ws fuzz_tls
 	@sh fuzz/run.sh $(FUZZ_BUILD)/fuzz_http $(FUZZ_SECONDS)
 	@sh fuzz/run.sh $(FUZZ_BUILD)/fuzz_ws $(FUZZ_SECONDS) ws
+	@sh fuzz/run.sh $(FUZZ_BUILD)/fuzz_tls $(FUZZ_SECONDS) tls
 
 bench:
 	@sh vendor/setup.sh bench

@@ -14,8 +14,6 @@ lc_find_static(LUAJIT_LIBRARY libluajit-5.1.a libluajit2-5.1-dev)
 lc_find_static(LIBUV_LIBRARY libuv_a.a libuv1-dev)
 lc_find_static(LUV_LIBRARY liblua5.1-luv.a lua-luv-dev)
 lc_find_static(CJSON_LIBRARY liblua5.1-cjson.a lua-cjson-dev)
-# OpenSSL's libcrypto: SHA-1 for the WebSocket handshake (runtime/ws).
-lc_find_static(CRYPTO_LIBRARY libcrypto.a libssl-dev)
 # zlib: WebSocket permessage-deflate (runtime/ws/deflate.c).
 lc_find_static(ZLIB_LIBRARY libz.a zlib1g-dev)
 
@@ -59,10 +57,14 @@ target_include_directories(llhttp PUBLIC ${LLHTTP_INCLUDE_DIR})
 # Generated code: its warnings are not ours to fix.
 target_compile_options(llhttp PRIVATE -w -O2)
 
+# OpenSSL 3 (libssl-dev), linked dynamically as nginx's is: libssl3 takes
+# Debian's security updates without a rebuild, and the .deb depends on it.
+find_package(OpenSSL 3.0 REQUIRED)
+
 add_library(luacluster_deps INTERFACE)
 target_include_directories(luacluster_deps INTERFACE
   ${LUAJIT_INCLUDE_DIR} ${LUV_INCLUDE_DIR} ${LUV_INCLUDE_DIR}/luv
   ${CJSON_INCLUDE_DIR} ${LIBPQ_INCLUDE_DIR})
 target_link_libraries(luacluster_deps INTERFACE
   llhttp ${LUV_LIBRARY} ${CJSON_LIBRARY} ${LIBUV_LIBRARY} ${LUAJIT_LIBRARY}
-  ${CRYPTO_LIBRARY} ${ZLIB_LIBRARY} pthread dl rt m)
+  OpenSSL::SSL OpenSSL::Crypto ${ZLIB_LIBRARY} pthread dl rt m)

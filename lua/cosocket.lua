@@ -15,8 +15,8 @@
 --
 -- The connection itself (reading, waits, opening) is cosocket/conn.lua,
 -- the read buffer cosocket/buffer.lua, the keepalive pools
--- cosocket/pool.lua. Not here: TLS (sslhandshake returns nil, 'not
--- supported'), bind.
+-- cosocket/pool.lua, TLS (sslhandshake) cosocket/tls.lua. Not here:
+-- bind.
 
 local uv = require('uv')
 local co = require('co')
@@ -199,9 +199,21 @@ function Socket:connect(host, port, opts)
   return 1
 end
 
--- sslhandshake(): TLS is not there yet.
-function Socket:sslhandshake()
-  return nil, 'not supported'
+-- sslhandshake(reused_session, server_name, verify) and tlshandshake(
+-- opts): cosocket/tls.lua.
+local tls = require('cosocket.tls')
+
+function Socket:sslhandshake(reused_session, server_name, verify)
+  return tls.handshake(self, {reused_session = reused_session,
+    server_name = server_name, verify = verify}, timeout_of(self._ct))
+end
+
+function Socket:tlshandshake(opts)
+  if type(opts) ~= 'table' then
+    error("bad argument #1 to 'tlshandshake' (table expected, got "
+      .. type(opts) .. ')', 2)
+  end
+  return tls.handshake(self, opts, timeout_of(self._ct))
 end
 
 ------------------------------------------------------------------------------
@@ -273,7 +285,7 @@ function Socket:send(data)
   end
   if n == 0 then return 0 end
   local h = conn.h
-  local w, _, code = uv.try_write(h, buf)
+  local w, _, code = h:try_write(buf)
   if w == n then return n end
   if not w then
     if code ~= 'EAGAIN' then
@@ -331,9 +343,9 @@ function Socket:setoption(name, value)
     if not h.nodelay then return nil, 'not a TCP socket' end
     h:nodelay(value and true or false)
   elseif name == 'sndbuf' then
-    uv.send_buffer_size(h, tonumber(value))
+    h:send_buffer_size(tonumber(value))
   elseif name == 'rcvbuf' then
-    uv.recv_buffer_size(h, tonumber(value))
+    h:recv_buffer_size(tonumber(value))
   else
     return nil, 'unsupported option ' .. tostring(name)
   end

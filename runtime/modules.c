@@ -14,6 +14,7 @@ int luaopen_lc_shared(lua_State *L);
 int luaopen_lc_systemd(lua_State *L);
 int luaopen_lc_json(lua_State *L);
 int luaopen_lc_pg(lua_State *L);
+int luaopen_lc_tls(lua_State *L);
 
 /* Loader for an embedded module; upvalue 1 is its lc_module. With
  * LUACLUSTER_LUA_DIR set, the file of the same path is loaded from there
@@ -78,6 +79,7 @@ void lc_preload(lua_State *L) {
     {"_systemd", luaopen_lc_systemd},
     {"_json", luaopen_lc_json},
     {"_pg", luaopen_lc_pg},
+    {"_tls", luaopen_lc_tls},
     {NULL, NULL}};
   const lc_module *m;
   const luaL_Reg *r;

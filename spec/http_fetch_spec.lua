@@ -217,7 +217,7 @@ describe('http.fetch', function()
     assert.equal('ECONNREFUSED', err.code)
     assert.equal('connect ECONNREFUSED 127.0.0.1:' .. port, err.message)
     -- What the client cannot speak, or cannot parse, is an error too.
-    _, err = run(function() return http.fetch('https://127.0.0.1/') end)
+    _, err = run(function() return http.fetch('ftp://127.0.0.1/') end)
     assert.equal('ERR_INVALID_PROTOCOL', err.code)
     _, err = run(function() return http.fetch('not a url') end)
     assert.equal('ERR_INVALID_URL', err.code)

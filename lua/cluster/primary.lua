@@ -159,6 +159,25 @@ end
 ------------------------------------------------------------------------------
 -- Workers.
 
+-- The master secret every worker derives its TLS session ticket keys from
+-- (runtime/tls/ctx.c, lua/tls.lua), made once: a session a client got
+-- from one worker resumes on any other, replacements included; the keys
+-- rotate each period (LUACLUSTER_TLS_TICKET_PERIOD s, 3600) in every
+-- worker at once. Set LUACLUSTER_TLS_TICKETS yourself to share it across
+-- hosts.
+local tickets
+local function ticket_master()
+  if not tickets then
+    -- libuv's getrandom: the primary itself never starts OpenSSL.
+    local secret = assert(uv.random(32))
+    tickets = secret:gsub('.', function(ch)
+      return ('%02x'):format(ch:byte())
+    end) .. ':' .. (tonumber(process.env.LUACLUSTER_TLS_TICKET_PERIOD)
+      or 3600)
+  end
+  return tickets
+end
+
 -- envlist(worker, extra, shared) -> the worker's environment as a list of
 -- "name=value": ours, under settings.env, under fork's; then what the
 -- runtime passes (shared dicts, the id, the channel) and what internal
@@ -167,6 +186,9 @@ local function envlist(worker, extra, shared, stdio)
   local env = copy(process.env)
   for k, v in pairs(cluster.settings.env or {}) do env[k] = v end
   for k, v in pairs(extra or {}) do env[k] = v end
+  if not env.LUACLUSTER_TLS_TICKETS then
+    env.LUACLUSTER_TLS_TICKETS = ticket_master()
+  end
   internal:emit('spawn', worker, env, stdio)
   local id = worker.id
   env.LUACLUSTER_SHARED = shared

@@ -77,7 +77,7 @@ local idle = require('_tcp').idle
 function M.peek(conn)
   local fd = conn.fd
   if not fd then
-    fd = uv.fileno(conn.h)
+    fd = conn.h:fileno()
     if not fd then return false end
     conn.fd = fd
   end
@@ -106,8 +106,10 @@ local function wake_writer(conn, why)
 end
 
 -- new(h) -> a connection over the connected stream handle h, reading.
--- Fields: h (nil once closed), buf (Buffer), eof, rerr (a read error),
--- rclosed (a read failed: no more reads), reused, pool, idle.
+-- Fields: h (nil once closed; after sslhandshake, the TLS handle over it:
+-- lua/tls/handle.lua, which has the luv handle's methods), buf (Buffer),
+-- eof, rerr (a read error), rclosed (a read failed: no more reads),
+-- reused, pool, idle, tls (secured).
 function M.new(h)
   local conn = {h = h, buf = Buffer.new(), reused = 0, rtok = {}, wtok = {}}
   function conn.on_read(err, data)
@@ -119,13 +121,13 @@ function M.new(h)
         if buf.n >= conn.want then wake_reader(conn) end
       elseif buf.n >= HWM then
         conn.paused = true
-        h:read_stop()
+        conn.h:read_stop()
       end
       return
     end
     if err then conn.rerr = message(err) else conn.eof = true end
     if conn.idle then return close(conn) end
-    if conn.h then h:read_stop() end
+    if conn.h then conn.h:read_stop() end
     wake_reader(conn)
   end
   function conn.on_write(err) wake_writer(conn, err or nil) end

@@ -69,10 +69,16 @@ client.IncomingMessage = reading.IncomingMessage
 local ClientRequest = EventEmitter:extend()
 client.ClientRequest = ClientRequest
 
+-- What an https request hands its agent for the connection (tls.connect's
+-- options).
+local TLS_OPTIONS = {'ca', 'cert', 'key', 'passphrase', 'servername',
+  'rejectUnauthorized', 'ALPNProtocols', 'minVersion', 'maxVersion',
+  'ciphers', 'secureContext', 'session'}
+
 -- agent_of(opts) -> the request's agent: opts.agent, http.globalAgent
 -- when nil, a new Agent (keepAlive false) when false.
-local function agent_of(agent)
-  if agent == nil then return require('http').globalAgent end
+local function agent_of(agent, default)
+  if agent == nil then return default or require('http').globalAgent end
   if agent == false then return Agent:new() end
   if type(agent) ~= 'table' or type(agent.addRequest) ~= 'function' then
     error(errors.type_error('ERR_INVALID_ARG_TYPE', 'The "options.agent" '
@@ -85,15 +91,20 @@ end
 -- ClientRequest:new(options[, cb]); see client.request.
 function ClientRequest:new(opts, cb)
   local req = EventEmitter.new(self, {})
-  local agent = agent_of(opts.agent)
-  local protocol = opts.protocol or 'http:'
-  if protocol ~= 'http:' then
+  -- As Node: the protocol expected is the agent's (https.request's
+  -- default agent is https.globalAgent).
+  local default_agent = opts._defaultAgent
+  local agent = agent_of(opts.agent, default_agent)
+  local expected = agent.protocol or (default_agent
+    and default_agent.protocol) or 'http:'
+  local protocol = opts.protocol or expected
+  if protocol ~= expected then
     error(errors.type_error('ERR_INVALID_PROTOCOL', 'Protocol "' .. protocol
-      .. '" not supported. Expected "http:"'), 3)
+      .. '" not supported. Expected "' .. expected .. '"'), 3)
   end
   local host = opts.hostname or opts.host or 'localhost'
   host = host:match('^%[(.*)%]$') or host
-  local default_port = opts.defaultPort or 80
+  local default_port = opts.defaultPort or agent.defaultPort or 80
   local port = tonumber(opts.port) or default_port
   local method = upper(opts.method or 'GET')
   if not common.is_token(method) then
@@ -139,9 +150,16 @@ function ClientRequest:new(opts, cb)
   end
   if cb then req:once('response', cb) end
   if opts.timeout then req:setTimeout(opts.timeout) end
-  agent:addRequest(req, {host = host, port = port,
+  local conn = {host = host, port = port,
     socketPath = opts.socketPath, localAddress = opts.localAddress,
-    family = opts.family, noDelay = opts.noDelay ~= false})
+    family = opts.family, noDelay = opts.noDelay ~= false}
+  if protocol == 'https:' then
+    for i = 1, #TLS_OPTIONS do
+      local k = TLS_OPTIONS[i]
+      conn[k] = opts[k]
+    end
+  end
+  agent:addRequest(req, conn)
   return req
 end
 

@@ -113,8 +113,14 @@ end
 local function exchange(c, st, href, method, headers, body, opts)
   -- The deadline may pass between two redirects.
   if st.timedout then return nil, timeout_error(opts.timeout) end
-  local ok, req = pcall(client.request, href, {method = method,
-    headers = headers, agent = opts.agent})
+  local request, o = client.request, {method = method, headers = headers,
+    agent = opts.agent}
+  if lower(href:sub(1, 6)) == 'https:' then
+    request = require('https').request
+    o.ca, o.cert, o.key, o.rejectUnauthorized, o.servername = opts.ca,
+      opts.cert, opts.key, opts.rejectUnauthorized, opts.servername
+  end
+  local ok, req = pcall(request, href, o)
   if not ok then return nil, req end
   st.req = req
   local res, err, waiting
@@ -174,13 +180,16 @@ end
 local function origin(href)
   local ok, o = pcall(url.parse, href)
   if not ok then return href end
-  return o.protocol .. '//' .. o.hostname .. ':' .. tostring(o.port or 80)
+  return o.protocol .. '//' .. o.hostname .. ':'
+    .. tostring(o.port or (o.protocol == 'https:' and 443 or 80))
 end
 
 -- fetch(url[, opts]) -> response | nil, err. opts: method ('GET'),
 -- headers (a table of names and values), body (a string), timeout (ms for
 -- the whole exchange, redirects included; none by default), agent (an
--- http.Agent, or false; http.globalAgent by default), maxBodySize (bytes;
+-- http.Agent, or false; http.globalAgent by default, https.globalAgent for
+-- an https URL), ca, cert, key, rejectUnauthorized, servername (for https
+-- URLs, as tls.connect's), maxBodySize (bytes;
 -- past it nil and UND_ERR_RES_EXCEEDED_MAX_SIZE), redirect ('follow':
 -- up to 20; 'manual': the 3xx is the response; 'error': a redirect is an
 -- error). Must run inside a coroutine (http.fetch checks).

@@ -92,7 +92,8 @@ function inject.inject(target, opts, cb, createServer)
   local fds, perr = uv.socketpair('stream', 0, {nonblock = true},
     {nonblock = true})
   if not fds then error('inject: socketpair failed: ' .. tostring(perr), 3) end
-  local ok, msg = server._srv:adopt(fds[1])
+  -- In the clear even on an https server: inject speaks HTTP itself.
+  local ok, msg = server._srv:adopt(fds[1], true)
   tcp.close(fds[1])
   if not ok then
     tcp.close(fds[2])

@@ -195,6 +195,20 @@ local function make_callbacks(self)
       local ws = rawget(socket, '_ws')
       if ws then ws:_frame(op, data, code) end
     end,
+    -- A TLS handshake failed (runtime/http/conn_tls.c): 'tlsClientError'
+    -- (err, socket), as Node's tls.Server. With no listener, a refused
+    -- client certificate is logged (the reason, never key material).
+    tlsClientError = function(code, reason, socket)
+      local err = errors.new(code, reason, {library = 'SSL routines',
+        reason = reason})
+      if self:listenerCount('tlsClientError') > 0 then
+        safe_emit(self, nil, 'tlsClientError', err, socket)
+      elseif self._tlsOptions and self._tlsOptions.requestCert
+          and code:find('CERTIFICATE', 1, true) then
+        io.stderr:write('https: client certificate refused from ',
+          tostring(socket.remoteAddress), ': ', reason, ' (', code, ')\n')
+      end
+    end,
     close = function()
       self._serving = false
       if self._quiet then

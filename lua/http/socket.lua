@@ -15,6 +15,9 @@ local Socket = EventEmitter:extend()
 local remote_keys = {remoteAddress = 'address', remotePort = 'port',
   remoteFamily = 'family'}
 local local_keys = {localAddress = 'address', localPort = 'port'}
+-- A TLS connection's (https), from its engine once the handshake is done.
+local tls_keys = {encrypted = true, authorized = true,
+  authorizationError = true, alpnProtocol = true, servername = true}
 
 -- Addresses are looked up on first use (a syscall each) and kept.
 Socket.__index = function(self, k)
@@ -33,7 +36,40 @@ Socket.__index = function(self, k)
     end
     return a[field or local_keys[k]]
   end
+  if tls_keys[k] then
+    local t = C.tls_info(rawget(self, '_c'))
+    if not t then return nil end
+    rawset(self, 'encrypted', true)
+    rawset(self, 'authorized', t.authorized)
+    rawset(self, 'authorizationError', t.authorizationError)
+    rawset(self, 'alpnProtocol', t.alpn)
+    rawset(self, 'servername', t.servername or false)
+    return rawget(self, k)
+  end
   return Socket[k]
+end
+
+-- getPeerCertificate() -> the client's certificate ({subject=, issuer=,
+-- serialNumber=}) on https with requestCert, else {} (as Node).
+function Socket:getPeerCertificate()
+  return C.tls_peer(rawget(self, '_c')) or {}
+end
+
+-- getProtocol(), getCipher(), isSessionReused() on https.
+function Socket:getProtocol()
+  local t = C.tls_info(rawget(self, '_c'))
+  return t and t.protocol or nil
+end
+
+function Socket:getCipher()
+  local t = C.tls_info(rawget(self, '_c'))
+  return t and {name = t.cipher, standardName = t.standardName,
+    version = t.protocol} or nil
+end
+
+function Socket:isSessionReused()
+  local t = C.tls_info(rawget(self, '_c'))
+  return t and t.reused or false
 end
 
 -- address() -> {address=, port=, family=, addressType=}, or {} (closed,

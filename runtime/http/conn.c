@@ -75,7 +75,7 @@ void lc__http_conn_socket(http_conn *c, int env) {
 }
 
 /* Pushes the connection's socket object. */
-static void conn_push_socket(http_conn *c) {
+void lc__http_conn_push_socket(http_conn *c) {
   lua_State *L = c->s->L;
   lc__http_conn_lua(c);
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_env);
@@ -176,6 +176,10 @@ void lc__http_conn_flush(http_conn *c) {
   uv_buf_t b;
   http_write *w;
   int n;
+  if (c->tls && !c->closing && lc__http_tls_seal(c) != 0) {
+    lc__http_conn_close(c);
+    return;
+  }
   if (c->out.len == 0 || c->closing)
     return;
   touch(c);
@@ -244,6 +248,8 @@ static void conn_close_cb(uv_handle_t *h) {
   }
   if (c->ws)
     lc__http_raw_free(c);
+  if (c->tls)
+    lc__http_tls_free(c);
   buf_free(&c->in);
   head_free(&c->head);
   buf_free(&c->out);
@@ -271,6 +277,8 @@ void lc__http_conn_close(http_conn *c) {
   if (c->box)
     c->box->c = NULL;
   /* What was written before the cut still gets its chance. */
+  if (c->tls && c->nwrites == 0)
+    (void)lc__http_tls_seal(c);
   if (c->out.len > 0 && c->nwrites == 0) {
     uv_buf_t b = uv_buf_init(c->out.base, (unsigned int)c->out.len);
     (void)uv_try_write(&c->sock.stream, &b, 1);
@@ -300,6 +308,8 @@ static void conn_end(http_conn *c) {
   if (c->closing || c->shutting)
     return;
   c->stop_parse = 1;
+  if (c->tls)
+    lc__http_tls_end(c);
   lc__http_conn_flush(c);
   if (c->closing)
     return;
@@ -415,11 +425,47 @@ static inline void touch(http_conn *c) {
   }
 }
 
+/* Bytes of requests (plaintext) read: parsed now, or kept in c->in while
+ * the parser waits. */
+static inline void conn_input(http_conn *c, const char *p, size_t n) {
+  if (c->raw) {
+    lc__http_raw_read(c, (char *)p, (ssize_t)n);
+    return;
+  }
+  if (c->paused || c->in.len > 0) {
+    buf_add(&c->in, p, n);
+    if (c->in.len > INPUT_LIMIT && !c->read_stopped) {
+      uv_read_stop(&c->sock.stream);
+      c->read_stopped = 1;
+    }
+  } else {
+    lc__http_feed(c, p, n, 0);
+  }
+}
+
+void lc__http_conn_input(http_conn *c, const char *p, size_t n) {
+  conn_input(c, p, n);
+}
+
+/* The peer is done sending. As Node (allowHalfOpen false), a request in
+ * flight is aborted; an idle connection ends gracefully. */
+void lc__http_conn_eof(http_conn *c) {
+  if (c->raw) {
+    lc__http_raw_read(c, NULL, UV_EOF);
+    return;
+  }
+  if (!c->busy && !c->in_msg && !c->paused)
+    conn_end(c);
+  else
+    lc__http_conn_close(c);
+}
+
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   http_conn *c = (http_conn *)st->data;
   http_server *s = c->s;
-  if (c->raw) {
-    /* Upgraded: the bytes are no longer HTTP (upgrade.c). */
+  if (c->raw && !c->tls) {
+    /* Upgraded: the bytes are no longer HTTP (upgrade.c). Over TLS they
+     * come decrypted through conn_input and lc__http_conn_eof. */
     if (nread != 0 && !c->closing) {
       if (nread > 0)
         touch(c);
@@ -427,20 +473,15 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     }
   } else if (nread > 0 && !c->closing && !c->shutting) {
     touch(c);
-    if (c->paused || c->in.len > 0) {
-      buf_add(&c->in, buf->base, (size_t)nread);
-      if (c->in.len > INPUT_LIMIT) {
-        uv_read_stop(st);
-        c->read_stopped = 1;
-      }
-    } else {
-      lc__http_feed(c, buf->base, (size_t)nread, 0);
-    }
+    if (c->tls)
+      lc__http_tls_input(c, buf->base, (size_t)nread);
+    else
+      conn_input(c, buf->base, (size_t)nread);
   } else if (nread < 0 && !c->closing) {
-    /* The peer is gone or done sending. As Node (allowHalfOpen false), a
-     * request in flight is aborted; an idle connection ends gracefully. */
-    if (nread == UV_EOF && !c->busy && !c->in_msg && !c->paused)
-      conn_end(c);
+    if (c->raw)
+      lc__http_raw_read(c, NULL, nread);
+    else if (nread == UV_EOF)
+      lc__http_conn_eof(c);
     else
       lc__http_conn_close(c);
   }
@@ -459,6 +500,10 @@ void lc__http_conn_start(http_conn *c) {
   s->conns = c;
   s->nconns++;
   c->head_start = uv_now(s->loop);
+  if (s->tls_ctx && !c->clear && lc__http_tls_attach(c) != 0) {
+    lc__http_conn_close(c);
+    return;
+  }
   if (!c->pipe)
     uv_tcp_nodelay(&c->sock.tcp, 1);
   if (uv_read_start(&c->sock.stream, alloc_cb, read_cb) != 0) {
@@ -467,7 +512,7 @@ void lc__http_conn_start(http_conn *c) {
   }
   if (s->emit_connection) {
     lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->refs[CB_CONNECTION]);
-    conn_push_socket(c);
+    lc__http_conn_push_socket(c);
     lc_pcall(s->L, 1, 0);
   }
 }
@@ -504,6 +549,8 @@ void lc__http_timeouts(http_server *s) {
     next = c->next;
     if (c->closing || c->shutting)
       continue;
+    if (c->tls && lc__http_tls_timeout(c, now))
+      continue;
     if (c->head_start && s->headers_timeout &&
         now - c->head_start >= s->headers_timeout)
       lc__http_conn_fail(c, 408);
@@ -519,7 +566,7 @@ void lc__http_timeouts(http_server *s) {
       /* Reported once per idle spell, as Node's socket timeout. */
       c->idle_fired = 1;
       lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->refs[CB_TIMEOUT]);
-      conn_push_socket(c);
+      lc__http_conn_push_socket(c);
       lc_pcall(s->L, 1, 0);
     }
   }

@@ -173,6 +173,8 @@
                                   code) a protocol error. */                   \
   XX(CLIENT_ERROR, "client_error") /* (socket, status, code): a bad request \
                                       for the 'clientError' listener. */     \
+  XX(TLS_ERROR, "tlsClientError") /* (code, reason, socket): a TLS           \
+                                     handshake failed (conn_tls.c). */       \
   XX(SOCK_MT, "Socket")
 
 enum {
@@ -315,6 +317,8 @@ typedef struct http_server {
   lc_flush_hook flush_hook; /* Pushes the connections' output at exit. */
   http_conn *resume; /* Connections whose parser waits to resume. */
   double requests;
+  struct ssl_ctx_st *tls_ctx; /* Serving TLS (conn_tls.c) when set. */
+  uint64_t handshake_timeout; /* ms; 0: none. */
 } http_server;
 
 typedef struct {
@@ -327,6 +331,7 @@ typedef struct {
 
 struct http_conn {
   http_sock sock; /* .tcp, or .pipe with `pipe` set. */
+  struct lc_tls *tls; /* The TLS engine (conn_tls.c), or NULL. */
   uv_shutdown_t shutdown_req;
   llhttp_t parser;
   http_server *s;
@@ -383,6 +388,8 @@ struct http_conn {
   unsigned raw : 1;        /* Upgraded: llhttp no longer parses it. */
   unsigned raw_paused : 1; /* ... and its socket was paused. */
   ws_parser *ws;           /* Upgraded to a WebSocket: its frame parser. */
+  unsigned tls_end : 1;    /* close_notify goes with the next seal. */
+  unsigned clear : 1;      /* No TLS on a TLS server (http.inject). */
 };
 
 typedef struct {
@@ -512,7 +519,21 @@ void lc__http_timeouts(http_server *s);
 http_conn *lc__http_check_conn(lua_State *L, int idx);
 void lc__http_conn_end(http_conn *c);
 void lc__http_conn_reading(http_conn *c, int on);
+void lc__http_conn_input(http_conn *c, const char *p, size_t n);
+void lc__http_conn_eof(http_conn *c);
+void lc__http_conn_push_socket(http_conn *c);
 extern const luaL_Reg lc__http_conn_fns[];
+
+/* conn_tls.c: TLS at conn.c's read and write seams (c->tls set). */
+int lc__http_tls_attach(http_conn *c);
+void lc__http_tls_free(http_conn *c);
+void lc__http_tls_input(http_conn *c, const char *p, size_t n);
+int lc__http_tls_seal(http_conn *c);
+void lc__http_tls_end(http_conn *c);
+int lc__http_tls_timeout(http_conn *c, uint64_t now);
+int lc__http_server_tls(lua_State *L, http_server *s);
+void lc__http_server_tls_free(http_server *s);
+extern const luaL_Reg lc__http_tls_fns[];
 
 /* parse.c */
 void lc__http_push_headers(lua_State *L, lc_buf *sc, const char *base,

@@ -50,6 +50,7 @@ static void server_free_cb(uv_handle_t *h) {
     return;
   lc_flush_remove(lc_get(s->L), &s->flush_hook);
   buf_free(&s->scratch);
+  lc__http_server_tls_free(s);
   free(s->rbuf);
   free(s);
 }
@@ -98,6 +99,9 @@ void lc__http_server_scan(http_server *s) {
     t = s->request_timeout;
   if (s->keepalive_timeout && (!t || s->keepalive_timeout < t))
     t = s->keepalive_timeout;
+  if (s->tls_ctx && s->handshake_timeout &&
+      (!t || s->handshake_timeout < t))
+    t = s->handshake_timeout;
   if (t && t / 4 < every)
     every = t / 4 > 10 ? t / 4 : 10;
   if (every == s->scan_every && uv_is_active((uv_handle_t *)&s->timer))
@@ -263,11 +267,13 @@ static int server_serve_lua(lua_State *L) {
   return 0;
 }
 
-/* srv:adopt(fd): serves a duplicate of an accepted connection (TCP or a
- * Unix socket). Returns true or nil, message, code. */
+/* srv:adopt(fd[, clear]): serves a duplicate of an accepted connection
+ * (TCP or a Unix socket); clear: without TLS even on a TLS server
+ * (http.inject's). Returns true or nil, message, code. */
 static int server_adopt(lua_State *L) {
   http_server *s = check_server(L);
   int fd = (int)luaL_checkinteger(L, 2);
+  int clear = lua_toboolean(L, 3);
   http_conn *c;
   int err, pipe;
   if (s->closing && s->serving)
@@ -292,6 +298,7 @@ static int server_adopt(lua_State *L) {
   }
   if (!s->serving)
     server_serve(L, s);
+  c->clear = clear ? 1 : 0;
   lc__http_conn_start(c);
   lua_pushboolean(L, 1);
   return 1;
@@ -417,6 +424,12 @@ static double *requests_total(lua_State *L) {
   return total;
 }
 
+/* srv:tls(ctx[, handshake_timeout]): see conn_tls.c. */
+static int server_tls(lua_State *L) {
+  http_server *s = check_server(L);
+  return lc__http_server_tls(L, s);
+}
+
 /* _http.server(callbacks) -> server. callbacks holds the functions and
  * classes named in HTTP_CALLBACK_MAP. */
 static int http_server_new(lua_State *L) {
@@ -499,6 +512,7 @@ int luaopen_lc_http(lua_State *L) {
       {"emit_upgrade", server_emit_upgrade},
       {"stats", server_stats},
       {"ref", server_ref},
+      {"tls", server_tls},
       {NULL, NULL}};
   static const luaL_Reg fns[] = {
       {"server", http_server_new}, {"requests", http_requests}, {NULL, NULL}};
@@ -517,6 +531,7 @@ int luaopen_lc_http(lua_State *L) {
   lua_newtable(L);
   luaL_register(L, NULL, fns);
   luaL_register(L, NULL, lc__http_conn_fns);
+  luaL_register(L, NULL, lc__http_tls_fns);
   luaL_register(L, NULL, lc__http_parse_fns);
   luaL_register(L, NULL, lc__http_respond_fns);
   luaL_register(L, NULL, lc__http_upgrade_fns);

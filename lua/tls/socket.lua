@@ -1,0 +1,139 @@
+-- tls.socket: Node's tls.TLSSocket, a net.Socket whose luv handle is
+-- wrapped in a TLS engine (lua/tls/handle.lua) once it is connected. So
+-- reading, writing, back-pressure, pause/resume, timeouts and closing are
+-- net.Socket's own; this file adds the handshake's outcome: 'secureConnect'
+-- (client) or the server's 'secureConnection' / 'tlsClientError', the
+-- peer's verification (rejectUnauthorized), and Node's accessors
+-- (alpnProtocol, authorized, getPeerCertificate, getSession, ...).
+
+local C = require('_tls')
+local Socket = require('net.socket')
+local Handle = require('tls.handle')
+local errors = require('internal.errors')
+local dns = require('internal.dns')
+
+local type = type
+
+local TLSSocket = Socket:extend()
+TLSSocket.encrypted = true
+
+-- TLSSocket:new(options): net.Socket's options, and secureContext (from
+-- tls.createSecureContext), isServer, servername, rejectUnauthorized
+-- (true), session (from getSession()), and internally server_tls (the
+-- tls.Server that accepted it).
+function TLSSocket:new(options)
+  options = options or {}
+  local s = Socket.new(self, options.handle and {allowHalfOpen =
+    options.allowHalfOpen} or options)
+  s._tls = options
+  s._isServer = options.isServer == true
+  s.authorized = false
+  s.authorizationError = nil
+  s.alpnProtocol = false
+  s.servername = options.servername
+  if options.handle then
+    s._server = options.server
+    s._handle = options.handle
+    s:_connected()
+  end
+  return s
+end
+
+-- The TCP connection is up: the engine takes over the handle and the
+-- handshake begins ('connect' has been emitted by then for a client, as
+-- Node's).
+function TLSSocket:_connected()
+  local o = self._tls
+  local raw = self._handle
+  local name = o.servername
+  if not self._isServer and (name == nil or name == '') then
+    name = o.host or 'localhost'
+  end
+  if name and dns.isIP(name) ~= 0 and not self._isServer then
+    -- SNI carries no address; the certificate is checked against it.
+    self.servername = false
+  else
+    self.servername = name or self.servername
+  end
+  local e = C.engine(o.secureContext.context, self._isServer, name,
+    not self._isServer)
+  if o.session then e:set_session(o.session) end
+  self._handle = Handle.new(raw, e, function(err) self:_secured(err) end,
+    not self._isServer and function()
+      -- Node's 'session': the session to resume with later.
+      local s = e:session()
+      if s and not self.destroyed then self:emit('session', s) end
+    end or nil)
+  Socket._connected(self)
+  if not self.destroyed then self._handle:start() end
+end
+
+-- The handshake ended (err nil) or failed.
+function TLSSocket:_secured(err)
+  if self.destroyed then return end
+  local e = self._handle:engine()
+  local srv = self._tls.server_tls
+  if err then
+    if self._isServer then
+      if srv then srv:_clientError(err, self) end
+      return self:destroy()
+    end
+    return self:destroy(err)
+  end
+  local info = e:info()
+  self.alpnProtocol = info.alpn
+  if self._isServer then
+    self.servername = info.servername or false
+  end
+  local code, reason = e:verify_error()
+  self.authorized = code == nil
+  self.authorizationError = code
+  if self._isServer then
+    if srv then srv:_secure(self) end
+    return
+  end
+  if code and self._tls.rejectUnauthorized ~= false then
+    if code == 'ERR_TLS_CERT_ALTNAME_INVALID' then
+      reason = reason .. ": Host: " .. tostring(self._tls.servername
+        or self._tls.host) .. ". is not in the cert's altnames"
+    end
+    return self:destroy(errors.new(code, reason, {reason = reason}))
+  end
+  self:emit('secureConnect')
+end
+
+function TLSSocket:getPeerCertificate()
+  local h = self._handle
+  if not h or not h.engine or self.destroyed then return {} end
+  return h:engine():peer_certificate() or {}
+end
+
+-- getSession() -> the session (a string) to give a later connect as
+-- options.session, or nil.
+function TLSSocket:getSession()
+  local h = self._handle
+  if not h or not h.engine or self.destroyed then return nil end
+  return h:engine():session()
+end
+
+function TLSSocket:isSessionReused()
+  local h = self._handle
+  if not h or not h.engine or self.destroyed then return false end
+  return h:engine():info().reused
+end
+
+function TLSSocket:getProtocol()
+  local h = self._handle
+  if not h or not h.engine or self.destroyed then return nil end
+  return h:engine():info().protocol
+end
+
+function TLSSocket:getCipher()
+  local h = self._handle
+  if not h or not h.engine or self.destroyed then return nil end
+  local i = h:engine():info()
+  return {name = i.cipher, standardName = i.standardName,
+    version = i.protocol}
+end
+
+return TLSSocket

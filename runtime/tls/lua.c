@@ -1,0 +1,330 @@
+/* The `_tls` module: contexts (ctx.c) and engines (engine.c) for the Lua
+ * side, which moves the ciphertext over luv sockets (lua/tls.lua,
+ * lua/tls/, cosockets). An engine is a userdata owning its lc_tls; methods
+ * on a freed one raise. */
+#include <string.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include "tls.h"
+
+typedef struct {
+  lc_tls *t;
+} engine_box;
+
+static lc_tls *check_engine(lua_State *L, int idx) {
+  engine_box *b = (engine_box *)luaL_checkudata(L, idx, TLS_ENGINE_MT);
+  if (b->t == NULL)
+    luaL_error(L, "TLS engine is closed");
+  return b->t;
+}
+
+/* Pushes nil, reason, code for the engine's failure. */
+static int push_fail(lua_State *L, lc_tls *t) {
+  lua_pushnil(L);
+  lua_pushstring(L, t->reason[0] ? t->reason : "TLS error");
+  lua_pushstring(L, t->code[0] ? t->code : "ERR_SSL_INTERNAL_ERROR");
+  return 3;
+}
+
+/* _tls.engine(ctx, server[, servername[, check_host]]) -> engine. */
+static int tls_engine(lua_State *L) {
+  SSL_CTX *ctx = lc__tls_check_ctx(L, 1);
+  int server = lua_toboolean(L, 2);
+  const char *name = luaL_optstring(L, 3, NULL);
+  int check = lua_toboolean(L, 4);
+  engine_box *b = (engine_box *)lua_newuserdata(L, sizeof(*b));
+  b->t = NULL;
+  luaL_getmetatable(L, TLS_ENGINE_MT);
+  lua_setmetatable(L, -2);
+  b->t = lc__tls_new(ctx, server, name, check);
+  if (b->t == NULL)
+    return luaL_error(L, "out of memory");
+  return 1;
+}
+
+/* e:feed(ciphertext) */
+static int engine_feed(lua_State *L) {
+  lc_tls *t = check_engine(L, 1);
+  size_t n;
+  const char *p = luaL_checklstring(L, 2, &n);
+  lc__tls_feed(t, p, n);
+  return 0;
+}
+
+/* e:handshake() -> true (done) | false (wants more) | nil, msg, code,
+ * plain (true when a plain HTTP request came). */
+static int engine_handshake(lua_State *L) {
+  lc_tls *t = check_engine(L, 1);
+  int r;
+  t->L = L; /* For the SNI callback, which may run inside. */
+  r = lc__tls_advance(t);
+  t->L = NULL;
+  if (r == TLS_OK || r == TLS_WANT) {
+    lua_pushboolean(L, r == TLS_OK);
+    return 1;
+  }
+  push_fail(L, t);
+  lua_pushboolean(L, r == TLS_PLAIN);
+  return 4;
+}
+
+/* e:read() -> plaintext (all there is) | false (none yet) | nil, msg,
+ * code (nil, 'closed', 'EOF' after close_notify). */
+static int engine_read(lua_State *L) {
+  lc_tls *t = check_engine(L, 1);
+  luaL_Buffer b;
+  int status = TLS_OK, any = 0;
+  luaL_buffinit(L, &b);
+  for (;;) {
+    char *p = luaL_prepbuffer(&b);
+    size_t n = lc__tls_read(t, p, LUAL_BUFFERSIZE, &status);
+    if (n == 0)
+      break;
+    luaL_addsize(&b, n);
+    any = 1;
+  }
+  luaL_pushresult(&b);
+  if (any)
+    return 1;
+  if (status == TLS_WANT) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (status == TLS_CLOSED) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    lua_pushliteral(L, "EOF");
+    return 3;
+  }
+  return push_fail(L, t);
+}
+
+/* e:write(plaintext) -> true | nil, msg, code */
+static int engine_write(lua_State *L) {
+  lc_tls *t = check_engine(L, 1);
+  size_t n;
+  const char *p = luaL_checklstring(L, 2, &n);
+  if (lc__tls_write(t, p, n) != 0)
+    return push_fail(L, t);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* e:take() -> ciphertext to send, or nil. */
+static int engine_take(lua_State *L) {
+  lc_tls *t = check_engine(L, 1);
+  size_t n = BIO_ctrl_pending(t->wbio);
+  luaL_Buffer b;
+  if (n == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  luaL_buffinit(L, &b);
+  while (n > 0) {
+    char *p = luaL_prepbuffer(&b);
+    int k = BIO_read(t->wbio, p, LUAL_BUFFERSIZE);
+    if (k <= 0)
+      break;
+    luaL_addsize(&b, (size_t)k);
+    n = BIO_ctrl_pending(t->wbio);
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* e:verify_error() -> nil when the peer's certificate verified, else
+ * Node's code and the reason. */
+static int engine_verify_error(lua_State *L) {
+  lc_tls *t = check_engine(L, 1);
+  const char *code = lc__tls_verify_error(t);
+  if (code == NULL)
+    return 0;
+  lua_pushstring(L, code);
+  lua_pushstring(L, t->reason);
+  return 2;
+}
+
+/* Pushes {alpn=, protocol=, cipher=, standardName=, servername=,
+ * reused=} of t. */
+void lc__tls_push_info(lua_State *L, lc_tls *t) {
+  const unsigned char *alpn = NULL;
+  unsigned int alen = 0;
+  const char *sn;
+  const SSL_CIPHER *c = SSL_get_current_cipher(t->ssl);
+  lua_createtable(L, 0, 5);
+  SSL_get0_alpn_selected(t->ssl, &alpn, &alen);
+  if (alen > 0)
+    lua_pushlstring(L, (const char *)alpn, alen);
+  else
+    lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "alpn");
+  lua_pushstring(L, SSL_get_version(t->ssl));
+  lua_setfield(L, -2, "protocol");
+  if (c) {
+    lua_pushstring(L, SSL_CIPHER_get_name(c));
+    lua_setfield(L, -2, "cipher");
+    lua_pushstring(L, SSL_CIPHER_standard_name(c));
+    lua_setfield(L, -2, "standardName");
+  }
+  sn = SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
+  if (sn) {
+    lua_pushstring(L, sn);
+    lua_setfield(L, -2, "servername");
+  }
+  lua_pushboolean(L, SSL_session_reused(t->ssl));
+  lua_setfield(L, -2, "reused");
+}
+
+/* e:info() -> lc__tls_push_info's table. */
+static int engine_info(lua_State *L) {
+  lc__tls_push_info(L, check_engine(L, 1));
+  return 1;
+}
+
+/* Pushes an X509_NAME as a table of its fields (CN=, O=, ...). */
+static void push_name(lua_State *L, X509_NAME *n) {
+  int i, cnt = X509_NAME_entry_count(n);
+  lua_newtable(L);
+  for (i = 0; i < cnt; i++) {
+    X509_NAME_ENTRY *e = X509_NAME_get_entry(n, i);
+    ASN1_OBJECT *o = X509_NAME_ENTRY_get_object(e);
+    ASN1_STRING *d = X509_NAME_ENTRY_get_data(e);
+    int nid = OBJ_obj2nid(o);
+    const char *sn = nid != NID_undef ? OBJ_nid2sn(nid) : "?";
+    lua_pushlstring(L, (const char *)ASN1_STRING_get0_data(d),
+                    (size_t)ASN1_STRING_length(d));
+    lua_setfield(L, -2, sn);
+  }
+}
+
+/* Pushes the peer's certificate as {subject=, issuer=, serialNumber=}
+ * (0 pushed without one); returns the count pushed. */
+int lc__tls_push_peer(lua_State *L, lc_tls *t) {
+  X509 *x = SSL_get0_peer_certificate(t->ssl);
+  ASN1_INTEGER *sn;
+  BIGNUM *bn;
+  if (x == NULL)
+    return 0;
+  lua_createtable(L, 0, 3);
+  push_name(L, X509_get_subject_name(x));
+  lua_setfield(L, -2, "subject");
+  push_name(L, X509_get_issuer_name(x));
+  lua_setfield(L, -2, "issuer");
+  sn = X509_get_serialNumber(x);
+  bn = ASN1_INTEGER_to_BN(sn, NULL);
+  if (bn) {
+    char *hex = BN_bn2hex(bn);
+    if (hex) {
+      lua_pushstring(L, hex);
+      lua_setfield(L, -2, "serialNumber");
+      OPENSSL_free(hex);
+    }
+    BN_free(bn);
+  }
+  return 1;
+}
+
+/* e:peer_certificate() -> {subject=, issuer=, serialNumber=} or nil. */
+static int engine_peer_certificate(lua_State *L) {
+  return lc__tls_push_peer(L, check_engine(L, 1));
+}
+
+/* e:session() -> the session as DER (for set_session), or nil. */
+static int engine_session(lua_State *L) {
+  lc_tls *t = check_engine(L, 1);
+  SSL_SESSION *s = SSL_get1_session(t->ssl);
+  unsigned char *der = NULL, *p;
+  int n;
+  if (s == NULL || !SSL_SESSION_is_resumable(s)) {
+    SSL_SESSION_free(s);
+    return 0;
+  }
+  n = i2d_SSL_SESSION(s, NULL);
+  if (n > 0 && (der = (unsigned char *)malloc((size_t)n)) != NULL) {
+    p = der;
+    i2d_SSL_SESSION(s, &p);
+    lua_pushlstring(L, (const char *)der, (size_t)n);
+    free(der);
+  } else {
+    lua_pushnil(L);
+  }
+  SSL_SESSION_free(s);
+  return 1;
+}
+
+/* e:new_session() -> whether a new session came since the last ask. */
+static int engine_new_session(lua_State *L) {
+  lc_tls *t = check_engine(L, 1);
+  lua_pushboolean(L, t->new_session);
+  t->new_session = 0;
+  return 1;
+}
+
+/* e:set_session(der) -> true | false (unusable). */
+static int engine_set_session(lua_State *L) {
+  lc_tls *t = check_engine(L, 1);
+  size_t n;
+  const unsigned char *p = (const unsigned char *)luaL_checklstring(L, 2, &n);
+  SSL_SESSION *s = d2i_SSL_SESSION(NULL, &p, (long)n);
+  int ok = s != NULL && SSL_set_session(t->ssl, s) == 1;
+  SSL_SESSION_free(s);
+  ERR_clear_error();
+  lua_pushboolean(L, ok);
+  return 1;
+}
+
+/* e:shutdown(): queues close_notify (take() it). */
+static int engine_shutdown(lua_State *L) {
+  lc__tls_shutdown(check_engine(L, 1));
+  return 0;
+}
+
+/* e:close(): frees the engine now (also its __gc). */
+static int engine_close(lua_State *L) {
+  engine_box *b = (engine_box *)luaL_checkudata(L, 1, TLS_ENGINE_MT);
+  lc__tls_free(b->t);
+  b->t = NULL;
+  return 0;
+}
+
+int luaopen_lc_tls(lua_State *L) {
+  static const luaL_Reg engine_methods[] = {
+      {"feed", engine_feed},
+      {"handshake", engine_handshake},
+      {"read", engine_read},
+      {"write", engine_write},
+      {"take", engine_take},
+      {"verify_error", engine_verify_error},
+      {"info", engine_info},
+      {"peer_certificate", engine_peer_certificate},
+      {"session", engine_session},
+      {"set_session", engine_set_session},
+      {"new_session", engine_new_session},
+      {"shutdown", engine_shutdown},
+      {"close", engine_close},
+      {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"context", lc__tls_ctx_new},
+                                 {"engine", tls_engine},
+                                 {"ticket_master", lc__tls_ticket_master},
+                                 {"random", lc__tls_random},
+                                 {NULL, NULL}};
+  luaL_newmetatable(L, TLS_ENGINE_MT);
+  lua_newtable(L);
+  luaL_register(L, NULL, engine_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, engine_close);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, TLS_CTX_MT);
+  luaL_register(L, NULL, lc__tls_ctx_methods);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  lua_newtable(L);
+  luaL_register(L, NULL, fns);
+  lua_pushinteger(L, TLS_HANDSHAKE_TIMEOUT);
+  lua_setfield(L, -2, "HANDSHAKE_TIMEOUT");
+  lua_pushinteger(L, TLS_TICKET_KEY_SIZE);
+  lua_setfield(L, -2, "TICKET_KEY_SIZE");
+  return 1;
+}

@@ -556,3 +556,64 @@ end)
     p:stop()
   end)
 end)
+
+describe('wss (WebSocket over TLS)', function()
+  local certs = require('certs')
+  local C
+  setup(function() C = certs.make() end)
+  teardown(function() certs.remove() end)
+  after_each(h.close_servers)
+
+  -- An echo server on https (the spec's process): port.
+  local function wss_server()
+    local srv = require('https').createServer({key = C.server.key,
+      cert = C.server.cert}, function(_, res) res:finish('plain') end)
+    h.track_server(srv)
+    local wss = websocket.server({server = srv})
+    wss:on('connection', function(ws)
+      ws:on('message', function(data, binary)
+        ws:send(data, {binary = binary})
+      end)
+    end)
+    local port
+    srv:listen(0, '127.0.0.1', function() port = srv:address().port end)
+    assert.is_true(h.wait(function() return port end, 2000))
+    return port
+  end
+
+  it("echoes Node's ws client, frames decrypted under the upgrade",
+      function()
+    local port = wss_server()
+    local p = h.spawn({PEER, 'echo', 'wss://localhost:' .. port .. '/'},
+      {cmd = 'node', env = {NODE_PATH = '/usr/share/nodejs',
+        NODE_EXTRA_CA_CERTS = C.dir .. '/ca.crt'}})
+    assert.is_true(p:wait(10000))
+    local ev = events(p)
+    local msgs = {}
+    for _, e in ipairs(ev) do
+      if e.msg then msgs[#msgs + 1] = e.msg .. tostring(e.bin) end
+    end
+    assert.same({'68656c6c6ffalse', '000102fftrue', '667261676d656e74false',
+      'len200000false'}, msgs)
+    assert.same({close = 1000, reason = 'done'}, find(ev, 'close'))
+  end)
+
+  it('connects our client to wss:// with verification', function()
+    local port = wss_server()
+    local got = {}
+    local ws = websocket.connect('wss://localhost:' .. port .. '/',
+      {ca = C.ca})
+    ws:on('open', function() ws:send('hi') end)
+    ws:on('message', function(d) got.msg = d ws:close(1000, 'ok') end)
+    ws:on('close', function(code) got.close = code end)
+    assert.is_true(h.wait(function() return got.close end, 5000))
+    assert.same({msg = 'hi', close = 1000}, got)
+    -- An unknown CA is refused: 'error', then 'close'.
+    local bad = {}
+    local ws2 = websocket.connect('wss://localhost:' .. port .. '/')
+    ws2:on('error', function(e) bad.err = e.code end)
+    ws2:on('close', function(code) bad.close = code end)
+    assert.is_true(h.wait(function() return bad.close end, 5000))
+    assert.equal('UNABLE_TO_GET_ISSUER_CERT_LOCALLY', bad.err) -- as Node
+  end)
+end)

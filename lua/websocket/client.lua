@@ -2,8 +2,8 @@
 -- net.Socket connects, sends the handshake (a random Sec-WebSocket-Key),
 -- checks the 101 answer (Sec-WebSocket-Accept, the protocol) and hands the
 -- socket to a WebSocket: frames parsed by runtime/ws (_ws.parser), sent
--- masked, each with a random key. wss:// goes through a `tls` module's
--- connect once one exists (the seam is `secure_connect`).
+-- masked, each with a random key. wss:// connects with tls.connect (the
+-- options are its too: ca, servername, rejectUnauthorized, ...).
 
 local W = require('_ws')
 local net = require('net')
@@ -55,8 +55,8 @@ local function parse(url)
   return secure, host, port, path
 end
 
--- The wss:// seam: a module `tls` with connect(port, host, options, cb)
--- returning a net.Socket-shaped stream, when there is one.
+-- wss://: tls.connect(port, host, options, cb), a net.Socket-shaped
+-- stream (a build without TLS says so).
 local function secure_connect(port, host, opts, cb)
   local ok, tls = pcall(require, 'tls')
   if not ok or type(tls) ~= 'table' or not tls.connect then

@@ -77,8 +77,10 @@ Session.__index = Session
 -- history: the history file (LUACLUSTER_REPL_HISTORY), none by default.
 local function session(history)
   local s = setmetatable({mark = 1}, Session)
-  s.proc = pty("LUACLUSTER_REPL_HISTORY='" .. (history or '') .. "' '" ..
-    h.bin .. "'")
+  -- exec: the REPL, not a shell waiting on it, takes the terminal's SIGINT
+  -- (dash, /bin/sh, would die of it and script report 130).
+  s.proc = pty("exec env LUACLUSTER_REPL_HISTORY='" .. (history or '') ..
+    "' '" .. h.bin .. "'")
   return s
 end
 

@@ -96,15 +96,20 @@ local function watch(self, events, fresh)
   return ok, err
 end
 
--- Closes the poll and the connection (C closes the poll first: libpq
--- closes the socket).
-local function teardown(self)
+-- Stops and closes the connect timer, if one runs.
+local function stop_timer(self)
   local t = self.timer
   if t then
     self.timer = nil
     t:stop()
     t:close()
   end
+end
+
+-- Closes the poll and the connection (C closes the poll first: libpq
+-- closes the socket).
+local function teardown(self)
+  stop_timer(self)
   local conn = self.conn
   if conn then
     self.conn = nil
@@ -134,12 +139,7 @@ end
 local function connect_step(self)
   local st, msg = self.conn:connect_poll()
   if st == 'ok' then
-    local t = self.timer
-    if t then
-      self.timer = nil
-      t:stop()
-      t:close()
-    end
+    stop_timer(self)
     return connected(self)
   end
   if not st then

@@ -43,7 +43,7 @@ describe('cjson and json', function()
     assert.equal('0.33333333333333', cjson.encode(1 / 3))
   end)
 
-  -- Short decimals take runtime/strtod.c's fast path, the rest glibc's
+  -- Short decimals take runtime/jsonnum.c's fast path, the rest glibc's
   -- strtod; either way the double must be the correctly rounded one, which
   -- LuaJIT's own number reader (tonumber) also gives: compared bit for bit.
   it('decodes every number to the correctly rounded double', function()
@@ -87,6 +87,44 @@ describe('cjson and json', function()
     end
     assert.same({}, wrong)
     assert.equal('-0', ('%g'):format(cjson.decode('-0')))
+  end)
+
+  -- Encoding takes the same file's fast path for short decimals; what it
+  -- writes must be what C's "%.<precision>g" writes, at every precision.
+  it('encodes every number as "%.14g" (or its precision) prints it',
+      function()
+    local seed = 54321
+    local function rand(n)
+      seed = (seed * 1103515245 + 12345) % 2147483648
+      return seed % n
+    end
+    local xs = {0, -0.0, 1, 0.1, 0.5, 1 / 3, 1e-4, 9.9999e-5, 1e14,
+      99999999999999, 1e15, 12345678901234.5, 0.05, 169.47, 1e-5, 1e100,
+      2 ^ 53, 0.1 + 0.2, 5e-324, 999999999999999.9, 9.5, 0.95, 99.5}
+    for _ = 1, 20000 do
+      local k, x = rand(3)
+      if k == 0 then x = rand(100000000) / 10 ^ rand(10)
+      elseif k == 1 then x = rand(1000000) * 0.01
+      else x = rand(2147483647) / 2147483647 * 10 ^ (rand(30) - 10) end
+      xs[#xs + 1] = rand(2) == 0 and -x or x
+    end
+    -- C's snprintf, not string.format: LuaJIT formats numbers itself and
+    -- rounds a tie (12345678901234.5) up where glibc rounds it to even.
+    local ffi = require('ffi')
+    pcall(ffi.cdef, 'int snprintf(char *, size_t, const char *, ...);')
+    local buf = ffi.new('char[64]')
+    local wrong = {}
+    for _, p in ipairs({14, 1, 5, 10}) do
+      local c = cjson.new()
+      c.encode_number_precision(p)
+      local fmt = '%.' .. p .. 'g'
+      for _, x in ipairs(xs) do
+        ffi.C.snprintf(buf, 64, fmt, ffi.new('double', x))
+        local got, want = c.encode(x), ffi.string(buf)
+        if got ~= want then wrong[#wrong + 1] = want .. ' written ' .. got end
+      end
+    end
+    assert.same({}, wrong)
   end)
 
   it('is built into the binary: no Lua C path needed', function()

@@ -264,6 +264,60 @@ describe('pg', function()
     end)
   end)
 
+  describe('host names', function()
+    local resolve = function(info)
+      return go(function() return co.await(require('pg.resolve').resolve,
+        info) end)
+    end
+
+    it('are looked up before libpq connects, into hostaddr', function()
+      -- libpq then never resolves (its getaddrinfo would block the worker).
+      local info = resolve('postgresql://postgres@localhost:' .. srv.port ..
+        '/postgres')
+      assert.matches("host='localhost[,localhost]*'", info)
+      assert.matches("hostaddr='[^']*127%.0%.0%.1", info)
+      assert.matches("port='" .. srv.port .. "'", info)
+      assert.matches("user='postgres'", info)
+      -- Nothing to look up: the string as it was.
+      assert.equal(srv.url, resolve(srv.url))
+      local plain = 'host=127.0.0.1 port=5432'
+      assert.equal(plain, resolve(plain))
+      assert.equal('host=db hostaddr=10.0.0.1',
+        resolve('host=db hostaddr=10.0.0.1'))
+      -- A list of hosts keeps one port a host.
+      local two = resolve('host=localhost,' .. srv.dir .. ' port=1,2')
+      local hosts = two:match("host='([^']*)'")
+      local ports = two:match("port='([^']*)'")
+      local n = select(2, hosts:gsub(',', ',')) + 1
+      assert.equal(n, select(2, ports:gsub(',', ',')) + 1)
+      assert.matches(',2$', ports)
+      assert.matches(srv.dir:gsub('%p', '%%%0') .. '$', hosts)
+    end)
+
+    it('connect by name; a name that does not resolve is skipped or named',
+      function()
+      local out = {go(function()
+        local c = assert(pg.connect('postgresql://postgres@localhost:' ..
+          srv.port .. '/postgres'))
+        local r = assert(c:query('SELECT inet_server_addr()::text AS a'))
+        c:close()
+        local c2 = assert(pg.connect('host=nonexistent.invalid,localhost ' ..
+          'port=' .. srv.port .. ' user=postgres dbname=postgres'))
+        local r2 = assert(c2:query('SELECT 7 AS n'))
+        c2:close()
+        local c3, err = pg.connect('postgresql://postgres@nonexistent.' ..
+          'invalid:' .. srv.port .. '/postgres')
+        return r.rows[1].a, r2.rows[1].n, c3, err
+      end)}
+      assert.equal('127.0.0.1/32', out[1])
+      assert.equal(7, out[2])
+      assert.is_nil(out[3])
+      assert.equal('08001', out[4].code)
+      assert.matches('could not translate host name "nonexistent.invalid"',
+        out[4].message, 1, true)
+    end)
+  end)
+
   describe('callbacks', function()
     it('answers cb(err, res) outside a coroutine', function()
       local got, bad

@@ -16,6 +16,7 @@ local EventEmitter = require('events')
 local errors = require('internal.errors')
 local types = require('pg.types')
 local lpg = require('_pg')
+local resolve = require('pg.resolve').resolve
 
 local type, tostring, pairs, error, setmetatable, select, pcall =
   type, tostring, pairs, error, setmetatable, select, pcall
@@ -152,26 +153,15 @@ local function connect_step(self)
 end
 
 -- new(info, opts) -> a Client connecting; cb(err, client) once connected
--- or failed.
+-- or failed (never before new returns). The host names in info are looked
+-- up first without blocking (pg/resolve.lua); the connect timeout counts
+-- from here.
 function Client.new(info, opts, cb)
   local self = setmetatable({state = 'connecting', queue = {}, qhead = 1,
     qtail = 0, stmts = {}, nstmts = 0, seq = 0}, Client)
   self.on_poll = function(events) on_poll(self, events) end
   self.connect_cb = cb
   self.query_timeout = opts and opts.query_timeout
-  local conn, msg = lpg.start(info)
-  if not conn then
-    self.state = 'closed'
-    local e = pg_error(nil, '08001', msg)
-    local t = uv.new_timer()
-    t:start(0, 0, function()
-      t:close()
-      self.connect_cb = nil
-      cb(e, self)
-    end)
-    return self
-  end
-  self.conn = conn
   local ms = opts and (opts.connectionTimeoutMillis or opts.connect_timeout_ms)
   if not ms or ms <= 0 then ms = CONNECT_TIMEOUT end
   local t = uv.new_timer()
@@ -182,8 +172,27 @@ function Client.new(info, opts, cb)
         ms .. ' ms while connecting'))
     end
   end)
-  -- libpq asks first to wait for the socket to be writable.
-  watch(self, 'w')
+  local sync = true
+  resolve(info, function(resolved, msg)
+    if self.state ~= 'connecting' then return end
+    local conn, err
+    if resolved then conn, err = lpg.start(resolved) else err = msg end
+    if conn then
+      self.conn = conn
+      -- libpq asks first to wait for the socket to be writable.
+      return watch(self, 'w')
+    end
+    if not sync then return connected(self, pg_error(nil, '08001', err)) end
+    -- Failed at once: told on the next turn of the loop, after new returns.
+    local e = uv.new_timer()
+    e:start(0, 0, function()
+      e:close()
+      if self.state == 'connecting' then
+        connected(self, pg_error(nil, '08001', err))
+      end
+    end)
+  end)
+  sync = false
   return self
 end
 

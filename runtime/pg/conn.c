@@ -5,6 +5,8 @@
  *
  *   _pg.load() -> true, or nil and why libpq could not be loaded
  *   _pg.start(conninfo) -> conn, or nil and libpq's message
+ *   _pg.parse(conninfo) -> {keyword = value} of what the string sets (a
+ *     URL or key=value pairs, as libpq reads them), or nil and the message
  *   conn:connect_poll() -> 'r' | 'w' (wait for that, then call again) |
  *                          'ok', or nil and the message
  *   conn:socket() -> fd (it may change while connecting)
@@ -559,6 +561,31 @@ static int conn_message(lua_State *L) {
   return 1;
 }
 
+static int pg_parse(lua_State *L) {
+  const char *info = luaL_checkstring(L, 1);
+  char *err = NULL;
+  PQconninfoOption *opts, *o;
+  if (lc__pq_load() != NULL)
+    return luaL_error(L, "pg: %s", lc__pq_load());
+  opts = lc__pq.PQconninfoParse(info, &err);
+  if (opts == NULL) {
+    lua_pushnil(L);
+    lua_pushstring(L, err ? err : "out of memory");
+    if (err)
+      lc__pq.PQfreemem(err);
+    return 2;
+  }
+  lua_newtable(L);
+  for (o = opts; o->keyword != NULL; o++) {
+    if (o->val == NULL)
+      continue;
+    lua_pushstring(L, o->val);
+    lua_setfield(L, -2, o->keyword);
+  }
+  lc__pq.PQconninfoFree(opts);
+  return 1;
+}
+
 static int pg_lib_version(lua_State *L) {
   if (lc__pq_load() != NULL)
     return luaL_error(L, "pg: %s", lc__pq_load());
@@ -589,6 +616,7 @@ int luaopen_lc_pg(lua_State *L) {
                                      {NULL, NULL}};
   static const luaL_Reg funcs[] = {{"load", pg_load},
                                    {"start", pg_start},
+                                   {"parse", pg_parse},
                                    {"lib_version", pg_lib_version},
                                    {NULL, NULL}};
   if (luaL_newmetatable(L, CONN_MT)) {

@@ -49,7 +49,9 @@
   X(PQtransactionStatus)                                                       \
   X(PQserverVersion)                                                           \
   X(PQlibVersion)                                                              \
-  X(PQsetNoticeReceiver)
+  X(PQsetNoticeReceiver)                                                       \
+  X(PQconninfoParse)                                                           \
+  X(PQconninfoFree)
 
 typedef struct {
 #define LC_PQ_FIELD(name) __typeof__(&name) name;

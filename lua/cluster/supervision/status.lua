@@ -13,6 +13,7 @@
 local uv = require('uv')
 local cjson = require('cjson')
 local heartbeat = require('cluster.supervision.heartbeat')
+local state = require('cluster.supervision.state')
 
 local M = {}
 local server
@@ -98,8 +99,7 @@ function M.start(cluster)
     res:finish(body)
   end)
   server:on('error', function(err)
-    io.stderr:write('luacluster: status endpoint: ', tostring(err.message
-      or err), '\n')
+    state.error('status endpoint: %s', tostring(err.message or err))
   end)
   server:listen(port, cluster.settings.statusHost or '127.0.0.1')
   -- The endpoint does not keep the primary alive by itself.

@@ -56,6 +56,45 @@ describe('tls', function()
     servers = {}
   end)
 
+  it("describes the peer's certificate with Node's fields, as openssl does",
+    function()
+    local _, port = echo()
+    local sock, st = connect({host = 'localhost', port = port, ca = C.ca})
+    assert.is_nil(st.err)
+    local c = sock:getPeerCertificate()
+    sock:destroy()
+    local function x509(args)
+      local f = assert(io.popen('openssl x509 -noout ' .. args .. ' -in ' ..
+        C.server.certfile))
+      local out = f:read('*a')
+      f:close()
+      return out
+    end
+    assert.equal('localhost', c.subject.CN)
+    assert.equal('luacluster-test-ca', c.issuer.CN)
+    assert.equal('DNS:localhost, IP Address:127.0.0.1', c.subjectaltname)
+    assert.is_false(c.ca)
+    assert.equal(256, c.bits)
+    assert.equal('prime256v1', c.asn1Curve)
+    assert.equal('P-256', c.nistCurve)
+    assert.equal(x509('-serial'):match('serial=(%x+)'), c.serialNumber)
+    assert.equal(x509('-startdate'):match('notBefore=([^\n]+)'),
+      c.valid_from)
+    assert.equal(x509('-enddate'):match('notAfter=([^\n]+)'), c.valid_to)
+    assert.matches('GMT$', c.valid_to)
+    for _, md in ipairs({{'sha1', 'fingerprint'},
+        {'sha256', 'fingerprint256'}, {'sha512', 'fingerprint512'}}) do
+      assert.equal(x509('-fingerprint -' .. md[1]):match('=([%x:]+)'),
+        c[md[2]])
+    end
+    local f = assert(io.popen('openssl x509 -outform DER -in ' ..
+      C.server.certfile))
+    local der = f:read('*a')
+    f:close()
+    assert.equal(der, c.raw)
+    assert.truthy(#c.pubkey == 91)   -- a P-256 SubjectPublicKeyInfo
+  end)
+
   it('connects, verifies, echoes, ends', function()
     local _, port = echo()
     local sock, st = connect({host = 'localhost', port = port, ca = C.ca})

@@ -49,8 +49,9 @@ Socket.__index = function(self, k)
   return Socket[k]
 end
 
--- getPeerCertificate() -> the client's certificate ({subject=, issuer=,
--- serialNumber=}) on https with requestCert, else {} (as Node).
+-- getPeerCertificate() -> the client's certificate on https with
+-- requestCert (Node's fields: subject, issuer, subjectaltname, valid_from,
+-- valid_to, serialNumber, fingerprint256, raw, ...), else {} (as Node).
 function Socket:getPeerCertificate()
   return C.tls_peer(rawget(self, '_c')) or {}
 end

@@ -3,6 +3,8 @@
  * lua/tls/, cosockets). An engine is a userdata owning its lc_tls; methods
  * on a freed one raise. */
 #include <string.h>
+#include <arpa/inet.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include "tls.h"
@@ -197,19 +199,151 @@ static void push_name(lua_State *L, X509_NAME *n) {
   }
 }
 
-/* Pushes the peer's certificate as {subject=, issuer=, serialNumber=}
- * (0 pushed without one); returns the count pushed. */
+/* Sets field name of the table on top to the text ASN1_TIME_print writes
+ * ("Mar  5 12:00:00 2027 GMT", Node's valid_from/valid_to). */
+static void set_time(lua_State *L, const char *name, const ASN1_TIME *tm) {
+  BIO *b = BIO_new(BIO_s_mem());
+  char *p;
+  long n;
+  if (b == NULL)
+    return;
+  if (ASN1_TIME_print(b, tm) > 0) {
+    n = BIO_get_mem_data(b, &p);
+    lua_pushlstring(L, p, (size_t)n);
+    lua_setfield(L, -2, name);
+  }
+  BIO_free(b);
+}
+
+/* Sets field name to x's digest by md as Node writes it ("AB:CD:..."). */
+static void set_fingerprint(lua_State *L, const char *name, X509 *x,
+                            const EVP_MD *md) {
+  static const char hex[] = "0123456789ABCDEF";
+  unsigned char d[EVP_MAX_MD_SIZE];
+  char out[EVP_MAX_MD_SIZE * 3];
+  unsigned int n = 0, i;
+  if (!X509_digest(x, md, d, &n) || n == 0)
+    return;
+  for (i = 0; i < n; i++) {
+    out[i * 3] = hex[d[i] >> 4];
+    out[i * 3 + 1] = hex[d[i] & 15];
+    out[i * 3 + 2] = ':';
+  }
+  lua_pushlstring(L, out, n * 3 - 1);
+  lua_setfield(L, -2, name);
+}
+
+/* Sets subjectaltname as Node's: "DNS:a, IP Address:127.0.0.1, ...". */
+static void set_altnames(lua_State *L, X509 *x) {
+  GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL,
+                                          NULL);
+  luaL_Buffer b;
+  int i, n;
+  if (names == NULL)
+    return;
+  luaL_buffinit(L, &b);
+  n = sk_GENERAL_NAME_num(names);
+  for (i = 0; i < n; i++) {
+    const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+    const ASN1_STRING *str = NULL;
+    const char *kind = NULL;
+    char ip[64];
+    if (i > 0)
+      luaL_addstring(&b, ", ");
+    switch (g->type) {
+    case GEN_DNS:
+      kind = "DNS:", str = g->d.dNSName;
+      break;
+    case GEN_EMAIL:
+      kind = "email:", str = g->d.rfc822Name;
+      break;
+    case GEN_URI:
+      kind = "URI:", str = g->d.uniformResourceIdentifier;
+      break;
+    case GEN_IPADD: {
+      const unsigned char *a = ASN1_STRING_get0_data(g->d.iPAddress);
+      int len = ASN1_STRING_length(g->d.iPAddress);
+      luaL_addstring(&b, "IP Address:");
+      if (len == 4 || len == 16) {
+        if (inet_ntop(len == 4 ? AF_INET : AF_INET6, a, ip, sizeof(ip)))
+          luaL_addstring(&b, ip);
+      }
+      continue;
+    }
+    default:
+      luaL_addstring(&b, "othername:<unsupported>");
+      continue;
+    }
+    luaL_addstring(&b, kind);
+    luaL_addlstring(&b, (const char *)ASN1_STRING_get0_data(str),
+                    (size_t)ASN1_STRING_length(str));
+  }
+  GENERAL_NAMES_free(names);
+  luaL_pushresult(&b);
+  lua_setfield(L, -2, "subjectaltname");
+}
+
+/* Sets raw (the certificate's DER) and pubkey (its public key's DER). */
+static void set_der(lua_State *L, X509 *x) {
+  unsigned char *der = NULL;
+  EVP_PKEY *k = X509_get0_pubkey(x);
+  int n = i2d_X509(x, &der);
+  if (n > 0) {
+    lua_pushlstring(L, (const char *)der, (size_t)n);
+    lua_setfield(L, -2, "raw");
+  }
+  OPENSSL_free(der);
+  der = NULL;
+  if (k != NULL && (n = i2d_PUBKEY(k, &der)) > 0) {
+    lua_pushlstring(L, (const char *)der, (size_t)n);
+    lua_setfield(L, -2, "pubkey");
+  }
+  OPENSSL_free(der);
+}
+
+/* Sets bits, and for an EC key asn1Curve and nistCurve, as Node's. */
+static void set_key(lua_State *L, X509 *x) {
+  EVP_PKEY *k = X509_get0_pubkey(x);
+  char group[64];
+  size_t len = 0;
+  if (k == NULL)
+    return;
+  lua_pushinteger(L, EVP_PKEY_get_bits(k));
+  lua_setfield(L, -2, "bits");
+  if (EVP_PKEY_get_base_id(k) == EVP_PKEY_EC &&
+      EVP_PKEY_get_group_name(k, group, sizeof(group), &len)) {
+    int nid = OBJ_sn2nid(group);
+    const char *nist = nid != NID_undef ? EC_curve_nid2nist(nid) : NULL;
+    lua_pushstring(L, group);
+    lua_setfield(L, -2, "asn1Curve");
+    if (nist != NULL) {
+      lua_pushstring(L, nist);
+      lua_setfield(L, -2, "nistCurve");
+    }
+  }
+}
+
+/* Pushes the peer's certificate with Node's fields (subject, issuer,
+ * subjectaltname, ca, bits, asn1Curve, nistCurve, valid_from, valid_to,
+ * serialNumber, fingerprint, fingerprint256, fingerprint512, raw, pubkey;
+ * 0 pushed without one); returns the count pushed. */
 int lc__tls_push_peer(lua_State *L, lc_tls *t) {
   X509 *x = SSL_get0_peer_certificate(t->ssl);
   ASN1_INTEGER *sn;
   BIGNUM *bn;
   if (x == NULL)
     return 0;
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 16);
   push_name(L, X509_get_subject_name(x));
   lua_setfield(L, -2, "subject");
   push_name(L, X509_get_issuer_name(x));
   lua_setfield(L, -2, "issuer");
+  set_altnames(L, x);
+  lua_pushboolean(L, X509_check_ca(x) > 0);
+  lua_setfield(L, -2, "ca");
+  set_key(L, x);
+  set_time(L, "valid_from", X509_get0_notBefore(x));
+  set_time(L, "valid_to", X509_get0_notAfter(x));
   sn = X509_get_serialNumber(x);
   bn = ASN1_INTEGER_to_BN(sn, NULL);
   if (bn) {
@@ -221,10 +355,14 @@ int lc__tls_push_peer(lua_State *L, lc_tls *t) {
     }
     BN_free(bn);
   }
+  set_fingerprint(L, "fingerprint", x, EVP_sha1());
+  set_fingerprint(L, "fingerprint256", x, EVP_sha256());
+  set_fingerprint(L, "fingerprint512", x, EVP_sha512());
+  set_der(L, x);
   return 1;
 }
 
-/* e:peer_certificate() -> {subject=, issuer=, serialNumber=} or nil. */
+/* e:peer_certificate() -> the certificate's fields (above), or nil. */
 static int engine_peer_certificate(lua_State *L) {
   return lc__tls_push_peer(L, check_engine(L, 1));
 }

@@ -144,7 +144,8 @@ end
 -- TLSSocket; cb on 'secureConnect'. options: net's (host, port, path,
 -- timeout, ...), servername (SNI and the name checked; host by default),
 -- rejectUnauthorized (true), ca, cert, key, ALPNProtocols, minVersion,
--- session, secureContext.
+-- session, secureContext; socket: a net.Socket to start TLS over
+-- (STARTTLS) instead of connecting.
 function tls.connect(...)
   local a1, a2, a3, a4 = ...
   local opts, cb = {}, nil
@@ -162,14 +163,17 @@ function tls.connect(...)
       elseif type(v) == 'function' then cb = v end
     end
   end
-  if opts.socket ~= nil then
-    -- Node's STARTTLS form: not here; better said than a new connection.
-    error(errors.new('ERR_FEATURE_UNAVAILABLE_ON_PLATFORM',
-      'tls.connect: options.socket (TLS over an existing socket) is not '
-      .. 'supported'), 2)
-  end
+  local sock = opts.socket
+  opts.socket = nil
   opts.secureContext = opts.secureContext or client_context(opts)
   opts.isServer = false
+  if sock ~= nil then
+    -- STARTTLS: the handshake over a socket already connected (or
+    -- connecting), as Node's tls.connect({socket}).
+    local s = TLSSocket:new(sock, opts)
+    if type(cb) == 'function' then s:once('secureConnect', cb) end
+    return s
+  end
   local s = TLSSocket:new(opts)
   if type(cb) == 'function' then s:once('secureConnect', cb) end
   return s:connect(opts)

@@ -5,6 +5,7 @@
 local h = require('helper')
 local uv = require('uv')
 local tls = require('tls')
+local net = require('net')
 local https = require('https')
 local certs = require('certs')
 
@@ -93,6 +94,123 @@ describe('tls', function()
     f:close()
     assert.equal(der, c.raw)
     assert.truthy(#c.pubkey == 91)   -- a P-256 SubjectPublicKeyInfo
+  end)
+
+  -- A line protocol with STARTTLS, as SMTP's: plain greeting, EHLO,
+  -- STARTTLS, then TLS on the same connection (new tls.TLSSocket(socket)),
+  -- where what comes goes back upper-cased (and QUIT ends).
+  local function starttls_server(events)
+    local srv = net.createServer(function(sock)
+      sock:on('error', function() end)
+      sock:write('220 luacluster ESMTP\r\n')
+      local buf = ''
+      local function ondata(d)
+        buf = buf .. d
+        while true do
+          local line, rest = buf:match('^(.-)\r?\n(.*)$')
+          if not line then return end
+          buf = rest
+          if line:upper():match('^EHLO') then
+            sock:write('250-luacluster\r\n250 STARTTLS\r\n')
+          elseif line:upper() == 'STARTTLS' then
+            sock:removeListener('data', ondata)
+            sock:write('220 2.0.0 Ready to start TLS\r\n')
+            local t = tls.TLSSocket:new(sock, {isServer = true,
+              key = C.server.key, cert = C.server.cert})
+            t:on('secure', function()
+              events[#events + 1] = 'secure ' .. t:getProtocol()
+            end)
+            t:on('error', function(e) events[#events + 1] = e.code end)
+            t:on('data', function(x)
+              t:write(x:upper())
+              if x:find('QUIT') then t:finish() end
+            end)
+            t:on('end', function() t:finish() end)
+            return
+          else
+            sock:write('500 unknown\r\n')
+          end
+        end
+      end
+      sock:on('data', ondata)
+    end)
+    local ready = false
+    srv:listen(0, '127.0.0.1', function() ready = true end)
+    assert(h.wait(function() return ready end, 2000))
+    servers[#servers + 1] = srv
+    return srv:address().port
+  end
+
+  it('starts TLS on a plain connection (STARTTLS), both sides', function()
+    local events = {}
+    local port = starttls_server(events)
+    local got = ''
+    local c = net.connect(port, '127.0.0.1')
+    c:on('data', function(d) got = got .. d end)
+    assert(h.wait(function() return got:find('ESMTP') end, 3000))
+    c:write('EHLO me\r\n')
+    assert(h.wait(function() return got:find('250 STARTTLS') end, 3000))
+    c:write('STARTTLS\r\n')
+    assert(h.wait(function() return got:find('220 2.0.0') end, 3000))
+    c:removeAllListeners('data')
+    local st = {data = ''}
+    local t = tls.connect({socket = c, servername = 'localhost', ca = C.ca},
+      function() st.secure = true end)
+    t:on('error', function(e) st.err = e end)
+    t:on('data', function(d) st.data = st.data .. d end)
+    t:on('close', function() st.closed = true end)
+    t:write('hello over tls\n')    -- before the handshake: it waits
+    assert(h.wait(function() return st.secure or st.err end, 5000))
+    assert.is_nil(st.err)
+    assert.is_true(t.authorized)
+    assert.is_true(c.destroyed)    -- the plain socket handed its connection on
+    assert(h.wait(function() return st.data:find('\n') end, 5000))
+    assert.equal('HELLO OVER TLS\n', st.data)
+    assert.same({'secure TLSv1.3'}, events)
+    t:finish()
+    assert(h.wait(function() return st.closed end, 5000))
+    -- A client that does not trust the certificate is refused.
+    got = ''
+    local c2 = net.connect(port, '127.0.0.1')
+    c2:on('data', function(d) got = got .. d end)
+    assert(h.wait(function() return got:find('ESMTP') end, 3000))
+    c2:write('STARTTLS\r\n')
+    assert(h.wait(function() return got:find('220 2.0.0') end, 3000))
+    local bad = {}
+    local t2 = tls.connect({socket = c2, servername = 'localhost'})
+    t2:on('error', function(e) bad.err = e end)
+    t2:on('secureConnect', function() bad.secure = true end)
+    assert(h.wait(function() return bad.err end, 5000))
+    assert.is_nil(bad.secure)
+    assert.equal('UNABLE_TO_GET_ISSUER_CERT_LOCALLY', bad.err.code)
+  end)
+
+  it("serves STARTTLS to openssl s_client -starttls smtp", function()
+    local events = {}
+    local port = starttls_server(events)
+    local p = h.run({'s_client', '-starttls', 'smtp', '-connect',
+      '127.0.0.1:' .. port, '-CAfile', C.dir .. '/ca.crt',
+      '-verify_return_error', '-quiet'},
+      {cmd = 'openssl', timeout = 10000, stdin = 'ping over tls\nQUIT\n'})
+    assert.equal(0, p.code, p.stderr)
+    assert.truthy(p.stdout:find('PING OVER TLS', 1, true), p.stdout)
+    assert.same({'secure TLSv1.3'}, events)
+  end)
+
+  it('connects TLS over a socket still connecting', function()
+    local _, port = echo()
+    local c = net.connect(port, '127.0.0.1')
+    local st = {data = ''}
+    local t = tls.connect({socket = c, servername = 'localhost', ca = C.ca})
+    t:on('secureConnect', function() st.secure = true end)
+    t:on('error', function(e) st.err = e end)
+    t:on('data', function(d) st.data = st.data .. d end)
+    t:write('early bye')
+    assert(h.wait(function() return st.data:find('bye') or st.err end, 5000))
+    assert.is_nil(st.err)
+    assert.is_true(st.secure)
+    assert.equal('early bye', st.data)
+    t:destroy()
   end)
 
   it('connects, verifies, echoes, ends', function()

@@ -12,16 +12,45 @@ local Handle = require('tls.handle')
 local errors = require('internal.errors')
 local dns = require('internal.dns')
 
-local type = type
+local type, pairs, getmetatable = type, pairs, getmetatable
 
 local TLSSocket = Socket:extend()
 TLSSocket.encrypted = true
+
+-- Whether v is a net.Socket (to wrap, as Node's new TLSSocket(socket)).
+local function is_socket(v)
+  return type(v) == 'table' and getmetatable(v) ~= nil and v._wq ~= nil
+    and type(v._connected) == 'function'
+end
+
+-- Takes the connected luv handle away from a net.Socket (STARTTLS): the
+-- socket is left destroyed, without events, and reads nothing more (what
+-- the peer sends next is the TLS handshake, for the TLSSocket).
+local function take_handle(sock)
+  local h = sock._handle
+  if h and sock._reading and not h:is_closing() then h:read_stop() end
+  sock:_clearTimer()
+  sock._handle, sock._reading = nil, false
+  sock.destroyed = true
+  sock.readable, sock.writable = false, false
+  local server = sock._server
+  sock._server = nil
+  return h, server
+end
+
+local wrap
 
 -- TLSSocket:new(options): net.Socket's options, and secureContext (from
 -- tls.createSecureContext), isServer, servername, rejectUnauthorized
 -- (true), session (from getSession()), and internally server_tls (the
 -- tls.Server that accepted it).
-function TLSSocket:new(options)
+-- TLSSocket:new(socket[, options]): TLS over an existing net.Socket, as
+-- Node's new tls.TLSSocket(socket, options) (STARTTLS): with isServer, it
+-- answers the peer's handshake ('secure' once done), else it starts one
+-- ('secureConnect'). options as above; secureContext is made from them
+-- (key, cert, ca, ...) when not given.
+function TLSSocket:new(options, more)
+  if is_socket(options) then return wrap(self, options, more or {}) end
   options = options or {}
   local s = Socket.new(self, options.handle and {allowHalfOpen =
     options.allowHalfOpen} or options)
@@ -37,6 +66,42 @@ function TLSSocket:new(options)
     s:_connected()
   end
   return s
+end
+
+wrap = function(cls, sock, options)
+  if sock.encrypted then
+    error(errors.new('ERR_INVALID_ARG_VALUE',
+      'TLSSocket: the socket is already a TLS socket'), 3)
+  end
+  if sock.destroyed then
+    error(errors.destroyed('TLSSocket'), 3)
+  end
+  local o = {}
+  for k, v in pairs(options) do o[k] = v end
+  o.isServer = o.isServer == true
+  o.allowHalfOpen = sock.allowHalfOpen
+  if not o.secureContext then
+    o.secureContext = require('tls').createSecureContext(o, o.isServer)
+  end
+  local t = cls:new(o)
+  local function attach()
+    if t.destroyed then return end
+    local h, server = take_handle(sock)
+    t._server = server
+    t._handle = h
+    t:_connected()
+  end
+  if sock._isConnected then
+    attach()
+  else
+    -- Still connecting: writes wait in the TLSSocket until the handshake.
+    t.connecting = true
+    sock:once('connect', attach)
+    sock:once('error', function(e)
+      if not t.destroyed then t:destroy(e) end
+    end)
+  end
+  return t
 end
 
 -- The TCP connection is up: the engine takes over the handle and the
@@ -74,8 +139,8 @@ function TLSSocket:_secured(err)
   local e = self._handle:engine()
   local srv = self._tls.server_tls
   if err then
-    if self._isServer then
-      if srv then srv:_clientError(err, self) end
+    if srv then
+      srv:_clientError(err, self)
       return self:destroy()
     end
     return self:destroy(err)
@@ -89,7 +154,7 @@ function TLSSocket:_secured(err)
   self.authorized = code == nil
   self.authorizationError = code
   if self._isServer then
-    if srv then srv:_secure(self) end
+    if srv then srv:_secure(self) else self:emit('secure') end
     return
   end
   if code and self._tls.rejectUnauthorized ~= false then

@@ -77,6 +77,31 @@ describe('https', function()
     assert.equal('hello /v12', p.stdout)
   end)
 
+  it("emits 'secureConnection' once a handshake is done, with its socket",
+    function()
+    local s, port = serve({requestCert = true, ca = C.ca,
+      rejectUnauthorized = false})
+    local seen = {}
+    s:on('secureConnection', function(sock)
+      seen[#seen + 1] = {sock.encrypted, sock:getProtocol(),
+        sock.authorized, sock:getPeerCertificate().subject.CN}
+    end)
+    local p = run('curl', {'-sS', '--cacert', C.dir .. '/ca.crt', '--cert',
+      C.client.certfile, '--key', C.client.keyfile,
+      'https://localhost:' .. port .. '/a', 'https://localhost:' .. port ..
+      '/b'})
+    assert.equal(0, p.code, p.stderr)
+    assert.equal('hello /ahello /b', p.stdout)
+    -- One connection (curl keeps it alive), one event.
+    assert.same({{true, 'TLSv1.3', true, 'client'}}, seen)
+    -- Without a listener, nothing is called.
+    s:removeAllListeners('secureConnection')
+    p = run('curl', {'-sS', '--cacert', C.dir .. '/ca.crt',
+      'https://localhost:' .. port .. '/c'})
+    assert.equal('hello /c', p.stdout)
+    assert.equal(1, #seen)
+  end)
+
   it('fetch takes https URLs, keep-alive through https.globalAgent',
       function()
     local conns = 0

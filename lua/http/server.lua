@@ -85,6 +85,7 @@ local function sync_handler(self)
   end
   if self._srv then
     self._srv:emit_connection(self:listenerCount('connection') > 0)
+    self._srv:emit_secure(self:listenerCount('secureConnection') > 0)
     self._srv:emit_upgrade(self:listenerCount('upgrade') > 0,
       self:listenerCount('connect') > 0,
       self:listenerCount('clientError') > 0)
@@ -98,7 +99,7 @@ for _, m in ipairs({'on', 'addListener', 'once', 'prependListener',
     super(self, name, ...)
     if name == nil or name == 'request' or name == 'connection'
         or name == 'upgrade' or name == 'connect'
-        or name == 'clientError' then
+        or name == 'clientError' or name == 'secureConnection' then
       sync_handler(self)
     end
     return self
@@ -208,6 +209,11 @@ local function make_callbacks(self)
         io.stderr:write('https: client certificate refused from ',
           tostring(socket.remoteAddress), ': ', reason, ' (', code, ')\n')
       end
+    end,
+    -- A TLS handshake done, with a 'secureConnection' listener (Node's
+    -- https.Server is a tls.Server).
+    secureConnection = function(socket)
+      safe_emit(self, nil, 'secureConnection', socket)
     end,
     close = function()
       self._serving = false

@@ -92,6 +92,14 @@ void lc__http_tls_input(http_conn *c, const char *p, size_t n) {
     }
     /* Done: the request's header timer starts now. */
     c->head_start = uv_now(c->s->loop);
+    if (c->s->emit_secure) {
+      lua_State *L = c->s->L;
+      lua_rawgeti(L, LUA_REGISTRYINDEX, c->s->refs[CB_SECURE]);
+      lc__http_conn_push_socket(c);
+      lc_pcall(L, 1, 0);
+      if (c->closing || c->tls == NULL)
+        return;
+    }
   }
   while ((k = lc__tls_read(t, plain, sizeof(plain), &st)) > 0) {
     lc__http_conn_input(c, plain, k);

@@ -175,6 +175,8 @@
                                       for the 'clientError' listener. */     \
   XX(TLS_ERROR, "tlsClientError") /* (code, reason, socket): a TLS           \
                                      handshake failed (conn_tls.c). */       \
+  XX(SECURE, "secureConnection") /* (socket): a TLS handshake done, when    \
+                                    emit_secure (conn_tls.c). */            \
   XX(SOCK_MT, "Socket")
 
 enum {
@@ -298,6 +300,7 @@ typedef struct http_server {
   unsigned emit_upgrade : 1; /* An 'upgrade' listener is there. */
   unsigned emit_connect : 1; /* A 'connect' listener is there. */
   unsigned emit_client_error : 1; /* A 'clientError' listener too. */
+  unsigned emit_secure : 1;       /* A 'secureConnection' listener. */
   unsigned rbuf_busy : 1;
   /* Limits (milliseconds for times; 0 disables). */
   size_t max_header;

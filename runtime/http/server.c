@@ -362,6 +362,14 @@ static int server_emit_connection(lua_State *L) {
   return 0;
 }
 
+/* srv:emit_secure(on): whether each finished TLS handshake is reported
+ * ('secureConnection'). */
+static int server_emit_secure(lua_State *L) {
+  http_server *s = check_server(L);
+  s->emit_secure = lua_toboolean(L, 2);
+  return 0;
+}
+
 /* srv:emit_upgrade(upgrade, connect, clientError): whether an 'upgrade',
  * a 'connect' and a 'clientError' listener are there (without, an Upgrade
  * request is a plain request, CONNECT closes the connection and a bad
@@ -509,6 +517,7 @@ int luaopen_lc_http(lua_State *L) {
       {"close", server_close},
       {"close_connections", server_close_connections},
       {"emit_connection", server_emit_connection},
+      {"emit_secure", server_emit_secure},
       {"emit_upgrade", server_emit_upgrade},
       {"stats", server_stats},
       {"ref", server_ref},

@@ -232,6 +232,33 @@ describe('pg', function()
       assert.equal('DO', out[3])
     end)
 
+    it('returns a result a statement for several in one query', function()
+      local out = {go(function()
+        local r = assert(db:query([[CREATE TEMP TABLE multi (n int);
+          INSERT INTO multi VALUES (1), (2); SELECT sum(n) AS s FROM multi;
+          SELECT 'x' AS a, 'y' AS b]]))
+        local one = assert(db:query('SELECT 5 AS five'))
+        local bad, err = db:query('SELECT 1 AS ok; SELECT 1/0; SELECT 3')
+        return r, one, bad, err
+      end)}
+      local r = out[1]
+      assert.equal(4, #r)
+      assert.equal('CREATE', r[1].command)
+      assert.equal('INSERT', r[2].command)
+      assert.equal(2, r[2].rowCount)
+      assert.equal(3, r[3].rows[1].s)
+      assert.same({a = 'x', b = 'y'}, r[4].rows[1])
+      -- The last one's fields on the list too.
+      assert.equal(r[4].rows, r.rows)
+      assert.equal('SELECT', r.command)
+      -- One statement: one result, no list.
+      assert.is_nil(out[2][1])
+      assert.equal(5, out[2].rows[1].five)
+      -- An error stops the rest, as PostgreSQL does.
+      assert.is_nil(out[3])
+      assert.equal('22012', out[4].code)
+    end)
+
     it('refuses COPY, dropping that connection', function()
       local one = pg.pool({connectionString = srv.url, max = 1})
       local out = {go(function()

@@ -6,7 +6,8 @@
 -- writable while a query is not yet all sent. Queries queue and run one at
 -- a time, as Node pg's Client does. A query with parameters runs as a
 -- statement prepared once per connection (named after its SQL text); one
--- without runs as a simple query (several statements allowed).
+-- without runs as a simple query (several statements allowed: a list of
+-- results, as Node pg's).
 --
 -- Everything here is callback-shaped (cb(err, res)); lua/pg.lua gives the
 -- sync-style form inside a coroutine.
@@ -350,6 +351,13 @@ local function complete(self, q)
   end
   if err then
     q.cb(err)
+  elseif q.multi then
+    -- Node pg's array of results, one a statement; the last one's fields
+    -- (rows, rowCount, command, fields) are on the list too.
+    local list = {}
+    for i = 1, #q.multi do list[i] = convert(q.multi[i]) end
+    for k, v in pairs(list[#list]) do list[k] = v end
+    q.cb(nil, list)
   else
     q.cb(nil, convert(res or {rows = {}, fields = {}}))
   end
@@ -380,6 +388,11 @@ function Client:_process()
     if res == nil then
       if q.preparing then prepared(self, q) else complete(self, q) end
     elseif res then
+      -- Several statements in one simple query: a result each.
+      if q.res then
+        q.multi = q.multi or {q.res}
+        q.multi[#q.multi + 1] = res
+      end
       q.res = res
     else
       q.err = q.err or pg_error(e)

@@ -7,7 +7,9 @@
 -- socket.tcp/connect (lua/cosocket.lua), null (cjson.null), sleep, now,
 -- time, update_time, log and its levels, thread.spawn/wait/kill and
 -- timer.at/every (lua/co.lua), worker.id/pid/count/exiting, config,
--- shared.DICT (lua/shared.lua), get_phase and the core constants.
+-- shared.DICT (lua/shared.lua), get_phase, the core constants, and the
+-- string functions: escape_uri, unescape_uri, encode_base64,
+-- decode_base64, md5, md5_bin, sha1_bin, hmac_sha1, crc32_short/long.
 --
 -- Differences: ngx.log writes to stderr, dropping levels above
 -- ngx.log_level (default ngx.WARN; OpenResty's filter is error_log's
@@ -218,6 +220,107 @@ ngx.config = {
 -- outside one.
 function ngx.get_phase()
   return co.running() and 'content' or 'init'
+end
+
+------------------------------------------------------------------------------
+-- Strings: URI escapes, base64, digests (OpenSSL's libcrypto, linked for
+-- TLS, through the FFI; crc32 is zlib's), as ngx's.
+
+local ffi = require('ffi')
+ffi.cdef[[
+typedef struct evp_md_st EVP_MD;
+const EVP_MD *EVP_md5(void);
+const EVP_MD *EVP_sha1(void);
+int EVP_Digest(const void *data, size_t count, unsigned char *md,
+  unsigned int *size, const EVP_MD *type, void *impl);
+unsigned char *HMAC(const EVP_MD *evp_md, const void *key, int key_len,
+  const unsigned char *d, size_t n, unsigned char *md,
+  unsigned int *md_len);
+int EVP_EncodeBlock(unsigned char *t, const unsigned char *f, int n);
+int EVP_DecodeBlock(unsigned char *t, const unsigned char *f, int n);
+unsigned long crc32(unsigned long crc, const unsigned char *buf,
+  unsigned int len);
+]]
+local C = ffi.C
+local digest_buf = ffi.new('unsigned char[64]')
+local digest_len = ffi.new('unsigned int[1]')
+
+local function str_arg(v, fn)
+  if type(v) == 'number' then return tostring(v) end
+  if v == nil then return '' end
+  if type(v) ~= 'string' then
+    error(("bad argument #1 to '%s' (string expected, got %s)"):format(fn,
+      type(v)), 3)
+  end
+  return v
+end
+
+local function digest(md, s)
+  C.EVP_Digest(s, #s, digest_buf, digest_len, md, nil)
+  return ffi.string(digest_buf, digest_len[0])
+end
+
+local function hex(b)
+  return (b:gsub('.', function(c) return ('%02x'):format(c:byte()) end))
+end
+
+function ngx.md5_bin(s) return digest(C.EVP_md5(), str_arg(s, 'md5_bin')) end
+function ngx.md5(s) return hex(digest(C.EVP_md5(), str_arg(s, 'md5'))) end
+function ngx.sha1_bin(s)
+  return digest(C.EVP_sha1(), str_arg(s, 'sha1_bin'))
+end
+
+function ngx.hmac_sha1(key, s)
+  key, s = str_arg(key, 'hmac_sha1'), str_arg(s, 'hmac_sha1')
+  C.HMAC(C.EVP_sha1(), key, #key, s, #s, digest_buf, digest_len)
+  return ffi.string(digest_buf, digest_len[0])
+end
+
+function ngx.crc32_long(s)
+  s = str_arg(s, 'crc32_long')
+  return tonumber(C.crc32(0, s, #s))
+end
+ngx.crc32_short = ngx.crc32_long
+
+-- encode_base64(s[, no_padding]).
+function ngx.encode_base64(s, no_padding)
+  s = str_arg(s, 'encode_base64')
+  local out = ffi.new('unsigned char[?]', 4 * math.ceil(#s / 3) + 1)
+  local n = C.EVP_EncodeBlock(out, s, #s)
+  local r = ffi.string(out, n)
+  if no_padding then r = r:gsub('=+$', '') end
+  return r
+end
+
+-- decode_base64(s) -> the bytes, or nil when s is not base64 (padding
+-- may be left out, as ngx's).
+function ngx.decode_base64(s)
+  s = str_arg(s, 'decode_base64')
+  local body = s:match('^([A-Za-z0-9+/]*)=?=?$')
+  if not body or #body % 4 == 1 then return nil end
+  local pad = (4 - #body % 4) % 4
+  local padded = body .. ('='):rep(pad)
+  local out = ffi.new('unsigned char[?]', #padded / 4 * 3 + 1)
+  local n = C.EVP_DecodeBlock(out, padded, #padded)
+  if n < 0 then return nil end
+  return ffi.string(out, n - pad)
+end
+
+-- escape_uri(s): every byte but RFC 3986's unreserved ones as %XX (ngx's
+-- default type, 2).
+function ngx.escape_uri(s)
+  s = str_arg(s, 'escape_uri')
+  return (s:gsub('[^%w%-%._~]', function(c)
+    return ('%%%02X'):format(c:byte())
+  end))
+end
+
+-- unescape_uri(s): %XX decoded, '+' as a space; a bad escape stays.
+function ngx.unescape_uri(s)
+  s = str_arg(s, 'unescape_uri')
+  return (s:gsub('+', ' '):gsub('%%(%x%x)', function(x)
+    return string.char(tonumber(x, 16))
+  end))
 end
 
 -- shared.NAME: the shared dict of that name (lua/shared.lua), nil when

@@ -84,6 +84,50 @@ describe('ngx', function()
     peer:close()
   end)
 
+  it('has the string functions, agreeing with openssl and coreutils',
+    function()
+    local function sh(cmd, input)
+      local path = os.tmpname()
+      local f = assert(io.open(path, 'wb'))
+      f:write(input)
+      f:close()
+      local p = assert(io.popen(cmd .. ' < ' .. path))
+      local out = p:read('*a')
+      p:close()
+      os.remove(path)
+      return out
+    end
+    local inputs = {'', 'a', 'hello', ('\0\255\1'):rep(100),
+      string.char(unpack((function()
+        local t = {} for i = 0, 255 do t[#t + 1] = i end return t end)()))}
+    for _, s in ipairs(inputs) do
+      assert.equal(sh('md5sum', s):match('^%x+'), ngx.md5(s))
+      assert.equal(16, #ngx.md5_bin(s))
+      assert.equal(sh('sha1sum', s):match('^%x+'),
+        (ngx.sha1_bin(s):gsub('.', function(c)
+          return ('%02x'):format(c:byte()) end)))
+      assert.equal(sh('base64 -w0', s), ngx.encode_base64(s))
+      assert.equal(s, ngx.decode_base64(ngx.encode_base64(s)))
+      assert.equal(s, ngx.decode_base64(ngx.encode_base64(s, true)))
+      assert.equal(s, ngx.unescape_uri(ngx.escape_uri(s)))
+      local mac = sh('openssl dgst -sha1 -hmac secret -binary', s)
+      assert.equal(mac, ngx.hmac_sha1('secret', s))
+    end
+    assert.equal('aGVsbG8', ngx.encode_base64('hello', true))
+    assert.is_nil(ngx.decode_base64('a'))
+    assert.is_nil(ngx.decode_base64('!!!!'))
+    assert.is_nil(ngx.decode_base64('aGVs=bG8'))
+    -- zlib's crc32 (ngx's); 0x3610a686 is crc32('hello').
+    assert.equal(0x3610a686, ngx.crc32_long('hello'))
+    assert.equal(ngx.crc32_long('hello'), ngx.crc32_short('hello'))
+    assert.equal(0, ngx.crc32_long(''))
+    assert.equal('a%20b%2Fc%3Fd%3D%C3%A9~-_.', ngx.escape_uri('a b/c?d=é~-_.'))
+    assert.equal('b r56 7%zz', ngx.unescape_uri('b%20r56+7%zz'))
+    assert.equal('42', ngx.escape_uri(42))
+    assert.has_error(function() ngx.md5({}) end,
+      "bad argument #1 to 'md5' (string expected, got table)")
+  end)
+
   it('is worker 0 of 1 in a single process', function()
     assert.equal(0, ngx.worker.id())
     assert.equal(1, ngx.worker.count())

@@ -6,8 +6,9 @@
 #   sh vendor/setup.sh build    the same (what `make`, `make run` run)
 #   sh vendor/setup.sh test     + what `make test` needs (busted, the
 #                               tools and modules the specs use,
-#                               redis-server, postgresql; resty.redis
-#                               into build/deps)
+#                               redis-server, memcached, postgresql;
+#                               resty.redis and resty.memcached into
+#                               build/deps)
 #   sh vendor/setup.sh bench    + what bench/ needs (wrk, nginx+lua and
 #                               cjson for it, node, hyperfine; loadtest
 #                               and redis from npm into bench/)
@@ -23,8 +24,8 @@ build="make gcc libc6-dev cmake pkg-config libluajit2-5.1-dev luajit2 \
   libuv1-dev lua-cjson-dev lua-luv-dev node-llhttp libpq-dev libssl-dev \
   zlib1g-dev"
 test="lua-busted lua-lpeg lua-filesystem lua-yaml procps util-linux mount \
-  systemd curl openssl dpkg-dev file groff-base redis-server nodejs node-ws \
-  postgresql"
+  systemd curl openssl dpkg-dev file groff-base redis-server memcached \
+  nodejs node-ws postgresql"
 bench="wrk nginx-light libnginx-mod-http-lua lua-cjson nodejs npm hyperfine"
 fuzz="clang libclang-rt-14-dev"
 
@@ -77,54 +78,54 @@ else
     installed "$p" || { echo "setup: $p did not install" >&2; exit 1; }
   done
   echo "setup: installed$missing"
-  # redis-server's package starts a server of its own on port 6379; the
-  # specs start theirs on free ports, so that one is stopped and kept from
-  # starting at boot.
-  case " $missing " in *" redis-server "*)
-    if [ -d /run/systemd/system ]; then
-      $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
-    else
-      $SUDO service redis-server stop >/dev/null 2>&1 || true
-      $SUDO update-rc.d redis-server disable >/dev/null 2>&1 || true
-    fi
-  esac
-  # The same for postgresql's own cluster (port 5432): the pg specs make
-  # theirs with initdb in a temp dir.
-  case " $missing " in *" postgresql "*)
-    if [ -d /run/systemd/system ]; then
-      $SUDO systemctl disable --now postgresql >/dev/null 2>&1 || true
-    else
-      $SUDO service postgresql stop >/dev/null 2>&1 || true
-      $SUDO update-rc.d postgresql disable >/dev/null 2>&1 || true
-    fi
-  esac
+  # redis-server's, memcached's and postgresql's packages start servers
+  # of their own (ports 6379, 11211, 5432); the specs start theirs on free
+  # ports or in temp dirs, so those are stopped and kept from starting at
+  # boot.
+  for svc in redis-server memcached postgresql; do
+    case " $missing " in *" $svc "*)
+      if [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+      else
+        $SUDO service "$svc" stop >/dev/null 2>&1 || true
+        $SUDO update-rc.d "$svc" disable >/dev/null 2>&1 || true
+      fi
+    esac
+  done
 fi
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 
-# OpenResty's Redis driver for the cosocket specs, from Debian's
-# lua-nginx-redis. That package depends on nginx-extras, which conflicts
-# with the bench's nginx-light: it is downloaded and unpacked, not
-# installed, and its one file copied to build/deps/lua/resty/redis.lua.
-case "$what" in test|bench|all)
-  dest="$here/build/deps/lua/resty/redis.lua"
-  if [ ! -f "$dest" ]; then
-    echo "setup: lua-nginx-redis (resty.redis) into build/deps"
-    tmp=$(mktemp -d)
-    if ! (cd "$tmp" && apt-get download -qq lua-nginx-redis >/dev/null 2>&1)
-    then
-      SUDO=""
-      [ "$(id -u)" -eq 0 ] || SUDO=sudo
-      $SUDO apt-get update -qq
-      (cd "$tmp" && apt-get download -qq lua-nginx-redis >/dev/null)
-    fi
-    dpkg-deb -x "$tmp"/lua-nginx-redis_*.deb "$tmp/root"
-    # Debian ships it as nginx/redis.lua (resty/redis.lua upstream).
-    src=$(find "$tmp/root" -name redis.lua | head -n 1)
-    mkdir -p "$(dirname "$dest")"
-    cp "$src" "$dest"
-    rm -rf "$tmp"
+# OpenResty's pure-Lua drivers for the cosocket specs (and the bench's
+# nginx peers), from Debian's lua-nginx-* packages. Those depend on
+# nginx-extras, which conflicts with the bench's nginx-light: each is
+# downloaded and unpacked, not installed, into build/deps/lua: redis.lua
+# and memcached.lua as resty/*.lua (their upstream names), websocket/ as
+# nginx/websocket/ (the name Debian's copy requires itself by).
+# driver PACKAGE FILE-IN-PACKAGE DEST-UNDER-build/deps/lua
+driver() {
+  dest="$here/build/deps/lua/$3"
+  [ -e "$dest" ] && return 0
+  echo "setup: $1 ($3) into build/deps"
+  tmp=$(mktemp -d)
+  if ! (cd "$tmp" && apt-get download -qq "$1" >/dev/null 2>&1); then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    (cd "$tmp" && apt-get download -qq "$1" >/dev/null)
   fi
+  dpkg-deb -x "$tmp"/"$1"_*.deb "$tmp/root"
+  src="$tmp/root/usr/share/lua/5.1/$2"
+  mkdir -p "$(dirname "$dest")"
+  cp -r "$src" "$dest"
+  rm -rf "$tmp"
+}
+case "$what" in test|bench|all)
+  driver lua-nginx-redis nginx/redis.lua resty/redis.lua
+  driver lua-nginx-memcached nginx/memcached.lua resty/memcached.lua
+esac
+case "$what" in bench|all)
+  driver lua-nginx-websocket nginx/websocket nginx/websocket
 esac
 
 # The benchmark's npm packages (loadtest, the node peer's redis client) in

@@ -263,6 +263,44 @@ describe('the access log', function()
     assert.matches('"GET /boom HTTP/1%.1" 500 21 ', text)
     assert.falsy(text:find('quiet'))
   end)
+
+  it("logs a request the client gave up on as nginx's 499", function()
+    local path = os.tmpname()
+    local p = h.script([[
+      local http, net, co = require('http'), require('net'), require('co')
+      local s = http.createServer({accessLog = ]] .. ('%q'):format(path)
+        .. [[}, function(req, res)
+        if req.url == '/stream' then res:write('ab') end
+        co.sleep(500)
+        res:finish('late')   -- after the client left
+      end)
+      s:listen(0, '127.0.0.1', function()
+        local gone = 0
+        for _, url in ipairs({'/slow', '/stream'}) do
+          local c = net.connect(s:address().port, '127.0.0.1', function(c)
+          end)
+          c:on('error', function() end)
+          c:write('GET ' .. url .. ' HTTP/1.1\r\nHost: x\r\n\r\n')
+          setTimeout(function()
+            c:destroy()
+            gone = gone + 1
+            if gone == 2 then
+              setTimeout(function() process.exit(0) end, 800)
+            end
+          end, 200)
+        end
+      end)
+    ]], {env = {LUACLUSTER_ACCESS_LOG = false}})
+    assert.equal(0, p.code, p.stderr)
+    local f = assert(io.open(path))
+    local text = f:read('*a')
+    f:close()
+    os.remove(path)
+    assert.matches('"GET /slow HTTP/1%.1" 499 0 ', text)
+    assert.matches('"GET /stream HTTP/1%.1" 499 2 ', text)
+    -- Once each: the late finish logs nothing more.
+    assert.equal(2, select(2, text:gsub('\n', '')))
+  end)
 end)
 
 describe('luacluster status', function()

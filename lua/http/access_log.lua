@@ -1,8 +1,8 @@
 -- http.access_log: an http server's access log (server.accessLog, set by
 -- createServer's accessLog option or, for every server, by `--access-log`
 -- through LUACLUSTER_ACCESS_LOG). One line a request, written when the
--- handler finishes the response (a handler's error: its 500), in nginx's
--- combined format:
+-- handler finishes the response (a handler's error: its 500; a client
+-- gone before the end: 499, as nginx), in nginx's combined format:
 --   127.0.0.1 - - [06/Dec/2026:07:14:19 +0000] "GET / HTTP/1.1" 200 3 "-"
 --   "curl/7.88.1"
 -- or, under `--log-format=json` (or accessLog = {format = 'json'}), as
@@ -223,7 +223,9 @@ local function logged_class(sink, line, timed)
   end
 
   function Logged:finish(chunk, encoding, cb)
-    if self.finished then return SR_finish(self, chunk, encoding, cb) end
+    if self.finished or rawget(self, '_alGone') then
+      return SR_finish(self, chunk, encoding, cb)
+    end
     local bytes = (rawget(self, '_alBytes') or 0) + size(chunk)
     SR_finish(self, chunk, encoding, cb)
     sink:add(line(self.req, self, bytes,
@@ -231,6 +233,18 @@ local function logged_class(sink, line, timed)
     return self
   end
   Logged['end'] = Logged.finish
+
+  -- The client closed the connection before the response was finished
+  -- (server.lua's on_abort): nginx's 499, with what was written so far.
+  function Logged:_alAbort()
+    if rawget(self, '_alGone') then return end
+    self._alGone = true
+    local code = self.statusCode
+    self.statusCode = 499
+    sink:add(line(self.req, self, rawget(self, '_alBytes') or 0,
+      timed and (hrtime() - self._alT0) / 1e6))
+    self.statusCode = code
+  end
   return Logged
 end
 

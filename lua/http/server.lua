@@ -122,6 +122,10 @@ end
 -- inside a write of the handler's: the events wait a tick).
 local function on_abort(req, res)
   if req then IncomingMessage._abort(req) end
+  -- An access log writes the line of a request the client gave up on
+  -- (http/access_log.lua: 499, as nginx).
+  local logged = res and not res.finished and res._alAbort
+  if logged then logged(res) end
   if (req and rawget(req, '_events')) or (res and rawget(res, '_events')) then
     next_tick(emit_abort, req, res)
   end

@@ -196,6 +196,40 @@ describe('websocket server against ws', function()
     assert.equal('\136\2\3\234', frame:sub(1, 4))
   end)
 
+  it('answers many messages of one read in order, and what is sent just '
+      .. 'before terminate()', function()
+    local srv, port = h.serve(function(_, res) res:finish('plain') end)
+    local wss = websocket.server({server = srv})
+    wss:on('connection', function(ws)
+      ws:on('message', function(data)
+        if data == 'bye' then
+          ws:send('last')
+          ws:terminate()
+        else
+          ws:send('re:' .. data)
+        end
+      end)
+    end)
+    local hs = 'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n'
+      .. 'Connection: Upgrade\r\n'
+      .. 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+      .. 'Sec-WebSocket-Version: 13\r\n\r\n'
+    -- Masked with a zero key: the payload as it is.
+    local function frame(text)
+      return '\129' .. string.char(0x80 + #text) .. '\0\0\0\0' .. text
+    end
+    local frames, want = {}, {}
+    for i = 1, 50 do
+      frames[i] = frame('m' .. i)
+      want[i] = '\129' .. string.char(#('re:m' .. i)) .. 're:m' .. i
+    end
+    want[51] = '\129\4last'
+    local data = h.raw(port, hs .. table.concat(frames) .. frame('bye'),
+      {timeout = 3000})
+    local body = data:match('\r\n\r\n(.*)$')
+    assert.equal(table.concat(want), body)
+  end)
+
   it('refuses a bad handshake with 400', function()
     local _, _, port = echo_server()
     local status = h.get(port, '/', {Upgrade = 'websocket',

@@ -603,7 +603,13 @@ http_conn *lc__http_check_conn(lua_State *L, int idx) {
 /* _http.destroy(c): closes the connection at once. */
 static int http_destroy(lua_State *L) {
   http_conn *c = lc__http_check_conn(L, 1);
-  if (c != NULL)
+  if (c == NULL)
+    return 0;
+  /* Written in this read's batch (upgrade.c): tried now, as a write made
+   * just before a destroy always was. */
+  if (c->raw_batch)
+    lc__http_conn_flush(c);
+  if (!c->closing)
     lc__http_conn_close(c);
   return 0;
 }

@@ -390,6 +390,8 @@ struct http_conn {
   unsigned upgrading : 1;  /* Its request goes to 'upgrade' or 'connect'. */
   unsigned raw : 1;        /* Upgraded: llhttp no longer parses it. */
   unsigned raw_paused : 1; /* ... and its socket was paused. */
+  unsigned raw_batch : 1;  /* ... and a read is being handed to Lua: what
+                              it writes goes out together after. */
   ws_parser *ws;           /* Upgraded to a WebSocket: its frame parser. */
   unsigned tls_end : 1;    /* close_notify goes with the next seal. */
   unsigned clear : 1;      /* No TLS on a TLS server (http.inject). */

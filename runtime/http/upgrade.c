@@ -4,7 +4,8 @@
  * as its socket's 'data', or, once a WebSocket took the connection
  * (_http.ws_start), through the frame parser (runtime/ws/) straight from
  * the read buffer, so Lua is called once per message. Writes share the
- * HTTP path's buffer and flush (uv_try_write first). */
+ * HTTP path's buffer and flush (uv_try_write first); those made while a
+ * read is handed to Lua go out together once it is done. */
 #include <stdlib.h>
 #include <string.h>
 #include "http.h"
@@ -65,10 +66,19 @@ static void check_output(http_conn *c) {
 
 void lc__http_raw_read(http_conn *c, char *data, ssize_t nread) {
   if (nread > 0) {
+    /* What the messages of this read make Lua write (an echo, replies)
+     * waits in c->out and leaves in one write after the last of them,
+     * not a write each: a read carries several messages under load. */
+    int outer = !c->raw_batch;
+    c->raw_batch = 1;
     if (c->ws)
       lc__ws_feed(c->ws, data, (size_t)nread, 0, ws_msg, ws_err, c);
     else
       raw_event(c, "data", data, (size_t)nread);
+    if (outer) {
+      c->raw_batch = 0;
+      lc__http_conn_flush(c);
+    }
     check_output(c);
     return;
   }
@@ -162,7 +172,8 @@ static http_conn *check_raw(lua_State *L) {
  * (else 'drain' follows), nil once the connection is closing. */
 static int push_written(lua_State *L, http_conn *c) {
   size_t q;
-  lc__http_conn_flush(c);
+  if (!c->raw_batch)
+    lc__http_conn_flush(c);
   if (c->closing) {
     lua_pushnil(L);
     return 1;

@@ -653,3 +653,61 @@ describe('wss (WebSocket over TLS)', function()
     assert.equal('UNABLE_TO_GET_ISSUER_CERT_LOCALLY', bad.err) -- as Node
   end)
 end)
+
+describe('websocket output at exit', function()
+  local certs = require('certs')
+  local C
+  setup(function() C = certs.make() end)
+  teardown(function()
+    certs.remove()
+    h.cleanup()
+  end)
+
+  -- Messages sent from a timer (their write waits for the next loop turn)
+  -- just before process.exit() still reach the client, over ws and wss.
+  for _, scheme in ipairs({'ws', 'wss'}) do
+    it('sends what a timer wrote before process.exit(), ' .. scheme,
+        function()
+      local port = h.free_port()
+      local path = h.tmpfile([[
+        local websocket = require('websocket')
+        local env = process.env
+        local srv
+        if env.SCHEME == 'wss' then
+          local function read(p)
+            local f = assert(io.open(p)) local s = f:read('*a') f:close()
+            return s
+          end
+          srv = require('https').createServer({key = read(env.KEY),
+            cert = read(env.CERT)}, function(_, res) res:finish() end)
+        else
+          srv = require('http').createServer(function(_, res)
+            res:finish() end)
+        end
+        websocket.server({server = srv}):on('connection', function(ws)
+          setTimeout(function()
+            for i = 1, 3 do ws:send('m' .. i) end
+            process.exit(0)
+          end, 20)
+        end)
+        srv:listen(tonumber(env.PORT), '127.0.0.1', function()
+          print('ready')
+        end)
+      ]])
+      local p = h.spawn({path}, {env = {PORT = tostring(port),
+        SCHEME = scheme, KEY = C.server.keyfile, CERT = C.server.certfile}})
+      assert.truthy(p:wait_output('ready', 5000), p.stderr)
+      local got = h.go(function()
+        local ws = websocket.connect(scheme .. '://127.0.0.1:' .. port .. '/',
+          {ca = C.ca})
+        local out = {}
+        for i = 1, 3 do out[i] = ws:receive() end
+        return out
+      end, 5000)
+      assert.same({'m1', 'm2', 'm3'}, got)
+      assert.is_true(p:wait(5000))
+      assert.equal(0, p.code)
+      os.remove(path)
+    end)
+  end
+end)

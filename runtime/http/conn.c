@@ -221,7 +221,12 @@ void lc__http_conn_flush(http_conn *c) {
 void lc__http_conn_push(http_conn *c) {
   uv_buf_t b;
   int n;
-  if (c->closing || c->nwrites > 0 || c->out.len == 0)
+  if (c->closing || c->nwrites > 0)
+    return;
+  /* Over TLS, c->out holds plaintext until sealed. */
+  if (c->tls && lc__http_tls_seal(c) != 0)
+    return;
+  if (c->out.len == 0)
     return;
   b = uv_buf_init(c->out.base, (unsigned int)c->out.len);
   n = uv_try_write(&c->sock.stream, &b, 1);
@@ -273,6 +278,14 @@ void lc__http_conn_close(http_conn *c) {
     if (*pp)
       *pp = c->resume_next;
     c->resume_queued = 0;
+  }
+  if (c->flush_queued) {
+    http_conn **pp = &s->flush;
+    while (*pp && *pp != c)
+      pp = &(*pp)->flush_next;
+    if (*pp)
+      *pp = c->flush_next;
+    c->flush_queued = 0;
   }
   if (c->box)
     c->box->c = NULL;
@@ -392,9 +405,27 @@ static void conn_resume(http_conn *c) {
     c->idle_since = uv_now(c->s->loop);
 }
 
+/* Sends c's output on the next loop turn: an upgraded connection written
+ * outside its own reads (a broadcast, a timer) gets everything written to
+ * it until then in one write. */
+void lc__http_conn_queue_flush(http_conn *c) {
+  http_server *s = c->s;
+  if (c->flush_queued)
+    return;
+  c->flush_queued = 1;
+  c->flush_next = s->flush;
+  s->flush = c;
+  uv_idle_start(&s->idle, idle_cb);
+}
+
 static void idle_cb(uv_idle_t *h) {
   http_server *s = (http_server *)h->data;
   http_conn *c;
+  while ((c = s->flush) != NULL) {
+    s->flush = c->flush_next;
+    c->flush_queued = 0;
+    lc__http_raw_flush(c);
+  }
   while ((c = s->resume) != NULL) {
     s->resume = c->resume_next;
     c->resume_queued = 0;

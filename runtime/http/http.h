@@ -319,6 +319,8 @@ typedef struct http_server {
   size_t nconns;
   lc_flush_hook flush_hook; /* Pushes the connections' output at exit. */
   http_conn *resume; /* Connections whose parser waits to resume. */
+  http_conn *flush;  /* Upgraded connections whose output waits for the
+                        next loop turn (lc__http_conn_queue_flush). */
   double requests;
   struct ssl_ctx_st *tls_ctx; /* Serving TLS (conn_tls.c) when set. */
   uint64_t handshake_timeout; /* ms; 0: none. */
@@ -340,6 +342,7 @@ struct http_conn {
   http_server *s;
   http_conn *prev, *next; /* The server's list. */
   http_conn *resume_next; /* The server's resume list. */
+  http_conn *flush_next;  /* The server's flush list. */
   conn_box *box;
   int ref_box, ref_env; /* LUA_NOREF until the Lua side is made. */
   const void *res_ptr;  /* The table of the response in flight. */
@@ -377,6 +380,7 @@ struct http_conn {
   unsigned http11 : 1;      /* The request is HTTP/1.1 or later. */
   unsigned expect : 2;      /* 1: 100-continue, 2: another expectation. */
   unsigned paused : 1;      /* llhttp paused; input waits in `in`. */
+  unsigned flush_queued : 1;
   unsigned resume_queued : 1;
   unsigned read_stopped : 1;
   unsigned stop_parse : 1;  /* No more requests on this connection. */
@@ -557,6 +561,12 @@ void lc__http_respond_open(lua_State *L);
 /* upgrade.c: an upgraded connection's side of conn.c's seams. */
 void lc__http_raw_read(http_conn *c, char *data, ssize_t nread);
 void lc__http_raw_drain(http_conn *c);
+/* Sends what an upgraded connection has written and not yet sent ('drain'
+ * when that was past the high-water mark and all left at once). */
+void lc__http_raw_flush(http_conn *c);
+/* Queues c's output to be sent on the next loop turn, with whatever else
+ * is written to it until then (conn.c's idle callback). */
+void lc__http_conn_queue_flush(http_conn *c);
 void lc__http_raw_resume(http_conn *c);
 void lc__http_raw_closed(http_conn *c);
 void lc__http_raw_free(http_conn *c);

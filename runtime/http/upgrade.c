@@ -4,8 +4,10 @@
  * as its socket's 'data', or, once a WebSocket took the connection
  * (_http.ws_start), through the frame parser (runtime/ws/) straight from
  * the read buffer, so Lua is called once per message. Writes share the
- * HTTP path's buffer and flush (uv_try_write first); those made while a
- * read is handed to Lua go out together once it is done. */
+ * HTTP path's buffer and flush (uv_try_write first), not one by one:
+ * those made while a read is handed to Lua go out together once it is
+ * done; others on the next loop turn (a broadcast to many clients: one
+ * write each for all of that turn's messages). */
 #include <stdlib.h>
 #include <string.h>
 #include "http.h"
@@ -77,7 +79,7 @@ void lc__http_raw_read(http_conn *c, char *data, ssize_t nread) {
       raw_event(c, "data", data, (size_t)nread);
     if (outer) {
       c->raw_batch = 0;
-      lc__http_conn_flush(c);
+      lc__http_raw_flush(c);
     }
     check_output(c);
     return;
@@ -100,6 +102,16 @@ void lc__http_raw_read(http_conn *c, char *data, ssize_t nread) {
 }
 
 void lc__http_raw_drain(http_conn *c) { raw_event(c, "drain", NULL, 0); }
+
+void lc__http_raw_flush(http_conn *c) {
+  lc__http_conn_flush(c);
+  /* A write said "wait for drain" while its bytes waited here; if they
+   * all left at once, no write callback will say it. */
+  if (!c->closing && c->want_drain && c->nwrites == 0) {
+    c->want_drain = 0;
+    lc__http_raw_drain(c);
+  }
+}
 
 void lc__http_raw_resume(http_conn *c) {
   if (!c->raw_paused)
@@ -172,8 +184,10 @@ static http_conn *check_raw(lua_State *L) {
  * (else 'drain' follows), nil once the connection is closing. */
 static int push_written(lua_State *L, http_conn *c) {
   size_t q;
+  /* Inside one of its reads, the read sends it all after; else the next
+   * loop turn does, with what else is written to it meanwhile. */
   if (!c->raw_batch)
-    lc__http_conn_flush(c);
+    lc__http_conn_queue_flush(c);
   if (c->closing) {
     lua_pushnil(L);
     return 1;

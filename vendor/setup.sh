@@ -97,7 +97,7 @@ fi
 here=$(cd "$(dirname "$0")/.." && pwd)
 
 # OpenResty's pure-Lua drivers for the cosocket specs (and the bench's
-# nginx peer of /redis), from Debian's lua-nginx-* packages. Those depend
+# nginx peers), from Debian's lua-nginx-* packages. Those depend
 # on nginx-extras, which conflicts with the bench's nginx-light: each is
 # downloaded and unpacked, not installed, into build/deps/lua: redis.lua
 # and memcached.lua as resty/*.lua (their upstream names).
@@ -122,6 +122,11 @@ driver() {
 case "$what" in test|bench|all)
   driver lua-nginx-redis nginx/redis.lua resty/redis.lua
   driver lua-nginx-memcached nginx/memcached.lua resty/memcached.lua
+esac
+# lua-resty-websocket for bench/ws's nginx peer, under the name Debian's
+# copy requires itself by (nginx.websocket.protocol).
+case "$what" in bench|all)
+  driver lua-nginx-websocket nginx/websocket nginx/websocket
 esac
 
 # The benchmark's npm packages (loadtest, the node peer's redis client) in

@@ -10,8 +10,10 @@
 # bytes from one worker), reading the CPU time of the server's processes
 # around each; stop every process by pid. Then the medians and the ratios
 # luacluster/node.
-# nginx + lua-resty-websocket is not a peer: Debian 12 does not package
-# lua-resty-websocket.
+# nginx + OpenResty's lua-resty-websocket (bench/ws/nginx.conf; Debian's
+# lua-nginx-websocket, unpacked by vendor/setup.sh bench) is the third
+# peer, on the echo only: its workers share no channel for a broadcast.
+# PEERS="luacluster node nginx" (the default) picks them.
 # Knobs (env): ROUNDS=2 DUR=3 CONNS=100 WINDOW=8 SIZE=64 CLIENTS=1000 N=100
 #   WORKERS=2 PORT=18090 LUACLUSTER=build/luacluster CC=cc
 #   LOAD_CPU=1 (the core the load runs on; empty: not pinned)
@@ -24,6 +26,7 @@ ROUNDS=${ROUNDS:-2} DUR=${DUR:-3} CONNS=${CONNS:-100} WINDOW=${WINDOW:-8}
 SIZE=${SIZE:-64} CLIENTS=${CLIENTS:-1000} N=${N:-100} WORKERS=${WORKERS:-2}
 PORT=${PORT:-18090} LUACLUSTER=${LUACLUSTER:-$root/build/luacluster}
 LOAD_CPU=${LOAD_CPU-1} CC=${CC:-cc}
+PEERS=${PEERS:-luacluster node nginx}
 export NODE_PATH=${NODE_PATH:-/usr/share/nodejs} PORT WORKERS
 HZ=$(getconf CLK_TCK)
 ulimit -n 8192 2>/dev/null || true
@@ -78,6 +81,13 @@ start() {
   case $1 in
     luacluster) setsid "$LUACLUSTER" "$here/server.lua" >/dev/null 2>&1 & ;;
     node) setsid node "$here/server.js" >/dev/null 2>&1 & ;;
+    nginx)
+      mkdir -p "$tmp/nginx"
+      sed -e "s|@WORKERS@|$WORKERS|g" -e "s|@PORT@|$PORT|g" \
+        -e "s|@PREFIX@|$tmp/nginx|g" -e "s|@DEPS@|$root/build/deps/lua|g" \
+        "$here/nginx.conf" >"$tmp/nginx/nginx.conf"
+      setsid nginx -p "$tmp/nginx" -e "$tmp/nginx/error.log" \
+        -c "$tmp/nginx/nginx.conf" >/dev/null 2>&1 & ;;
   esac
   server_pid=$!
   for _ in $(seq 100); do
@@ -109,27 +119,35 @@ printf '| round | peer | echo msgs/s | CPU us/msg | fan-out deliveries/s | CPU u
 printf '|---|---|---|---|---|---|\n'
 : >"$tmp/rows"
 for round in $(seq "$ROUNDS"); do
-  for peer in luacluster node; do
+  for peer in $PEERS; do
     start "$peer"
     c0=$(cpu)
     run_load echo "$PORT" "$CONNS" "$DUR" "$SIZE" "$WINDOW"
     c1=$(cpu)
     msgs=$(field msgs "$tmp/out") secs=$(field secs "$tmp/out")
     lm=$(field cpu_s "$tmp/err")
-    run_load fan "$PORT" "$CLIENTS" "$N" "$SIZE"
-    c2=$(cpu)
-    dl=$(field deliveries "$tmp/out") fs=$(field secs "$tmp/out")
-    lf=$(field cpu_s "$tmp/err")
+    if [ "$peer" = nginx ]; then
+      # No broadcast: the fan-out's figures are left empty (0 below).
+      c2=$c1 dl=0 fs=1 lf=0
+    else
+      run_load fan "$PORT" "$CLIENTS" "$N" "$SIZE"
+      c2=$(cpu)
+      dl=$(field deliveries "$tmp/out") fs=$(field secs "$tmp/out")
+      lf=$(field cpu_s "$tmp/err")
+    fi
     awk -v r="$round" -v p="$peer" -v m="$msgs" -v s="$secs" -v d="$dl" \
       -v fs="$fs" -v c0="$c0" -v c1="$c1" -v c2="$c2" -v hz="$HZ" \
       -v lm="$lm" -v lf="$lf" -v rows="$tmp/rows" 'BEGIN {
       # The fan-out CPU includes the 1,000 handshakes of its clients.
       em = m / s; ec = (c1 - c0) / hz * 1e6 / m
-      fd = d / fs; fc = (c2 - c1) / hz * 1e6 / d
-      printf "| %d | %s | %.0f | %.1f | %.0f | %.2f |\n", r, p, em, ec, fd, fc
+      fd = d / fs; fc = (d > 0) ? (c2 - c1) / hz * 1e6 / d : 0
+      if (d > 0)
+        printf "| %d | %s | %.0f | %.1f | %.0f | %.2f |\n", r, p, em, ec, fd, fc
+      else
+        printf "| %d | %s | %.0f | %.1f | - | - |\n", r, p, em, ec
       # The load client'\''s own CPU over the measured window.
       printf "%s %f %f %f %f %f %f\n", p, em, ec, fd, fc, lm * 1e6 / m,
-        lf * 1e6 / d >>rows }'
+        ((d > 0) ? lf * 1e6 / d : 0) >>rows }'
     stop
     sleep 0.5
   done
@@ -142,15 +160,28 @@ function median(a, n,   i, j, t) {
 }
 { k = ++n[$1]; for (i = 2; i <= 7; i++) v[$1, i, k] = $i }
 END {
-  split("luacluster node", peers, " ")
-  for (q = 1; q <= 2; q++) {
+  np = split(peers_list, peers, " ")
+  for (q = 1; q <= np; q++) {
     p = peers[q]
+    if (!n[p]) continue
     for (i = 2; i <= 7; i++) { delete a; for (k = 1; k <= n[p]; k++) a[k] = v[p, i, k]; m[p, i] = median(a, n[p]) }
-    printf "| median | %s | %.0f | %.1f | %.0f | %.2f |\n", p, m[p, 2], m[p, 3], m[p, 4], m[p, 5]
+    if (m[p, 4] > 0)
+      printf "| median | %s | %.0f | %.1f | %.0f | %.2f |\n", p, m[p, 2], m[p, 3], m[p, 4], m[p, 5]
+    else
+      printf "| median | %s | %.0f | %.1f | - | - |\n", p, m[p, 2], m[p, 3]
   }
-  printf "\nluacluster/node, medians: echo msgs/s %.2fx, CPU per msg %.2fx; fan-out deliveries/s %.2fx, CPU per delivery %.2fx\n",
-    m["luacluster", 2] / m["node", 2], m["luacluster", 3] / m["node", 3],
-    m["luacluster", 4] / m["node", 4], m["luacluster", 5] / m["node", 5]
-  printf "load client CPU, medians: %.2f us/msg echoing luacluster, %.2f echoing node; %.2f us/delivery (luacluster), %.2f (node)\n",
-    m["luacluster", 6], m["node", 6], m["luacluster", 7], m["node", 7]
-}' "$tmp/rows"
+  if (n["luacluster"] && n["node"]) {
+    printf "\nluacluster/node, medians: echo msgs/s %.2fx, CPU per msg %.2fx; fan-out deliveries/s %.2fx, CPU per delivery %.2fx\n",
+      m["luacluster", 2] / m["node", 2], m["luacluster", 3] / m["node", 3],
+      m["luacluster", 4] / m["node", 4], m["luacluster", 5] / m["node", 5]
+  }
+  if (n["luacluster"] && n["nginx"]) {
+    printf "luacluster/nginx, medians: echo msgs/s %.2fx, CPU per msg %.2fx\n",
+      m["luacluster", 2] / m["nginx", 2], m["luacluster", 3] / m["nginx", 3]
+  }
+  printf "load client CPU, medians, us/msg echoing:"
+  for (q = 1; q <= np; q++) if (n[peers[q]]) printf " %s %.2f", peers[q], m[peers[q], 6]
+  printf "; us/delivery:"
+  for (q = 1; q <= np; q++) if (m[peers[q], 4] > 0) printf " %s %.2f", peers[q], m[peers[q], 7]
+  printf "\n"
+}' peers_list="$PEERS" "$tmp/rows"

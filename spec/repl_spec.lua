@@ -301,6 +301,10 @@ describe('repl', function()
     assert(s:expect("\n'ABC'\n"))
     s:line('#os.cp\9()')
     assert(s:expect('\n%d+\n'))
+    -- A top-level local of the session, and its fields.
+    s:line('local zebra_count = {stripes = 7}')
+    s:line('zebra_c\9.str\9')
+    assert(s:expect('\n7\n'))
     assert.equal(0, s:eof())
   end)
 

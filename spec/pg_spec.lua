@@ -303,6 +303,7 @@ describe('pg', function()
         '/postgres')
       assert.matches("host='localhost[,localhost]*'", info)
       assert.matches("hostaddr='[^']*127%.0%.0%.1", info)
+      -- One port stays one, however many addresses localhost has.
       assert.matches("port='" .. srv.port .. "'", info)
       assert.matches("user='postgres'", info)
       -- Nothing to look up: the string as it was.

@@ -78,9 +78,10 @@ function M.resolve(info, cb)
     if is_name(h) then names = names + 1 end
   end
   if names == 0 then return cb(info) end
-  -- One port is every host's; a list has one a host (libpq's rule).
+  -- One port is every host's (left as it is); a list has one a host
+  -- (libpq's rule), expanded with them.
   local ports = o.port and split(o.port)
-  if ports and #ports ~= #hosts then ports = nil end
+  if ports and (#ports < 2 or #ports ~= #hosts) then ports = nil end
 
   local found, failed = {}, {}
   local function finish()

@@ -62,18 +62,36 @@ local function pem(v, name)
     .. '" property must be a string or an array of strings'), 4)
 end
 
+-- Node's pfx forms (a string of DER bytes, {buf =, passphrase =}, or an
+-- array of either) as the list of {buf, passphrase} C reads.
+local function pfx(v)
+  if v == nil then return nil end
+  local list = type(v) == 'table' and v.buf == nil and v or {v}
+  local out = {}
+  for i = 1, #list do
+    local e = list[i]
+    if type(e) == 'string' then
+      out[i] = {buf = e}
+    elseif type(e) == 'table' and type(e.buf) == 'string' then
+      out[i] = {buf = e.buf, passphrase = e.passphrase}
+    else
+      error(errors.type_error('ERR_INVALID_ARG_TYPE', 'The "options.pfx" '
+        .. 'property must be a string, {buf, passphrase} or an array of '
+        .. 'them'), 4)
+    end
+  end
+  return out
+end
+
 -- createSecureContext([options]) -> {context=}: key, cert, ca (PEM
--- strings or arrays of them), passphrase, minVersion ('TLSv1.2' default),
+-- strings or arrays of them), pfx (PKCS#12 bytes, {buf, passphrase}, or
+-- an array of them), passphrase, minVersion ('TLSv1.2' default),
 -- maxVersion, ciphers, ALPNProtocols, requestCert, rejectUnauthorized,
 -- sessionTimeout, and for a server's (server true) SNICallback. Raises on
 -- a bad key or certificate, as Node.
 function tls.createSecureContext(options, server)
   options = options or {}
-  if options.pfx ~= nil then
-    error(errors.new('ERR_FEATURE_UNAVAILABLE_ON_PLATFORM',
-      'options.pfx is not supported: give key and cert in PEM'), 2)
-  end
-  local o = {server = server == true,
+  local o = {server = server == true, pfx = pfx(options.pfx),
     key = pem(options.key, 'key'), cert = pem(options.cert, 'cert'),
     ca = pem(options.ca, 'ca'), passphrase = options.passphrase,
     minVersion = options.minVersion or tls.DEFAULT_MIN_VERSION,
@@ -115,8 +133,8 @@ end
 -- Client contexts by their options, so that connections with the same
 -- ones (an Agent's) share one instead of making an SSL_CTX each; bounded
 -- (emptied past CACHE_MAX).
-local CONTEXT_FIELDS = {'ca', 'cert', 'key', 'passphrase', 'minVersion',
-  'maxVersion', 'ciphers', 'ALPNProtocols'}
+local CONTEXT_FIELDS = {'ca', 'cert', 'key', 'pfx', 'passphrase',
+  'minVersion', 'maxVersion', 'ciphers', 'ALPNProtocols'}
 local CACHE_MAX = 64
 local cached, ncached = {}, 0
 

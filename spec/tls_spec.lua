@@ -15,6 +15,9 @@ local servers = {}
 local function listen(opts, onsecure)
   local o = {key = C.server.key, cert = C.server.cert}
   for k, v in pairs(opts or {}) do o[k] = v end
+  -- false: not given (a pfx in their place).
+  if o.key == false then o.key = nil end
+  if o.cert == false then o.cert = nil end
   local s = tls.createServer(o, onsecure)
   local ready = false
   s:listen(0, '127.0.0.1', function() ready = true end)
@@ -211,6 +214,38 @@ describe('tls', function()
     assert.is_true(st.secure)
     assert.equal('early bye', st.data)
     t:destroy()
+  end)
+
+  it('serves a PKCS#12 (pfx) bundle with its passphrase, as Node', function()
+    local path = C.dir .. '/server.pfx'
+    assert(os.execute(('openssl pkcs12 -export -inkey %s/server.key -in '
+      .. '%s/server.crt -certfile %s/ca.crt -passout pass:s3cret -out %s')
+      :format(C.dir, C.dir, C.dir, path)) == 0)
+    local bundle = certs.read(path)
+    local _, port = echo({key = false, cert = false, pfx = bundle,
+      passphrase = 's3cret'})
+    local sock, st = connect({host = 'localhost', port = port, ca = C.ca})
+    assert.is_nil(st.err)
+    assert.is_true(sock.authorized)
+    assert.equal('localhost', sock:getPeerCertificate().subject.CN)
+    sock:destroy()
+    -- The object form, with its own passphrase.
+    local _, port2 = echo({key = false, cert = false,
+      pfx = {{buf = bundle, passphrase = 's3cret'}}})
+    sock, st = connect({host = 'localhost', port = port2, ca = C.ca})
+    assert.is_nil(st.err)
+    sock:destroy()
+    -- A wrong passphrase, or bytes that are not PKCS#12: an error that
+    -- says so, with OpenSSL's reason as the code (Node's ERR_OSSL_*).
+    local ok, err = pcall(tls.createSecureContext,
+      {pfx = bundle, passphrase = 'wrong'}, true)
+    assert.is_false(ok)
+    assert.matches('^ERR_OSSL_.*MAC_VERIFY_FAILURE$', err.code)
+    assert.matches('pfx', err.message)
+    ok, err = pcall(tls.createSecureContext, {pfx = 'not a pfx'}, true)
+    assert.is_false(ok)
+    assert.matches('^ERR_OSSL_', err.code)
+    assert.matches('pfx', err.message)
   end)
 
   it('connects, verifies, echoes, ends', function()

@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
+#include <openssl/pkcs12.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 #include "tls.h"
@@ -362,6 +363,56 @@ static int use_cert(SSL_CTX *ctx, const char *pem, size_t len, void *arg) {
   return ok;
 }
 
+/* One PKCS#12 (PFX) bundle, DER bytes: its key, its certificate, and
+ * the certificates that came with them as the chain. 0 on failure (a
+ * wrong passphrase: the MAC does not verify). */
+static int use_pfx(SSL_CTX *ctx, const char *der, size_t len,
+                   const char *pass) {
+  BIO *b = BIO_new_mem_buf(der, (int)len);
+  PKCS12 *p12 = b ? d2i_PKCS12_bio(b, NULL) : NULL;
+  EVP_PKEY *key = NULL;
+  X509 *cert = NULL;
+  STACK_OF(X509) *ca = NULL;
+  int ok = p12 != NULL && PKCS12_parse(p12, pass ? pass : "", &key, &cert,
+                                       &ca) == 1;
+  int i;
+  if (ok && cert != NULL)
+    ok = SSL_CTX_use_certificate(ctx, cert) == 1;
+  if (ok && key != NULL)
+    ok = SSL_CTX_use_PrivateKey(ctx, key) == 1;
+  for (i = 0; ok && ca != NULL && i < sk_X509_num(ca); i++)
+    ok = SSL_CTX_add1_chain_cert(ctx, sk_X509_value(ca, i)) == 1;
+  sk_X509_pop_free(ca, X509_free);
+  X509_free(cert);
+  EVP_PKEY_free(key);
+  PKCS12_free(p12);
+  BIO_free(b);
+  return ok;
+}
+
+/* opts.pfx: a list of {buf = DER, passphrase = s|nil} (lua/tls.lua
+ * makes it from Node's forms), each with pass when it has none. */
+static int each_pfx(lua_State *L, int opts, SSL_CTX *ctx, const char *pass) {
+  int ok = 1;
+  size_t i, n, len;
+  lua_getfield(L, opts, "pfx");
+  if (lua_istable(L, -1)) {
+    n = lua_objlen(L, -1);
+    for (i = 1; ok && i <= n; i++) {
+      const char *der, *p;
+      lua_rawgeti(L, -1, (int)i);
+      lua_getfield(L, -1, "buf");
+      lua_getfield(L, -2, "passphrase");
+      der = lua_tolstring(L, -2, &len);
+      p = lua_isstring(L, -1) ? lua_tostring(L, -1) : pass;
+      ok = der != NULL && use_pfx(ctx, der, len, p);
+      lua_pop(L, 3);
+    }
+  }
+  lua_pop(L, 1);
+  return ok;
+}
+
 /* Trusts every certificate of the PEM; a server also names them to
  * clients as acceptable issuers (requestCert). */
 static int add_ca(SSL_CTX *ctx, const char *pem, size_t len, void *server) {
@@ -440,9 +491,9 @@ static int alpn_wire(lua_State *L, int opts, unsigned char *out, size_t cap) {
 }
 
 /* _tls.context(opts) -> context | nil, msg, code. opts: server (bool),
- * key, cert, ca (PEM strings or arrays of them), passphrase, minVersion,
- * maxVersion, ciphers, ALPNProtocols, requestCert, rejectUnauthorized,
- * sessionTimeout (s). */
+ * key, cert, ca (PEM strings or arrays of them), pfx (a list of {buf,
+ * passphrase}), passphrase, minVersion, maxVersion, ciphers,
+ * ALPNProtocols, requestCert, rejectUnauthorized, sessionTimeout (s). */
 int lc__tls_ctx_new(lua_State *L) {
   int server, min, max, alpn_len, has_ca;
   const char *pass, *ciphers;
@@ -491,7 +542,15 @@ int lc__tls_ctx_new(lua_State *L) {
   if (!each_pem(L, 1, "key", use_key, ctx, (void *)pass))
     return push_error(L, "cannot read the private key (key)",
                       "ERR_OSSL_BAD_DECRYPT");
+  if (!each_pfx(L, 1, ctx, pass))
+    return push_error(L, "cannot read the PFX (pfx): not PKCS#12, or a "
+                         "wrong passphrase",
+                      "ERR_OSSL_PKCS12_MAC_VERIFY_FAILURE");
   lua_getfield(L, 1, "key");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "pfx");
+  }
   if (!lua_isnil(L, -1) && SSL_CTX_check_private_key(ctx) != 1) {
     lua_pop(L, 1);
     return push_error(L, "the key does not match the certificate",

@@ -77,4 +77,24 @@ function Client:query(sql, ...)
   end)
 end
 
+-- client:copyFrom(sql, data[, cb]) -> res (res.rowCount rows copied), or
+-- nil and err: a COPY ... FROM STDIN with data (a string or a list of
+-- strings, in the format the statement names).
+function Client:copyFrom(sql, data, cb)
+  local q
+  q, cb = Q.copy('client:copyFrom', sql, data, cb)
+  if cb then
+    q.cb = cb
+    return self:_submit(q)
+  end
+  return Q.wait('client:copyFrom', function(done)
+    q.cb = done
+    self:_submit(q)
+  end)
+end
+
+-- client:copyTo(sql[, cb]) -> res with res.data, the rows of a COPY ... TO
+-- STDOUT as the server wrote them (query() gives the same).
+Client.copyTo = Client.query
+
 return pg

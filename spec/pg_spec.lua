@@ -259,19 +259,72 @@ describe('pg', function()
       assert.equal('22012', out[4].code)
     end)
 
-    it('refuses COPY, dropping that connection', function()
-      local one = pg.pool({connectionString = srv.url, max = 1})
+    it('copies rows in (COPY FROM STDIN) and out (COPY TO STDOUT)',
+      function()
       local out = {go(function()
-        local r, err = one:query('COPY (SELECT 1) TO STDOUT')
-        local total = one.totalCount
-        local after = assert(one:query('SELECT 2 AS two'))
-        return r, err, total, after.rows[1].two
-      end)}
-      one:close()
-      assert.is_nil(out[1])
-      assert.equal('0A000', out[2].code)
-      assert.equal(0, out[3])
-      assert.equal(2, out[4])
+        local c = assert(pg.connect(srv.url))
+        assert(c:query('CREATE TEMP TABLE cp (id int, name text)'))
+        local r1 = assert(c:copyFrom('COPY cp FROM STDIN',
+          {'1\tone\n', '2\ttwo\n'}))
+        local r2 = assert(c:copyFrom('COPY cp FROM STDIN (FORMAT csv)',
+          '3,"th,ree"\n4,four\n'))
+        -- Past libpq's buffers: 20,000 rows in one string.
+        local big = {}
+        for i = 5, 20004 do big[#big + 1] = i .. '\trow ' .. i .. '\n' end
+        local r3 = assert(c:copyFrom('COPY cp FROM STDIN', table.concat(big)))
+        local n = assert(c:query('SELECT count(*)::int AS n FROM cp'))
+        local t1 = assert(c:copyTo('COPY (SELECT id, name FROM cp WHERE '
+          .. 'id <= 4 ORDER BY id) TO STDOUT (FORMAT csv)'))
+        local t2 = assert(c:query('COPY cp TO STDOUT'))
+        -- Bad data: the statement fails, the connection goes on.
+        local bad, berr = c:copyFrom('COPY cp FROM STDIN', 'x\ty\n')
+        local none, nerr = c:query('COPY cp FROM STDIN')
+        local after = assert(c:query('SELECT 2 AS two'))
+        c:close()
+        return r1, r2, r3, n.rows[1].n, t1, t2, bad, berr, none, nerr,
+          after.rows[1].two
+      end, 20000)}
+      assert.equal('COPY', out[1].command)
+      assert.equal(2, out[1].rowCount)
+      assert.equal(2, out[2].rowCount)
+      assert.equal(20000, out[3].rowCount)
+      assert.equal(20004, out[4])
+      assert.equal('1,one\n2,two\n3,"th,ree"\n4,four\n', out[5].data)
+      assert.equal(4, out[5].rowCount)
+      assert.equal(20004, select(2, out[6].data:gsub('\n', '')))
+      assert.matches('\n20004\trow 20004\n$', out[6].data)
+      assert.is_nil(out[7])
+      assert.equal('22P02', out[8].code)
+      assert.is_nil(out[9])
+      assert.equal('57014', out[10].code)
+      assert.matches('copyFrom', out[10].message)
+      assert.equal(2, out[11])
+    end)
+
+    it("copies through the pool, and with a callback", function()
+      assert(go(function()
+        return db:query('CREATE TABLE IF NOT EXISTS cp_pool (v text)')
+      end))
+      local r = go(function()
+        return db:copyFrom('COPY cp_pool FROM STDIN', {'a\n', 'b\n'})
+      end)
+      assert.equal(2, r.rowCount)
+      local got
+      db:copyFrom('COPY cp_pool FROM STDIN', 'c\n', function(err, res)
+        got = {err, res}
+      end)
+      assert.is_true(h.wait(function() return got end, 5000))
+      assert.is_nil(got[1])
+      assert.equal(1, got[2].rowCount)
+      local t = go(function()
+        return db:copyTo('COPY (SELECT v FROM cp_pool ORDER BY v) TO STDOUT')
+      end)
+      assert.equal('a\nb\nc\n', t.data)
+      assert(go(function() return db:query('DROP TABLE cp_pool') end))
+      local ok, err = pcall(db.copyFrom, db, 'COPY x FROM STDIN', 42)
+      assert.is_false(ok)
+      assert.matches('pool:copyFrom: data must be a string or a list of '
+        .. 'strings, got number', err, 1, true)
     end)
 
     it('refuses a query outside a coroutine without a callback', function()

@@ -21,6 +21,7 @@ local resolve = require('pg.resolve').resolve
 
 local type, tostring, pairs, error, setmetatable, select, pcall =
   type, tostring, pairs, error, setmetatable, select, pcall
+local concat = table.concat
 local convert = types.convert
 
 local Client = EventEmitter:extend()
@@ -359,7 +360,10 @@ local function complete(self, q)
     for k, v in pairs(list[#list]) do list[k] = v end
     q.cb(nil, list)
   else
-    q.cb(nil, convert(res or {rows = {}, fields = {}}))
+    res = convert(res or {rows = {}, fields = {}})
+    -- COPY TO STDOUT: its rows, as the server wrote them.
+    if q.copied then res.data = concat(q.copied) end
+    q.cb(nil, res)
   end
 end
 
@@ -378,11 +382,57 @@ local function prepared(self, q)
   if not done then watch(self, 'rw') end
 end
 
+-- COPY's data, while the statement waits for it: sends q.copy_data (a
+-- list of strings) to a COPY FROM STDIN, or reads a COPY TO STDOUT's rows
+-- into q.copied. true once done (the statement's result follows), false
+-- to wait for the socket.
+local function copy_step(self, q)
+  local conn = self.conn
+  if q.copying == 'out' then
+    local rows = q.copied
+    while true do
+      local row, err = conn:get_copy()
+      if row then
+        rows[#rows + 1] = row
+      elseif row == false then
+        return false -- the poll waits for readable
+      else
+        q.copying = nil
+        if err then lost(self, err) return false end
+        return true
+      end
+    end
+  end
+  local data = q.copy_data
+  if data == nil then
+    -- query() of a COPY FROM STDIN: nothing to send; the server fails it
+    -- (57014) and the connection stays usable.
+    data, q.copy_fail = {}, 'COPY FROM STDIN needs its data: use ' ..
+      'copyFrom(sql, data)'
+  end
+  while q.copy_i <= #data do
+    local ok, err = conn:put_copy(data[q.copy_i])
+    if ok == nil then lost(self, err) return false end
+    if not ok then watch(self, 'rw') return false end
+    q.copy_i = q.copy_i + 1
+  end
+  local ok, err = conn:put_copy_end(q.copy_fail)
+  if ok == nil then lost(self, err) return false end
+  if not ok then watch(self, 'rw') return false end
+  q.copying = nil
+  local done, ferr = conn:flush()
+  if done == nil then lost(self, ferr) return false end
+  if not done then watch(self, 'rw') end
+  return true
+end
+
 -- _process(): takes what results libpq has parsed.
 function Client:_process()
   self.processing = true
   while self.active and self.conn do
     local q = self.active
+    if q.copying and not copy_step(self, q) then break end
+    if self.active ~= q or not self.conn then break end
     local res, e = self.conn:result()
     if res == false and e == nil then break end -- busy
     if res == nil then
@@ -394,10 +444,14 @@ function Client:_process()
         q.multi[#q.multi + 1] = res
       end
       q.res = res
+    elseif e.copy then
+      -- COPY FROM STDIN / TO STDOUT: its data goes or comes first.
+      q.copying, q.copy_i = e.copy, 1
+      if e.copy == 'out' then q.copied = q.copied or {} end
     else
       q.err = q.err or pg_error(e)
       if e.fatal then
-        -- COPY: libpq would hand out the same state again; the
+        -- COPY BOTH: libpq would hand out the same state again; the
         -- connection goes (complete closes a doomed one).
         self.doomed = true
         q.preparing = nil
@@ -431,6 +485,12 @@ function on_poll(self, events)
     local done, ferr = self.conn:flush()
     if done == nil then return lost(self, ferr) end
     if done then watch(self, 'r') end
+    -- A COPY FROM STDIN that waited for room goes on.
+    local q = self.active
+    if q and q.copying == 'in' and not self.processing then
+      self:_process()
+      if not self.conn then return end
+    end
   end
   if events ~= 'w' then
     local ok, msg = self.conn:consume()

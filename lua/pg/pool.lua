@@ -270,6 +270,16 @@ function Pool:query(sql, ...)
   return Q.wait('pool:query', function(done) self:_query(q, done) end)
 end
 
+-- copyFrom(sql, data[, cb]), copyTo(sql[, cb]): as the client's
+-- (lua/pg.lua), on a connection of the pool.
+function Pool:copyFrom(sql, data, cb)
+  local q
+  q, cb = Q.copy('pool:copyFrom', sql, data, cb)
+  if cb then return self:_query(q, cb) end
+  return Q.wait('pool:copyFrom', function(done) self:_query(q, done) end)
+end
+Pool.copyTo = Pool.query
+
 local function pack(...) return {n = select('#', ...), ...} end
 
 -- transaction(fn) -> fn's results, or nil and err. fn(client) runs between

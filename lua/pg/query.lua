@@ -4,6 +4,7 @@
 --   make(what, sql, ...) -> q, cb: sql is the text (with $1.. for the
 --     arguments that follow) or Node's config {text, values[, timeout]};
 --     a function as the last argument is the callback cb(err, res)
+--   copy(what, sql, data[, cb]) -> q, cb: a COPY ... FROM STDIN with data
 --   wait(what, start) -> res, or nil and err: start(done) begins the
 --     operation; done(err, res) ends the wait (at once if called at once)
 
@@ -55,6 +56,36 @@ function M.make(what, sql, ...)
     error(what .. ': timeout must be a number of milliseconds', 3)
   end
   return q, cb
+end
+
+-- copy(what, sql, data[, cb]) -> q, cb for a COPY ... FROM STDIN: data
+-- is a string or a list of strings (rows or pieces, sent as they are, in
+-- COPY's text or CSV format as the SQL says).
+function M.copy(what, sql, data, cb)
+  if type(sql) ~= 'string' then
+    error(what .. ': expected the COPY statement (a string), got ' ..
+      type(sql), 3)
+  end
+  local list
+  if type(data) == 'string' then
+    list = {data}
+  elseif type(data) == 'table' then
+    list = {}
+    for i = 1, #data do
+      if type(data[i]) ~= 'string' then
+        error(what .. ': data[' .. i .. '] is a ' .. type(data[i]) ..
+          ', not a string', 3)
+      end
+      list[i] = data[i]
+    end
+  else
+    error(what .. ': data must be a string or a list of strings, got ' ..
+      type(data), 3)
+  end
+  if cb ~= nil and type(cb) ~= 'function' then
+    error(what .. ': the callback must be a function', 3)
+  end
+  return {text = sql, n = 0, copy_data = list}, cb
 end
 
 function M.wait(what, start)

@@ -18,6 +18,10 @@
  *   conn:consume() -> true, or nil and the message (the connection lost)
  *   conn:result() -> false while busy; a result table; false and an error
  *     table for a failed statement; nil once the statement's results end
+ *   conn:put_copy(data), conn:put_copy_end([error]) -> true, false (libpq's
+ *     buffer is full: wait for writable), or nil and the message
+ *   conn:get_copy() -> a row of COPY TO STDOUT, false (none yet), nil (the
+ *     end), or nil and the message
  *   conn:notifies() -> nil or a list of {channel, payload, processId}
  *   conn:notices() -> nil or a list of notices (the server's warnings,
  *     RAISE NOTICE), each with an error's fields (severity, message, ...)
@@ -339,6 +343,54 @@ static int conn_result(lua_State *L) {
   return n;
 }
 
+/* conn:put_copy(data) -> true once queued, false when libpq's buffer is
+ * full (wait for writable, flush, try again), or nil and the message. */
+static int conn_put_copy(lua_State *L) {
+  conn_t *c = check_conn(L);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  int r;
+  luaL_argcheck(L, len <= 0x7fffffff, 2, "a COPY chunk over 2 GiB");
+  r = lc__pq.PQputCopyData(c->pg, data, (int)len);
+  if (r < 0)
+    return push_fail(L, c->pg);
+  lua_pushboolean(L, r == 1);
+  return 1;
+}
+
+/* conn:put_copy_end([error]) -> as put_copy; with error, the server
+ * fails the COPY with that message. */
+static int conn_put_copy_end(lua_State *L) {
+  conn_t *c = check_conn(L);
+  int r = lc__pq.PQputCopyEnd(c->pg, luaL_optstring(L, 2, NULL));
+  if (r < 0)
+    return push_fail(L, c->pg);
+  lua_pushboolean(L, r == 1);
+  return 1;
+}
+
+/* conn:get_copy() -> the next row of a COPY TO STDOUT (a string), false
+ * while none has arrived (wait for readable, consume, try again), nil at
+ * its end (the statement's result follows), or nil and the message. */
+static int conn_get_copy(lua_State *L) {
+  conn_t *c = check_conn(L);
+  char *buf = NULL;
+  int r = lc__pq.PQgetCopyData(c->pg, &buf, 1);
+  if (r > 0) {
+    /* Pushed before it is freed: a failed push leaks one row at worst. */
+    lua_pushlstring(L, buf, (size_t)r);
+    lc__pq.PQfreemem(buf);
+    return 1;
+  }
+  if (r == 0) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (r == -1)
+    return 0;
+  return push_fail(L, c->pg);
+}
+
 static int conn_notifies(lua_State *L) {
   conn_t *c = check_conn(L);
   PGnotify *n;
@@ -603,6 +655,9 @@ int luaopen_lc_pg(lua_State *L) {
                                      {"consume", conn_consume},
                                      {"result", conn_result},
                                      {"notifies", conn_notifies},
+                                     {"put_copy", conn_put_copy},
+                                     {"put_copy_end", conn_put_copy_end},
+                                     {"get_copy", conn_get_copy},
                                      {"notices", conn_notices},
                                      {"cancel", conn_cancel},
                                      {"finish", conn_finish},

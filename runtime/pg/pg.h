@@ -51,7 +51,10 @@
   X(PQlibVersion)                                                              \
   X(PQsetNoticeReceiver)                                                       \
   X(PQconninfoParse)                                                           \
-  X(PQconninfoFree)
+  X(PQconninfoFree)                                                            \
+  X(PQputCopyData)                                                             \
+  X(PQputCopyEnd)                                                              \
+  X(PQgetCopyData)
 
 typedef struct {
 #define LC_PQ_FIELD(name) __typeof__(&name) name;

@@ -259,10 +259,21 @@ int lc__pq_push_result(lua_State *L, PGresult *res) {
     return 1;
   case PGRES_COPY_IN:
   case PGRES_COPY_OUT:
+    /* The statement waits for COPY's data to be sent or read
+     * (conn:put_copy, conn:get_copy): false and {copy = 'in' | 'out'}. */
+    lua_pushboolean(L, 0);
+    lua_createtable(L, 0, 1);
+    if (st == PGRES_COPY_IN)
+      lua_pushliteral(L, "in");
+    else
+      lua_pushliteral(L, "out");
+    lua_setfield(L, -2, "copy");
+    return 2;
   case PGRES_COPY_BOTH:
     lua_pushboolean(L, 0);
     lua_createtable(L, 0, 2);
-    lua_pushliteral(L, "COPY is not supported by this client");
+    lua_pushliteral(L, "COPY BOTH (replication) is not supported by this "
+                       "client");
     lua_setfield(L, -2, "message");
     lua_pushliteral(L, "0A000");
     lua_setfield(L, -2, "code");

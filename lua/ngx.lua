@@ -227,7 +227,9 @@ end
 -- TLS, through the FFI; crc32 is zlib's), as ngx's.
 
 local ffi = require('ffi')
-ffi.cdef[[
+-- In pcall: declared once per process (a second load of this file, or
+-- another module's identical declarations, must not fail).
+pcall(ffi.cdef, [[
 typedef struct evp_md_st EVP_MD;
 const EVP_MD *EVP_md5(void);
 const EVP_MD *EVP_sha1(void);
@@ -240,7 +242,7 @@ int EVP_EncodeBlock(unsigned char *t, const unsigned char *f, int n);
 int EVP_DecodeBlock(unsigned char *t, const unsigned char *f, int n);
 unsigned long crc32(unsigned long crc, const unsigned char *buf,
   unsigned int len);
-]]
+]])
 local C = ffi.C
 local digest_buf = ffi.new('unsigned char[64]')
 local digest_len = ffi.new('unsigned int[1]')

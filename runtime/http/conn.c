@@ -316,7 +316,10 @@ static void shutdown_cb(uv_shutdown_t *req, int status) {
 }
 
 /* Ends the connection gracefully: flushes, then shuts the write side down
- * once the queue drains, then closes. */
+ * once the queue drains, then closes. When the socket took everything at
+ * once (the usual end of a Connection: close response), it closes now:
+ * the close sends the FIN after the data, as the shutdown would, without
+ * a wait for writable and a loop turn more. */
 static void conn_end(http_conn *c) {
   if (c->closing || c->shutting)
     return;
@@ -326,6 +329,10 @@ static void conn_end(http_conn *c) {
   lc__http_conn_flush(c);
   if (c->closing)
     return;
+  if (c->nwrites == 0) {
+    lc__http_conn_close(c);
+    return;
+  }
   c->shutting = 1;
   c->shutdown_req.data = c;
   if (uv_shutdown(&c->shutdown_req, &c->sock.stream, shutdown_cb) != 0)

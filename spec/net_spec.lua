@@ -317,6 +317,40 @@ describe('net', function()
     close_server(st.server)
   end)
 
+  it('cork() holds writes until as many uncork() (or end()), then one '
+      .. 'write', function()
+    local st = echo_server()
+    local chunks = {}
+    local c = net.connect(st.port, '127.0.0.1')
+    c:on('data', function(d) chunks[#chunks + 1] = d end)
+    assert.is_true(h.wait(function() return not c.connecting end))
+    local done = {}
+    c:cork()
+    c:cork()
+    assert.equal(2, c.writableCorked)
+    c:write('a', function(err) done[#done + 1] = 'a' .. tostring(err) end)
+    c:write('b')
+    c:write('c', function(err) done[#done + 1] = 'c' .. tostring(err) end)
+    c:uncork()
+    assert.equal(1, c.writableCorked)
+    h.sleep(50)
+    assert.same({}, chunks)      -- nothing sent yet
+    assert.equal(3, c.writableLength)
+    c:uncork()
+    assert.equal(0, c.writableCorked)
+    assert.is_true(h.wait(function() return #chunks > 0 end))
+    assert.same({'abc'}, chunks) -- one piece
+    assert.is_true(h.wait(function() return #done == 2 end))
+    assert.same({'anil', 'cnil'}, done)
+    -- end() uncorks.
+    c:cork()
+    c:write('d')
+    c:finish('e')
+    assert.is_true(h.wait(function() return c.destroyed end, 2000))
+    assert.equal('abcde', table.concat(chunks))
+    close_server(st.server)
+  end)
+
   it('signals back-pressure on large writes, then drain', function()
     local srv_sock, received = nil, 0
     local srv = net.createServer(function(s)

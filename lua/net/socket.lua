@@ -54,6 +54,7 @@ function Socket:new(options)
   s.allowHalfOpen = options.allowHalfOpen == true
   s.bytesRead, s.bytesWritten = 0, 0
   s.writableLength = 0
+  s.writableCorked = 0
   s.writableHighWaterMark = options.highWaterMark or HWM
   s.writableEnded, s.writableFinished = false, false
   s._wq = {}
@@ -387,7 +388,10 @@ function Socket:write(data, encoding, cb)
   local n = #data
   self.writableLength = self.writableLength + n
   self.bytesWritten = self.bytesWritten + n
-  if self._isConnected then
+  local corked = self._corked
+  if corked then
+    corked[#corked + 1] = {data, cb}
+  elseif self._isConnected then
     self:_dowrite(data, cb)
   else
     self._wq[#self._wq + 1] = {data, cb}
@@ -424,12 +428,57 @@ function Socket:_maybeShutdown()
   if not ok then next_tick(done) end
 end
 
+-- cork(): writes wait in memory until as many uncork() calls (or end()),
+-- then leave as one write (Node's writable.cork()).
+function Socket:cork()
+  self._corks = (self._corks or 0) + 1
+  self.writableCorked = self._corks
+  if not self._corked then self._corked = {} end
+end
+
+-- Writes what waited while corked, as one piece; each write's callback
+-- gets that piece's outcome.
+local function uncorked(self)
+  local list = self._corked
+  self._corked, self._corks = nil, nil
+  self.writableCorked = 0
+  if not list or #list == 0 or self.destroyed then return end
+  local data, cbs = {}, {}
+  for i = 1, #list do
+    data[i] = list[i][1]
+    if list[i][2] then cbs[#cbs + 1] = list[i][2] end
+  end
+  local cb = #cbs > 0 and function(err)
+    for i = 1, #cbs do cbs[i](err) end
+  end or nil
+  data = table.concat(data)
+  if self._isConnected then
+    self:_dowrite(data, cb)
+  else
+    self._wq[#self._wq + 1] = {data, cb}
+  end
+end
+
+-- uncork(): undoes a cork(); the last one writes what waited.
+function Socket:uncork()
+  local n = self._corks
+  if not n then return end
+  if n > 1 then
+    self._corks = n - 1
+    self.writableCorked = n - 1
+    return
+  end
+  uncorked(self)
+end
+
 -- finish([data][, encoding][, cb]): Node's end(). Writes data, then ends
 -- our side once everything is written; cb on 'finish'.
 function Socket:finish(data, encoding, cb)
   if type(data) == 'function' then data, cb = nil, data
   elseif type(encoding) == 'function' then cb = encoding end
   if data ~= nil and not self.writableEnded then self:write(data) end
+  -- end() uncorks, as Node's.
+  if self._corked then uncorked(self) end
   if cb then self:once('finish', cb) end
   if self.writableEnded or self.destroyed then return self end
   self.writableEnded = true

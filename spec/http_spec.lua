@@ -418,6 +418,38 @@ describe('http server requests', function()
     c:close()
   end)
 
+  it('sends 102 Processing and 103 Early Hints before the response',
+      function()
+    local bad
+    local _, port = serve(function(_, res)
+      res:writeProcessing()
+      res:writeEarlyHints({link = {'</a.css>; rel=preload; as=style',
+        '</b.js>; rel=preload; as=script'}})
+      local ok1, e1 = pcall(res.writeEarlyHints, res,
+        {link = 'x\r\nSet-Cookie: y'})
+      local ok2, e2 = pcall(res.writeEarlyHints, res, {['bad name'] = 'x'})
+      bad = {ok1, e1, ok2, e2}
+      res:finish('ok')
+    end)
+    local c = connect(port)
+    c:send('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+    local r = responses(c, 3)
+    assert.equal(102, r[1].status)
+    assert.equal(103, r[2].status)
+    assert.truthy(c.data:find('HTTP/1.1 103 Early Hints\r\nlink: </a.css>; '
+      .. 'rel=preload; as=style\r\nlink: </b.js>; rel=preload; '
+      .. 'as=script\r\n\r\n', 1, true), c.data)
+    assert.equal(200, r[3].status)
+    assert.equal('ok', r[3].body)
+    -- No header injection: the bad hints raised and sent nothing.
+    assert.is_false(bad[1])
+    assert.equal('ERR_INVALID_CHAR', bad[2].code)
+    assert.is_false(bad[3])
+    assert.equal('ERR_INVALID_HTTP_TOKEN', bad[4].code)
+    assert.falsy(c.data:find('Set-Cookie', 1, true))
+    c:close()
+  end)
+
   it('answers 417 to another expectation without the handler', function()
     local called = false
     local _, port = serve(function(req, res)

@@ -259,6 +259,50 @@ function ServerResponse:writeContinue()
   C.write_continue(self._c)
 end
 
+-- writeProcessing(): sends "102 Processing" (Node's).
+-- An HTTP/1.0 client gets no interim responses (RFC 9110 15.2).
+local function interim_ok(res)
+  local req = rawget(res, 'req')
+  return not (req and req.httpVersion == '1.0')
+end
+
+function ServerResponse:writeProcessing()
+  if interim_ok(self) then
+    C.write_interim(self._c, 'HTTP/1.1 102 Processing\r\n\r\n')
+  end
+end
+
+-- writeEarlyHints(hints[, cb]): sends "103 Early Hints" with hints' headers
+-- (Node's: a name -> value or list of values table, typically `link`), so
+-- a browser can preload before the response is ready. cb after it is
+-- queued.
+function ServerResponse:writeEarlyHints(hints, cb)
+  if type(hints) ~= 'table' then
+    error(errors.type_error('ERR_INVALID_ARG_TYPE',
+      'The "hints" argument must be of type table'), 2)
+  end
+  local lines = {'HTTP/1.1 103 Early Hints\r\n'}
+  for name, v in pairs(hints) do
+    if type(name) ~= 'string' or not name:match("^[%w!#$%%&'*+.^_`|~-]+$")
+    then
+      error(errors.new('ERR_INVALID_HTTP_TOKEN', 'Header name must be a '
+        .. 'valid HTTP token ["' .. tostring(name) .. '"]'), 2)
+    end
+    local list = type(v) == 'table' and v or {v}
+    for i = 1, #list do
+      local value = tostring(list[i])
+      if value:find('[%z\r\n]') then
+        error(errors.new('ERR_INVALID_CHAR', 'Invalid character in '
+          .. 'header content ["' .. name .. '"]'), 2)
+      end
+      lines[#lines + 1] = name .. ': ' .. value .. '\r\n'
+    end
+  end
+  lines[#lines + 1] = '\r\n'
+  if interim_ok(self) then C.write_interim(self._c, table.concat(lines)) end
+  if cb then process.nextTick(cb) end
+end
+
 function ServerResponse:destroy()
   C.destroy(self._c)
   return self

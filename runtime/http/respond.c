@@ -452,6 +452,21 @@ static int http_write_continue(lua_State *L) {
   return 0;
 }
 
+/* _http.write_interim(c, head): sends an interim response (102
+ * Processing, 103 Early Hints) before the final one: head is its whole
+ * text, checked by the caller (lua/http/response.lua). */
+static int http_write_interim(lua_State *L) {
+  http_conn *c = lc__http_check_conn(L, 1);
+  size_t len;
+  const char *head = luaL_checklstring(L, 2, &len);
+  if (c == NULL || c->closing || c->shutting || c->head_sent)
+    return 0;
+  buf_add(&c->out, head, len);
+  if (c->depth == 0)
+    lc__http_conn_flush(c);
+  return 0;
+}
+
 static int http_status_codes(lua_State *L) {
   lua_newtable(L);
 #define XX(code, text)                                                         \
@@ -481,5 +496,6 @@ const luaL_Reg lc__http_respond_fns[] = {
     {"is_token", http_is_token},
     {"head_sent", http_head_sent},
     {"write_continue", http_write_continue},
+    {"write_interim", http_write_interim},
     {"status_codes", http_status_codes},
     {NULL, NULL}};

@@ -316,6 +316,49 @@ describe('the http server\'s sockets', function()
     c:close()
   end)
 
+  it('server.setTimeout: idle sockets emit on the server, or are destroyed '
+      .. 'when nothing listens (Node)', function()
+    local srv, port = serve(function(_, res) res:finish('ok') end)
+    assert.equal(0, srv.timeout)
+    local timed = {}
+    assert.equal(srv, srv:setTimeout(60, function(sock)
+      timed[#timed + 1] = sock.remotePort
+      sock:destroy()
+    end))
+    assert.equal(60, srv.timeout)
+    local c = uv.new_tcp()
+    local closed = false
+    c:connect('127.0.0.1', port, function()
+      c:read_start(function(err, d) if not d then closed = true end end)
+    end)
+    assert.is_true(h.wait(function() return #timed == 1 end, 2000))
+    assert.is_true(h.wait(function() return closed end, 2000))
+    c:close()
+    -- Nothing listening: the socket is destroyed, as Node's.
+    srv:removeAllListeners('timeout')
+    closed = false
+    local c2 = uv.new_tcp()
+    c2:connect('127.0.0.1', port, function()
+      c2:read_start(function(err, d) if not d then closed = true end end)
+      c2:write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+    end)
+    assert.is_true(h.wait(function() return closed end, 2000))
+    c2:close()
+    -- 0 turns it off for new connections.
+    srv:setTimeout(0)
+    closed = false
+    local c3 = uv.new_tcp()
+    c3:connect('127.0.0.1', port, function()
+      c3:read_start(function(err, d) if not d then closed = true end end)
+    end)
+    h.sleep(200)
+    assert.is_false(closed)
+    c3:close()
+    local ok, err = pcall(srv.setTimeout, srv, -1)
+    assert.is_false(ok)
+    assert.equal('ERR_OUT_OF_RANGE', err.code)
+  end)
+
   it('req:setTimeout and res:setTimeout are the socket\'s', function()
     local fired = false
     local _, port = serve(function(req, res)

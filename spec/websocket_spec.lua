@@ -230,6 +230,24 @@ describe('websocket server against ws', function()
     assert.equal(table.concat(want), body)
   end)
 
+  it("is not cut by the http server's idle timeout", function()
+    local srv, wss, _, url = echo_server()
+    local timeouts = 0
+    srv:setTimeout(50, function() timeouts = timeouts + 1 end)
+    local got = h.go(function()
+      local ws = websocket.connect(url)
+      next_event(ws, 'open')
+      co.sleep(200)            -- idle past the server's timeout
+      ws:send('still here')
+      local m = ws:receive()
+      ws:close()
+      return m
+    end, 5000)
+    assert.equal('still here', got)
+    assert.equal(0, timeouts)
+    assert.is_true(wss ~= nil)
+  end)
+
   it('refuses a bad handshake with 400', function()
     local _, _, port = echo_server()
     local status = h.get(port, '/', {Upgrade = 'websocket',

@@ -131,9 +131,13 @@ local function on_abort(req, res)
   end
 end
 
--- A connection was idle past its socket:setTimeout.
-local function on_timeout(socket)
-  socket:emit('timeout')
+-- A connection was idle past its socket:setTimeout (or the server's):
+-- 'timeout' on the socket and on the server, as Node's; when nothing
+-- listens to either, the socket is destroyed (Node's socketOnTimeout).
+local function on_timeout(server, socket)
+  local heard = socket:emit('timeout')
+  if server:emit('timeout', socket) then heard = true end
+  if not heard then socket:destroy() end
 end
 
 -- The callbacks table given to C (HTTP_CALLBACK_MAP in runtime/http/http.h).
@@ -173,7 +177,7 @@ local function make_callbacks(self)
     connection = function(socket)
       safe_emit(self, nil, 'connection', socket)
     end,
-    timeout = on_timeout,
+    timeout = function(socket) on_timeout(self, socket) end,
     -- An 'upgrade' or 'connect' request: the connection left HTTP; rest
     -- is what came after the head (Node's `head`). The listeners run in a
     -- coroutine, as a handler (a WebSocket's 'connection' may wait:
@@ -283,6 +287,7 @@ function server.createServer(options, handler, maxHeaderSize, class)
   self._emit_request = function(req, res)
     self:emit('request', req, res)
   end
+  self.timeout = 0
   self._srv = C.server(make_callbacks(self))
   if handler ~= nil then
     if type(handler) ~= 'function' then
@@ -332,8 +337,11 @@ end
 -- (a Unix socket) and Node's other forms.
 function Server:listen(...)
   self:_configure()
-  -- An accessLog set after createServer takes effect here.
+  -- An accessLog set after createServer takes effect here; so does a
+  -- server.timeout assigned rather than set with setTimeout.
   if rawget(self, 'accessLog') ~= nil then sync_handler(self) end
+  local t = rawget(self, 'timeout')
+  if type(t) == 'number' and t > 0 then self._srv:socket_timeout(t) end
   return listen.start(self, sink(self), ...)
 end
 
@@ -370,9 +378,22 @@ function Server:closeAllConnections()
   self._srv:close_connections(true)
 end
 
--- setTimeout(): Node's default socket timeout for new connections; not
--- applied here (a handler may call req.socket:setTimeout).
-function Server:setTimeout() return self end
+-- setTimeout([ms][, cb]): the idle timeout of each new connection (Node's
+-- server.timeout; 0, the default, is none); cb listens to 'timeout'
+-- (socket). A connection idle that long emits 'timeout' on its socket and
+-- the server, and is destroyed when nothing listens.
+function Server:setTimeout(ms, cb)
+  if type(ms) == 'function' then ms, cb = nil, ms end
+  ms = ms or 0
+  if type(ms) ~= 'number' or ms < 0 or ms ~= ms then
+    error(errors.new('ERR_OUT_OF_RANGE', 'The value of "msecs" is out of '
+      .. 'range. It must be a number >= 0. Received ' .. tostring(ms)), 2)
+  end
+  self.timeout = ms
+  if cb then self:on('timeout', cb) end
+  if self._srv then self._srv:socket_timeout(ms) end
+  return self
+end
 
 function Server:ref()
   self._srv:ref(true)

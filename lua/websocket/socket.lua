@@ -76,6 +76,9 @@ function WebSocket:_attachServer(socket, head, maxPayload, z)
   socket._ws = self
   socket:on('drain', function() self:emit('drain') end)
   socket:on('close', function() self:_closed() end)
+  -- The http server's idle timeout (server.setTimeout) is HTTP's: a
+  -- WebSocket has its own keep-alive (pings), as in ws.
+  socket:setTimeout(0)
   self.readyState = OPEN
   if z then
     self._zmin = z.threshold

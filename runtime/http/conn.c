@@ -538,6 +538,10 @@ void lc__http_conn_start(http_conn *c) {
   s->conns = c;
   s->nconns++;
   c->head_start = uv_now(s->loop);
+  if (s->socket_timeout) {
+    c->idle_timeout = s->socket_timeout;
+    c->last_active = c->head_start;
+  }
   if (s->tls_ctx && !c->clear && lc__http_tls_attach(c) != 0) {
     lc__http_conn_close(c);
     return;

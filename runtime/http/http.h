@@ -306,6 +306,7 @@ typedef struct http_server {
   size_t max_header;
   size_t hwm;
   uint64_t headers_timeout, request_timeout, keepalive_timeout;
+  uint64_t socket_timeout; /* server.setTimeout: each new connection's. */
   uint64_t scan_every; /* The timeout scan's period (ms). */
   uint64_t min_idle;   /* The shortest socket:setTimeout so far (ms). */
   char ka_header[96]; /* "Connection: keep-alive\r\nKeep-Alive: ...\r\n" */

@@ -355,6 +355,20 @@ static int server_close_connections(lua_State *L) {
   return 0;
 }
 
+/* srv:socket_timeout(ms): the idle timeout every new connection starts
+ * with (Node's server.setTimeout; 0: none). */
+static int server_socket_timeout(lua_State *L) {
+  http_server *s = check_server(L);
+  lua_Number ms = luaL_checknumber(L, 2);
+  luaL_argcheck(L, ms >= 0, 2, "timeout must not be negative");
+  s->socket_timeout = (uint64_t)ms;
+  if (s->socket_timeout && (!s->min_idle || s->socket_timeout < s->min_idle)) {
+    s->min_idle = s->socket_timeout;
+    lc__http_server_scan(s);
+  }
+  return 0;
+}
+
 /* srv:emit_connection(on): whether each connection is reported. */
 static int server_emit_connection(lua_State *L) {
   http_server *s = check_server(L);
@@ -517,6 +531,7 @@ int luaopen_lc_http(lua_State *L) {
       {"close", server_close},
       {"close_connections", server_close_connections},
       {"emit_connection", server_emit_connection},
+      {"socket_timeout", server_socket_timeout},
       {"emit_secure", server_emit_secure},
       {"emit_upgrade", server_emit_upgrade},
       {"stats", server_stats},

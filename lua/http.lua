@@ -26,6 +26,21 @@ http.Server = server.Server
 http.IncomingMessage = require('http.incoming')
 http.ServerResponse = require('http.response').ServerResponse
 http.Agent = require('http.agent')
+-- http.ClientRequest: loaded with the client, on first use.
+setmetatable(http, {__index = function(_, k)
+  if k == 'ClientRequest' then return require('http.client').ClientRequest end
+end})
+
+-- validateHeaderName(name), validateHeaderValue(name, value): the checks
+-- setHeader makes, raising Node's errors (ERR_INVALID_HTTP_TOKEN,
+-- ERR_HTTP_INVALID_HEADER_VALUE, ERR_INVALID_CHAR).
+local common = require('http.common')
+function http.validateHeaderName(name)
+  common.check_header(name, '', 2)
+end
+function http.validateHeaderValue(name, value)
+  common.check_header(type(name) == 'string' and name or 'x', value, 2)
+end
 
 -- As Node 20's (19 on): connections kept alive, idle ones closed after 5 s.
 http.globalAgent = http.Agent:new({keepAlive = true, scheduling = 'lifo',

@@ -281,25 +281,15 @@ function ServerResponse:writeEarlyHints(hints, cb)
     error(errors.type_error('ERR_INVALID_ARG_TYPE',
       'The "hints" argument must be of type table'), 2)
   end
-  local lines = {'HTTP/1.1 103 Early Hints\r\n'}
+  local lines = {'HTTP/1.1 103 Early Hints'}
   for name, v in pairs(hints) do
-    if type(name) ~= 'string' or not name:match("^[%w!#$%%&'*+.^_`|~-]+$")
-    then
-      error(errors.new('ERR_INVALID_HTTP_TOKEN', 'Header name must be a '
-        .. 'valid HTTP token ["' .. tostring(name) .. '"]'), 2)
-    end
-    local list = type(v) == 'table' and v or {v}
-    for i = 1, #list do
-      local value = tostring(list[i])
-      if value:find('[%z\r\n]') then
-        error(errors.new('ERR_INVALID_CHAR', 'Invalid character in '
-          .. 'header content ["' .. name .. '"]'), 2)
-      end
-      lines[#lines + 1] = name .. ': ' .. value .. '\r\n'
-    end
+    common.check_header(name, v, 2)
+    common.add_lines(lines, name, v)
   end
   lines[#lines + 1] = '\r\n'
-  if interim_ok(self) then C.write_interim(self._c, table.concat(lines)) end
+  if interim_ok(self) then
+    C.write_interim(self._c, table.concat(lines, '\r\n'))
+  end
   if cb then process.nextTick(cb) end
 end
 

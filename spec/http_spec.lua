@@ -471,6 +471,34 @@ describe('http server requests', function()
     req:destroy()
   end)
 
+  it('maxRequestsPerSocket: the last one says Connection: close, and the '
+      .. 'connection ends', function()
+    local http = require('http')
+    local srv = http.createServer(function(req, res) res:finish(req.url) end)
+    assert.equal(0, srv.maxRequestsPerSocket)
+    srv.maxRequestsPerSocket = 2
+    local port = h.free_port()
+    local ready = false
+    srv:listen(port, '127.0.0.1', function() ready = true end)
+    assert.is_true(h.wait(function() return ready end))
+    local c = connect(port)
+    c:send('GET /1 HTTP/1.1\r\nHost: x\r\n\r\n')
+    local r = responses(c, 1)
+    assert.equal('/1', r[1].body)
+    assert.equal('keep-alive', r[1].headers.connection)
+    c:send('GET /2 HTTP/1.1\r\nHost: x\r\n\r\n')
+    r = responses(c, 2)
+    assert.equal('/2', r[2].body)
+    assert.equal('close', r[2].headers.connection)
+    assert.is_true(c:wait(function(cc) return cc.closed end))
+    c:close()
+    srv:close()
+    srv.maxRequestsPerSocket = -1
+    local ok, err = pcall(srv.listen, srv, 0)
+    assert.is_false(ok)
+    assert.equal('ERR_OUT_OF_RANGE', err.code)
+  end)
+
   it('answers 417 to another expectation without the handler', function()
     local called = false
     local _, port = serve(function(req, res)

@@ -288,6 +288,7 @@ function server.createServer(options, handler, maxHeaderSize, class)
     self:emit('request', req, res)
   end
   self.timeout = 0
+  self.maxRequestsPerSocket = options.maxRequestsPerSocket or 0
   self._srv = C.server(make_callbacks(self))
   if handler ~= nil then
     if type(handler) ~= 'function' then
@@ -342,6 +343,14 @@ function Server:listen(...)
   if rawget(self, 'accessLog') ~= nil then sync_handler(self) end
   local t = rawget(self, 'timeout')
   if type(t) == 'number' and t > 0 then self._srv:socket_timeout(t) end
+  -- maxRequestsPerSocket, as set (Node's: 0, no limit, by default).
+  local m = rawget(self, 'maxRequestsPerSocket')
+  if type(m) ~= 'number' or m < 0 or m ~= m then
+    error(errors.new('ERR_OUT_OF_RANGE', 'The value of '
+      .. '"maxRequestsPerSocket" is out of range. It must be >= 0. '
+      .. 'Received ' .. tostring(m)), 2)
+  end
+  self._srv:max_requests(m)
   return listen.start(self, sink(self), ...)
 end
 

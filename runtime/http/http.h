@@ -307,6 +307,7 @@ typedef struct http_server {
   size_t hwm;
   uint64_t headers_timeout, request_timeout, keepalive_timeout;
   uint64_t socket_timeout; /* server.setTimeout: each new connection's. */
+  unsigned max_requests;   /* maxRequestsPerSocket (0: no limit). */
   uint64_t scan_every; /* The timeout scan's period (ms). */
   uint64_t min_idle;   /* The shortest socket:setTimeout so far (ms). */
   char ka_header[96]; /* "Connection: keep-alive\r\nKeep-Alive: ...\r\n" */
@@ -377,6 +378,7 @@ struct http_conn {
   unsigned head_sent : 1;   /* Its head is written. */
   unsigned is_head : 1;     /* The request is HEAD. */
   unsigned keep_req : 1;    /* The request allows keep-alive. */
+  unsigned nreq;            /* Requests dispatched on it so far. */
   unsigned keep : 1;        /* The response keeps the connection. */
   unsigned http11 : 1;      /* The request is HTTP/1.1 or later. */
   unsigned expect : 2;      /* 1: 100-continue, 2: another expectation. */

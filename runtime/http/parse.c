@@ -346,6 +346,10 @@ static int on_headers_complete(llhttp_t *p) {
   c->is_head = p->method == HTTP_HEAD;
   c->http11 = p->http_major > 1 || (p->http_major == 1 && p->http_minor >= 1);
   c->keep_req = llhttp_should_keep_alive(p) ? 1 : 0;
+  /* maxRequestsPerSocket: the last one allowed is answered with
+   * Connection: close, and the connection ends after it. */
+  if (++c->nreq >= s->max_requests && s->max_requests)
+    c->keep_req = 0;
   c->req_body = (p->flags & F_CHUNKED) ||
                 ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
   if (c->expect == 2 && c->http11) {

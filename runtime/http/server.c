@@ -369,6 +369,17 @@ static int server_socket_timeout(lua_State *L) {
   return 0;
 }
 
+/* srv:max_requests(n): requests a connection serves before it closes
+ * (Node's maxRequestsPerSocket; 0: no limit). */
+static int server_max_requests(lua_State *L) {
+  http_server *s = check_server(L);
+  lua_Number n = luaL_checknumber(L, 2);
+  luaL_argcheck(L, n >= 0 && n <= 4294967295.0, 2,
+                "maxRequestsPerSocket must be a number >= 0");
+  s->max_requests = (unsigned)n;
+  return 0;
+}
+
 /* srv:emit_connection(on): whether each connection is reported. */
 static int server_emit_connection(lua_State *L) {
   http_server *s = check_server(L);
@@ -532,6 +543,7 @@ int luaopen_lc_http(lua_State *L) {
       {"close_connections", server_close_connections},
       {"emit_connection", server_emit_connection},
       {"socket_timeout", server_socket_timeout},
+      {"max_requests", server_max_requests},
       {"emit_secure", server_emit_secure},
       {"emit_upgrade", server_emit_upgrade},
       {"stats", server_stats},

@@ -8,6 +8,13 @@
 local EventEmitter = {}
 EventEmitter.__index = EventEmitter
 EventEmitter.defaultMaxListeners = 10
+-- errorMonitor: listen to it to see every 'error' before the 'error'
+-- listeners run, without handling it (Node's events.errorMonitor; a
+-- unique key, where Node has a symbol).
+local ERROR_MONITOR = setmetatable({}, {__tostring = function()
+  return 'events.errorMonitor'
+end})
+EventEmitter.errorMonitor = ERROR_MONITOR
 
 local type, error, tostring, getmetatable, setmetatable, rawget, rawset =
   type, error, tostring, getmetatable, setmetatable, rawget, rawset
@@ -190,6 +197,11 @@ end
 -- neither a string nor a table is wrapped in a message.
 function EventEmitter:emit(name, ...)
   local events = rawget(self, '_events')
+  if name == 'error' and events and events[ERROR_MONITOR] then
+    -- errorMonitor's listeners see it first, and handle nothing.
+    local mon = events[ERROR_MONITOR]
+    for i = 1, #mon do call(self, ERROR_MONITOR, mon[i], ...) end
+  end
   local list = events and events[name]
   if not list then
     if name == 'error' then

@@ -76,6 +76,23 @@ function os.userInfo()
   return {username = p.username, uid = p.uid, gid = p.gid, shell = p.shell,
     homedir = p.homedir}
 end
+-- getPriority([pid]) and setPriority([pid, ]priority): a process's nice
+-- value (this one by default), as Node's; errors raise with their code.
+function os.getPriority(pid)
+  local p, err = uv.os_getpriority(pid or 0)
+  if not p then
+    error(require('internal.errors').sys(err, 'uv_os_getpriority'), 2)
+  end
+  return p
+end
+function os.setPriority(pid, priority)
+  if priority == nil then pid, priority = 0, pid end
+  local ok, err = uv.os_setpriority(pid, priority)
+  if not ok then
+    error(require('internal.errors').sys(err, 'uv_os_setpriority'), 2)
+  end
+end
+
 os.EOL = '\n'
 os.devNull = '/dev/null'
 os.constants = {signals = {}}

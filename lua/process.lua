@@ -110,6 +110,46 @@ end
 function process.getuid() return uv.getuid() end
 function process.getgid() return uv.getgid() end
 
+-- The rest of Node's POSIX calls: geteuid, getegid, umask([mask]) (the
+-- mask as it was), abort() (SIGABRT, a core dump where allowed).
+local ffi = require('ffi')
+pcall(ffi.cdef, [[
+unsigned int geteuid(void);
+unsigned int getegid(void);
+unsigned int umask(unsigned int mask);
+void abort(void);
+]])
+function process.geteuid() return tonumber(ffi.C.geteuid()) end
+function process.getegid() return tonumber(ffi.C.getegid()) end
+function process.umask(mask)
+  if mask == nil then
+    local old = ffi.C.umask(0)
+    ffi.C.umask(old)
+    return tonumber(old)
+  end
+  if type(mask) == 'string' then mask = tonumber(mask, 8) end
+  if type(mask) ~= 'number' or mask < 0 or mask > 511 or mask % 1 ~= 0 then
+    error('The "mask" argument must be an octal string or an integer '
+      .. 'from 0 to 0o777', 2)
+  end
+  return tonumber(ffi.C.umask(mask))
+end
+function process.abort() ffi.C.abort() end
+
+-- resourceUsage() -> Node's fields (times in microseconds, maxRSS in KB).
+function process.resourceUsage()
+  local r = uv.getrusage()
+  return {userCPUTime = r.utime.sec * 1e6 + r.utime.usec,
+    systemCPUTime = r.stime.sec * 1e6 + r.stime.usec, maxRSS = r.maxrss,
+    sharedMemorySize = r.ixrss, unsharedDataSize = r.idrss,
+    unsharedStackSize = r.isrss, minorPageFault = r.minflt,
+    majorPageFault = r.majflt, swappedOut = r.nswap,
+    fsRead = r.inblock, fsWrite = r.oublock, ipcSent = r.msgsnd,
+    ipcReceived = r.msgrcv, signalsCount = r.nsignals,
+    voluntaryContextSwitches = r.nvcsw,
+    involuntaryContextSwitches = r.nivcsw}
+end
+
 -- Signal numbers by name, and names by number, for kill and exit events.
 local signals = {}
 for name, num in pairs(uv.constants) do

@@ -558,4 +558,23 @@ describe('process', function()
       assert.equal('E', p.stderr)
     end)
   end)
+
+  it('has geteuid, getegid, umask, resourceUsage and abort, as Node',
+      function()
+    -- No core file: the limit is 0 for this one.
+    local p = h.run({'-c', 'ulimit -c 0; exec "$0" -e "$1"', h.bin, [[
+      print(process.geteuid(), process.getegid())
+      local old = process.umask('027')
+      print(string.format('%o %o', old, process.umask()))
+      local r = process.resourceUsage()
+      print(r.maxRSS > 1000, r.userCPUTime >= 0, r.voluntaryContextSwitches >= 0)
+      process.abort()
+      print('not reached')
+    ]]}, {cmd = 'sh'})
+    local uid = tonumber(io.popen('id -u'):read('*a'))
+    local gid = tonumber(io.popen('id -g'):read('*a'))
+    assert.equal(uid .. '\t' .. gid .. '\n', p.stdout:match('^[^\n]*\n'))
+    assert.matches('\n%d+ 27\ntrue\ttrue\ttrue\n$', p.stdout)
+    assert.equal('SIGABRT', p.signal)
+  end)
 end)

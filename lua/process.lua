@@ -15,11 +15,17 @@ local type, tostring, tonumber, select, unpack, error, pcall, xpcall =
 local live = {
   ppid = function() return uv.os_getppid() end,
   title = function() return uv.get_process_title() end,
+  -- stdin: made on first use (lua/internal/stdin.lua), then a field.
+  stdin = function(t)
+    local s = require('internal.stdin').make()
+    rawset(t, 'stdin', s)
+    return s
+  end,
 }
 local process = setmetatable({}, {
   __index = function(_, k)
     local get = live[k]
-    if get then return get() end
+    if get then return get(_) end
     return EventEmitter[k]
   end,
   __newindex = function(t, k, v)

@@ -577,4 +577,61 @@ describe('process', function()
     assert.matches('\n%d+ 27\ntrue\ttrue\ttrue\n$', p.stdout)
     assert.equal('SIGABRT', p.signal)
   end)
+
+  describe('stdin', function()
+    local SCRIPT = [[
+      local n, parts = 0, {}
+      process.stdin:on('data', function(d) n = n + 1 parts[#parts + 1] = d end)
+      process.stdin:on('end', function()
+        local all = table.concat(parts)
+        print(#all, n > 0, process.stdin.isTTY,
+          all:sub(1, 6) == 'line 1')
+      end)
+    ]]
+    local big = {}
+    for i = 1, 20000 do big[i] = 'line ' .. i .. '\n' end
+    big = table.concat(big)
+
+    it('reads a pipe to its end', function()
+      local p = h.run({'-e', SCRIPT}, {stdin = big})
+      assert.equal(0, p.code, p.stderr)
+      assert.equal(#big .. '\ttrue\tfalse\ttrue\n', p.stdout)
+    end)
+
+    it('reads a file given as stdin', function()
+      local path = h.tmpfile(big)
+      local p = h.run({'-c', 'exec "$0" -e "$1" < "$2"', h.bin, SCRIPT,
+        path}, {cmd = 'sh'})
+      os.remove(path)
+      assert.equal(0, p.code, p.stderr)
+      assert.equal(#big .. '\ttrue\tfalse\ttrue\n', p.stdout)
+    end)
+
+    it('ends at once when fd 0 is closed, and keeps nothing alive unread',
+        function()
+      local p = h.run({'-c', 'exec "$0" -e "$1" <&-', h.bin,
+        "process.stdin:on('end', function() print('ended') end) "
+          .. "process.stdin:resume()"},
+        {cmd = 'sh'})
+      assert.equal('ended\n', p.stdout)
+      -- Never read: the process ends with its work while its stdin (a FIFO
+      -- a writer holds open) is still open.
+      local dir = os.tmpname()
+      os.remove(dir)
+      assert(os.execute('mkdir ' .. dir) == 0)
+      local fifo = dir .. '/in'
+      local t0 = require('uv').hrtime()
+      p = h.run({'-c', 'mkfifo "$2"; sleep 10 > "$2" 2>/dev/null & '
+        .. 'echo $! > "$2.pid"; exec "$0" -e "$1" < "$2"', h.bin,
+        "local s = process.stdin print(s.readable)", fifo}, {cmd = 'sh'})
+      local took = (require('uv').hrtime() - t0) / 1e6
+      local f = io.open(fifo .. '.pid')
+      local writer = f and tonumber(f:read('*a'))
+      if f then f:close() end
+      if writer then pcall(require('uv').kill, writer, 'sigterm') end
+      os.execute('rm -rf ' .. dir)
+      assert.equal('true\n', p.stdout)
+      assert.is_true(took < 5000, 'took ' .. took .. ' ms')
+    end)
+  end)
 end)

@@ -14,6 +14,7 @@ local C = require('_tls')
 local net = require('net')
 local process = require('process')
 local errors = require('internal.errors')
+local dns_ip = require('internal.dns').isIP
 local TLSSocket = require('tls.socket')
 local co_run = require('co').run
 
@@ -24,6 +25,79 @@ local tls = {}
 tls.TLSSocket = TLSSocket
 tls.DEFAULT_MIN_VERSION = 'TLSv1.2'
 tls.DEFAULT_MAX_VERSION = 'TLSv1.3'
+tls.DEFAULT_ECDH_CURVE = 'auto'
+
+-- getCiphers() -> the names of the supported ciphers, lower case, as
+-- Node's.
+function tls.getCiphers()
+  local out = {}
+  for i, name in ipairs(C.ciphers()) do out[i] = name:lower() end
+  return out
+end
+
+-- checkServerIdentity(hostname, cert) -> nil when cert (a
+-- getPeerCertificate() table) is for hostname, else Node's
+-- ERR_TLS_CERT_ALTNAME_INVALID error: DNS names (one leading '*.' label
+-- matching one label) or IP addresses from subjectaltname, the subject's
+-- CN only when there are no DNS names.
+local function dns_match(pattern, host)
+  pattern, host = pattern:lower(), host:lower()
+  if pattern == host then return true end
+  local rest = pattern:match('^%*(%..+)$')
+  if not rest then return false end
+  local label, tail = host:match('^([^.]+)(%..+)$')
+  return label ~= nil and tail == rest and rest:find('%.', 2) ~= nil
+end
+
+function tls.checkServerIdentity(hostname, cert)
+  hostname = tostring(hostname):gsub('%.$', '')
+  cert = cert or {}
+  local dns, ips = {}, {}
+  for kind, value in (cert.subjectaltname or ''):gmatch(
+      '([%a ]+):([^,]+)') do
+    kind = kind:gsub('^%s+', '')
+    if kind == 'DNS' then dns[#dns + 1] = value
+    elseif kind == 'IP Address' then ips[#ips + 1] = value end
+  end
+  local reason
+  if dns_ip(hostname) ~= 0 then
+    for _, ip in ipairs(ips) do
+      if ip:lower() == hostname:lower() then return nil end
+    end
+    reason = 'IP: ' .. hostname .. ' is not in the cert\'s list: '
+      .. table.concat(ips, ', ')
+  elseif #dns > 0 then
+    for _, name in ipairs(dns) do
+      if dns_match(name, hostname) then return nil end
+    end
+    reason = 'Host: ' .. hostname .. '. is not in the cert\'s altnames: '
+      .. (cert.subjectaltname or '')
+  else
+    local cn = cert.subject and cert.subject.CN
+    if cn and dns_match(cn, hostname) then return nil end
+    reason = 'Host: ' .. hostname .. '. is not cert\'s CN: ' .. tostring(cn)
+  end
+  return errors.new('ERR_TLS_CERT_ALTNAME_INVALID',
+    "Hostname/IP does not match certificate's altnames: " .. reason,
+    {reason = reason, host = hostname, cert = cert})
+end
+
+-- rootCertificates: the trusted roots (Debian's ca-certificates bundle)
+-- as PEM strings, read on first use.
+setmetatable(tls, {__index = function(t, k)
+  if k ~= 'rootCertificates' then return nil end
+  local list = {}
+  local f = io.open('/etc/ssl/certs/ca-certificates.crt', 'rb')
+  if f then
+    local all = f:read('*a')
+    f:close()
+    local pat = '%-%-%-%-%-BEGIN CERTIFICATE%-%-%-%-%-.-'
+      .. '%-%-%-%-%-END CERTIFICATE%-%-%-%-%-'
+    for pem in all:gmatch(pat) do list[#list + 1] = pem .. '\n' end
+  end
+  rawset(t, 'rootCertificates', list)
+  return list
+end})
 
 do
   local v = process.env.LUACLUSTER_TLS_TICKETS

@@ -248,6 +248,44 @@ describe('tls', function()
     assert.matches('pfx', err.message)
   end)
 
+  it('has getCiphers, rootCertificates and checkServerIdentity, as Node',
+      function()
+    local ciphers = tls.getCiphers()
+    assert.truthy(#ciphers > 10)
+    local set = {}
+    for _, c in ipairs(ciphers) do set[c] = true end
+    assert.is_true(set.tls_aes_256_gcm_sha384)
+    assert.is_true(set['ecdhe-ecdsa-aes128-gcm-sha256'])
+    -- Debian's bundle, each one PEM that OpenSSL reads.
+    local roots = tls.rootCertificates
+    assert.truthy(#roots > 50)
+    assert.matches('^%-%-%-%-%-BEGIN CERTIFICATE', roots[1])
+    assert.is_table(tls.createSecureContext({ca = roots[1]}))
+    -- The peer's certificate as getPeerCertificate gives it.
+    local _, port = echo()
+    local sock, st = connect({host = 'localhost', port = port, ca = C.ca})
+    assert.is_nil(st.err)
+    local cert = sock:getPeerCertificate()
+    sock:destroy()
+    assert.is_nil(tls.checkServerIdentity('localhost', cert))
+    assert.is_nil(tls.checkServerIdentity('LOCALHOST.', cert))
+    assert.is_nil(tls.checkServerIdentity('127.0.0.1', cert))
+    local e = tls.checkServerIdentity('example.com', cert)
+    assert.equal('ERR_TLS_CERT_ALTNAME_INVALID', e.code)
+    assert.matches("not in the cert's altnames", e.reason)
+    e = tls.checkServerIdentity('10.1.2.3', cert)
+    assert.matches("IP: 10.1.2.3 is not in the cert's list", e.reason)
+    -- Wildcards cover one label only; the CN counts only without DNS names.
+    local wild = {subject = {CN = 'ignored.example'},
+      subjectaltname = 'DNS:*.example.org'}
+    assert.is_nil(tls.checkServerIdentity('a.example.org', wild))
+    assert.is_table(tls.checkServerIdentity('a.b.example.org', wild))
+    assert.is_table(tls.checkServerIdentity('example.org', wild))
+    assert.is_table(tls.checkServerIdentity('ignored.example', wild))
+    assert.is_nil(tls.checkServerIdentity('cn.example',
+      {subject = {CN = 'cn.example'}}))
+  end)
+
   it('connects, verifies, echoes, ends', function()
     local _, port = echo()
     local sock, st = connect({host = 'localhost', port = port, ca = C.ca})

@@ -362,6 +362,23 @@ int lc__tls_push_peer(lua_State *L, lc_tls *t) {
   return 1;
 }
 
+/* _tls.ciphers() -> the names of the ciphers a default context offers,
+ * TLS 1.3's suites first (Node's tls.getCiphers() lower-cases them). */
+static int tls_ciphers(lua_State *L) {
+  SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+  SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+  STACK_OF(SSL_CIPHER) *list = ssl ? SSL_get_ciphers(ssl) : NULL;
+  int i, n = list ? sk_SSL_CIPHER_num(list) : 0;
+  lua_createtable(L, n, 0);
+  for (i = 0; i < n; i++) {
+    lua_pushstring(L, SSL_CIPHER_get_name(sk_SSL_CIPHER_value(list, i)));
+    lua_rawseti(L, -2, i + 1);
+  }
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  return 1;
+}
+
 /* e:peer_certificate() -> the certificate's fields (above), or nil. */
 static int engine_peer_certificate(lua_State *L) {
   return lc__tls_push_peer(L, check_engine(L, 1));
@@ -442,6 +459,7 @@ int luaopen_lc_tls(lua_State *L) {
       {"close", engine_close},
       {NULL, NULL}};
   static const luaL_Reg fns[] = {{"context", lc__tls_ctx_new},
+                                 {"ciphers", tls_ciphers},
                                  {"engine", tls_engine},
                                  {"ticket_master", lc__tls_ticket_master},
                                  {"random", lc__tls_random},

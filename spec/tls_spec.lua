@@ -286,6 +286,32 @@ describe('tls', function()
       {subject = {CN = 'cn.example'}}))
   end)
 
+  it("takes checkServerIdentity in place of the host check, as Node",
+      function()
+    local _, port = echo()
+    local seen
+    -- The certificate is for localhost; the function decides instead.
+    local sock, st = connect({host = '127.0.0.1', servername = 'other.name',
+      port = port, ca = C.ca, checkServerIdentity = function(host, cert)
+        seen = {host, cert.subject.CN}
+        return nil
+      end})
+    assert.is_nil(st.err)
+    assert.is_true(sock.authorized)
+    assert.same({'other.name', 'localhost'}, seen)
+    sock:destroy()
+    -- Its error refuses the connection (rejectUnauthorized).
+    local _, st2 = connect({host = 'localhost', port = port, ca = C.ca,
+      checkServerIdentity = function(host, cert)
+        return require('internal.errors').new('ERR_PINNED', 'not my pin')
+      end})
+    assert.equal('ERR_PINNED', st2.err.code)
+    -- With the default check, a name not in the certificate is refused.
+    local _, st3 = connect({host = '127.0.0.1', servername = 'other.name',
+      port = port, ca = C.ca})
+    assert.equal('ERR_TLS_CERT_ALTNAME_INVALID', st3.err.code)
+  end)
+
   it('connects, verifies, echoes, ends', function()
     local _, port = echo()
     local sock, st = connect({host = 'localhost', port = port, ca = C.ca})

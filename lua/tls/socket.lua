@@ -120,8 +120,12 @@ function TLSSocket:_connected()
   else
     self.servername = name or self.servername
   end
+  -- The host check is OpenSSL's, unless the caller brings Node's
+  -- checkServerIdentity(hostname, cert), called after the handshake.
+  local custom = not self._isServer
+    and type(o.checkServerIdentity) == 'function'
   local e = C.engine(o.secureContext.context, self._isServer, name,
-    not self._isServer)
+    not self._isServer and not custom)
   if o.session then e:set_session(o.session) end
   self._handle = Handle.new(raw, e, function(err) self:_secured(err) end,
     not self._isServer and function()
@@ -151,6 +155,18 @@ function TLSSocket:_secured(err)
     self.servername = info.servername or false
   end
   local code, reason = e:verify_error()
+  local check = not self._isServer and self._tls.checkServerIdentity
+  if code == nil and type(check) == 'function' then
+    local host = self._tls.servername or self._tls.host or 'localhost'
+    local ok, ierr = pcall(check, host, self:getPeerCertificate())
+    if not ok or ierr ~= nil then
+      local bad = ok and ierr or errors.new('ERR_TLS_CERT_ALTNAME_INVALID',
+        tostring(ierr))
+      code = bad.code or 'ERR_TLS_CERT_ALTNAME_INVALID'
+      reason = bad.reason or bad.message or tostring(bad)
+      self._identityError = bad
+    end
+  end
   self.authorized = code == nil
   self.authorizationError = code
   if self._isServer then
@@ -158,6 +174,9 @@ function TLSSocket:_secured(err)
     return
   end
   if code and self._tls.rejectUnauthorized ~= false then
+    -- checkServerIdentity's own error, as Node hands it on.
+    local own = self._identityError
+    if type(own) == 'table' then return self:destroy(own) end
     if code == 'ERR_TLS_CERT_ALTNAME_INVALID' then
       reason = reason .. ": Host: " .. tostring(self._tls.servername
         or self._tls.host) .. ". is not in the cert's altnames"

@@ -499,6 +499,32 @@ describe('http server requests', function()
     assert.equal('ERR_OUT_OF_RANGE', err.code)
   end)
 
+  it("gives a chunked request's trailers as req.trailers and rawTrailers",
+      function()
+    local seen = {}
+    local _, port = serve(function(req, res)
+      req:on('data', function() end)
+      req:on('end', function()
+        seen[#seen + 1] = {req.trailers, req.rawTrailers}
+        res:finish('ok')
+      end)
+    end)
+    local c = connect(port)
+    c:send('POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n'
+      .. '\r\n5\r\nhello\r\n0\r\nX-Checksum: abc\r\nX-Empty:\r\n'
+      .. 'x-checksum: def\r\n\r\n'
+      .. 'POST /n HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n'
+      .. '\r\n2\r\nhi\r\n0\r\n\r\n')
+    local r = responses(c, 2)
+    assert.equal(200, r[2].status)
+    assert.same({['x-checksum'] = 'abc, def', ['x-empty'] = ''}, seen[1][1])
+    assert.same({'X-Checksum', 'abc', 'X-Empty', '', 'x-checksum', 'def'},
+      seen[1][2])
+    -- None: empty, as Node's.
+    assert.same({{}, {}}, seen[2])
+    c:close()
+  end)
+
   it('answers 417 to another expectation without the handler', function()
     local called = false
     local _, port = serve(function(req, res)

@@ -55,6 +55,17 @@ local function version_part(req, which)
   rawset(req, 'httpVersionMinor', tonumber(minor))
   return rawget(req, which)
 end
+-- trailers and rawTrailers: empty until a chunked body's trailers came.
+function lazy.trailers(req)
+  local t = {}
+  rawset(req, 'trailers', t)
+  return t
+end
+function lazy.rawTrailers(req)
+  local t = {}
+  rawset(req, 'rawTrailers', t)
+  return t
+end
 function lazy.httpVersionMajor(req)
   return version_part(req, 'httpVersionMajor')
 end
@@ -202,12 +213,26 @@ function IncomingMessage._data(req, chunk, res)
 end
 
 -- From C: the body is complete.
-function IncomingMessage._end(req, res)
+function IncomingMessage._end(req, res, trailers)
   if res then req._res = res end
+  if trailers then IncomingMessage._trailers(req, trailers) end
   req.complete = true
   local col = rawget(req, '_collect')
   if col then return co._wake(col.c, col) end
   Readable.push(req, nil)
+end
+
+-- A chunked request's trailers (C packs them name\0value\0...):
+-- req.rawTrailers as Node's flat list, req.trailers by lower-case name,
+-- repeated names joined with ', '.
+function IncomingMessage._trailers(req, packed)
+  local raw, map = {}, {}
+  for name, value in packed:gmatch('(%Z*)%z(%Z*)%z') do
+    raw[#raw + 1], raw[#raw + 2] = name, value
+    local k = name:lower()
+    map[k] = map[k] and (map[k] .. ', ' .. value) or value
+  end
+  req.rawTrailers, req.trailers = raw, map
 end
 
 -- From C (through the server's abort): the connection closed mid-body.

@@ -256,6 +256,7 @@ static void conn_close_cb(uv_handle_t *h) {
   if (c->tls)
     lc__http_tls_free(c);
   buf_free(&c->in);
+  buf_free(&c->trl);
   head_free(&c->head);
   buf_free(&c->out);
   free(c);

@@ -349,6 +349,7 @@ struct http_conn {
   int ref_box, ref_env; /* LUA_NOREF until the Lua side is made. */
   const void *res_ptr;  /* The table of the response in flight. */
   lc_buf in;            /* Unparsed input while paused. */
+  lc_buf trl;           /* A chunked request's trailers: name\0value\0... */
   http_head head;        /* The request's URL and headers. */
   uint32_t url_len;
   int err_status;           /* 431 when headers overflowed. */
@@ -379,6 +380,7 @@ struct http_conn {
   unsigned is_head : 1;     /* The request is HEAD. */
   unsigned keep_req : 1;    /* The request allows keep-alive. */
   unsigned nreq;            /* Requests dispatched on it so far. */
+  unsigned trl_state : 2;   /* 0 none, 1 in a trailer's name, 2 value. */
   unsigned keep : 1;        /* The response keeps the connection. */
   unsigned http11 : 1;      /* The request is HTTP/1.1 or later. */
   unsigned expect : 2;      /* 1: 100-continue, 2: another expectation. */

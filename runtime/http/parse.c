@@ -256,6 +256,8 @@ static int on_message_begin(llhttp_t *p) {
   c->req_body = 0;
   c->req_whole = 0;
   c->in_trailers = 0;
+  c->trl.len = 0;
+  c->trl_state = 0;
   c->gap_bytes = 0;
   return 0;
 }
@@ -264,6 +266,21 @@ static int on_message_begin(llhttp_t *p) {
 static int too_large(http_conn *c) {
   c->err_status = 431;
   return -1;
+}
+
+/* A trailer's name (state 1) or value (2) piece, kept as name\0value\0,
+ * bounded by maxHeaderSize as the head. State 3: a name complete, its
+ * value not begun (on_header_field_complete); a name after it had an
+ * empty value. */
+static int trailer_piece(http_conn *c, unsigned state, const char *at,
+                         size_t len) {
+  if (state == 1 && (c->trl_state == 2 || c->trl_state == 3))
+    buf_byte(&c->trl, 0); /* The value before ends. */
+  c->trl_state = state;
+  if (c->trl.len + len > c->s->max_header)
+    return too_large(c);
+  buf_add(&c->trl, at, len);
+  return 0;
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t len) {
@@ -282,7 +299,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   if (memchr(at, ' ', len) != NULL)
     return -1;
   if (!c->in_head)
-    return 0; /* A trailer: not kept. */
+    return c->in_trailers ? trailer_piece(c, 1, at, len) : 0;
   if (head_name(&c->head, at, len, c->s->max_header) != 0)
     return too_large(c);
   return 0;
@@ -296,13 +313,17 @@ static int on_header_field_complete(llhttp_t *p) {
   if (c->in_head &&
       (c->head.state != 1 || c->head.hdrs[c->head.n - 1].nlen == 0))
     return -1;
+  if (!c->in_head && c->in_trailers && c->trl_state == 1) {
+    buf_byte(&c->trl, 0); /* The trailer's name ends. */
+    c->trl_state = 3;
+  }
   return 0;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   http_conn *c = (http_conn *)p->data;
   if (!c->in_head)
-    return 0;
+    return c->in_trailers ? trailer_piece(c, 2, at, len) : 0;
   if (head_value(&c->head, at, len, c->s->max_header) != 0)
     return too_large(c);
   return 0;
@@ -420,14 +441,20 @@ static int on_message_complete(llhttp_t *p) {
     return -1;
   c->in_msg = 0;
   c->req_start = 0;
-  c->in_trailers = 0;
   if (c->req_obj) {
     if (c->req_body && !c->req_whole) {
-      /* Stack: end req res|nil. */
+      /* Stack: end req res|nil [trailers]. */
+      int n = 2;
       lua_rawgeti(L, LUA_REGISTRYINDEX, s->refs[CB_END]);
       lc__http_conn_get(L, c, ENV_REQ);
       lc__http_conn_get(L, c, ENV_RES);
-      lc_pcall(L, 2, 0);
+      if (c->trl_state != 0) {
+        /* The last value ends (state 3: it was empty). */
+        buf_byte(&c->trl, 0);
+        lua_pushlstring(L, c->trl.base, c->trl.len);
+        n = 3;
+      }
+      lc_pcall(L, n, 0);
     }
     c->req_obj = 0;
     if (!c->busy && c->ref_env != LUA_NOREF) {
@@ -435,6 +462,9 @@ static int on_message_complete(llhttp_t *p) {
       lc__http_conn_set(c, ENV_REQ);
     }
   }
+  c->trl.len = 0;
+  c->trl_state = 0;
+  c->in_trailers = 0;
   if (STOPPED(c))
     return -1;
   if (c->busy)

@@ -525,6 +525,54 @@ describe('http server requests', function()
     c:close()
   end)
 
+  it("gives Expect requests to 'checkContinue' / 'checkExpectation' "
+      .. 'listeners, as Node', function()
+    local http = require('http')
+    local srv = http.createServer(function(_, res) res:finish('request') end)
+    srv:on('checkContinue', function(req, res)
+      if req.url == '/big' then
+        res:writeHead(413)
+        return res:finish('too big')  -- refused before the body is sent
+      end
+      res:writeContinue()
+      req:on('data', function() end)
+      req:on('end', function() res:finish('continued') end)
+    end)
+    srv:on('checkExpectation', function(req, res)
+      res:writeHead(200)
+      res:finish('expected ' .. req.headers.expect)
+    end)
+    local port = h.free_port()
+    local ready = false
+    srv:listen(port, '127.0.0.1', function() ready = true end)
+    assert.is_true(h.wait(function() return ready end))
+    local c = connect(port)
+    c:send('POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n'
+      .. 'Expect: 100-continue\r\n\r\n')
+    local r = responses(c, 1)
+    assert.equal(413, r[1].status)
+    assert.equal('too big', r[1].body)
+    c:close()
+    c = connect(port)
+    c:send('POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n'
+      .. 'Expect: 100-continue\r\n\r\n')
+    assert.is_true(c:wait(function(cc)
+      return cc.data:find('100 Continue', 1, true) ~= nil end))
+    c:send('hi')
+    r = responses(c, 2)
+    assert.equal(100, r[1].status)
+    assert.equal('continued', r[2].body)
+    c:send('GET / HTTP/1.1\r\nHost: x\r\nExpect: something-else\r\n\r\n')
+    r = responses(c, 3)
+    assert.equal('expected something-else', r[3].body)
+    -- A plain request still goes to the handler.
+    c:send('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+    r = responses(c, 4)
+    assert.equal('request', r[4].body)
+    c:close()
+    srv:close()
+  end)
+
   it('answers 417 to another expectation without the handler', function()
     local called = false
     local _, port = serve(function(req, res)

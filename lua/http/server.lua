@@ -86,6 +86,8 @@ local function sync_handler(self)
   if self._srv then
     self._srv:emit_connection(self:listenerCount('connection') > 0)
     self._srv:emit_secure(self:listenerCount('secureConnection') > 0)
+    self._srv:emit_expect(self:listenerCount('checkContinue') > 0,
+      self:listenerCount('checkExpectation') > 0)
     self._srv:emit_upgrade(self:listenerCount('upgrade') > 0,
       self:listenerCount('connect') > 0,
       self:listenerCount('clientError') > 0)
@@ -99,7 +101,8 @@ for _, m in ipairs({'on', 'addListener', 'once', 'prependListener',
     super(self, name, ...)
     if name == nil or name == 'request' or name == 'connection'
         or name == 'upgrade' or name == 'connect'
-        or name == 'clientError' or name == 'secureConnection' then
+        or name == 'clientError' or name == 'secureConnection'
+        or name == 'checkContinue' or name == 'checkExpectation' then
       sync_handler(self)
     end
     return self
@@ -140,36 +143,44 @@ local function on_timeout(server, socket)
   if not heard then socket:destroy() end
 end
 
+-- One call per request: builds req and res (the constructors copy a
+-- template, the cheapest way to make them) and runs self[field] with them:
+-- the handler ('_handler'), or the 'checkContinue' / 'checkExpectation'
+-- emitter for a request with Expect when such a listener is there.
+local function dispatcher(self, field)
+  return function(method, url, version, hd, socket, complete, box, env)
+    -- Constant constructors are copies of a template whose keys are in
+    -- place: filling them in adds no key, and the response's later
+    -- fields are there already, so neither table ever grows.
+    local req = {method = false, url = false, httpVersion = false,
+      _hd = false, socket = false, complete = false}
+    req.method, req.url, req.httpVersion, req._hd = method, url, version,
+      hd
+    req.socket, req.complete = socket, complete
+    setmetatable(req, IncomingMessage)
+    local res = {_c = false, req = false, socket = false,
+      statusCode = 200, headersSent = false, finished = false,
+      _wh = false}
+    res._c, res.req, res.socket = box, req, socket
+    setmetatable(res, ServerResponse)
+    if type(complete) == 'string' then
+      -- The whole body came with the head: queued as the Readable
+      -- queue's one piece (what req:body() and the flow read first),
+      -- with the response C would name in its data and end calls.
+      req._rq, req._rh, req._rt, req._rlen = {complete}, 1, 1, #complete
+      req.complete, req._res = true, res
+    end
+    env[ENV_REQ], env[ENV_RES] = req, res
+    co_run(run_handler, self[field], req, res)
+  end
+end
+
 -- The callbacks table given to C (HTTP_CALLBACK_MAP in runtime/http/http.h).
 local function make_callbacks(self)
   return {
-    -- One call per request: builds req and res (the constructors copy a
-    -- template, the cheapest way to make them) and runs the handler.
-    dispatch = function(method, url, version, hd, socket, complete, box, env)
-      -- Constant constructors are copies of a template whose keys are in
-      -- place: filling them in adds no key, and the response's later
-      -- fields are there already, so neither table ever grows.
-      local req = {method = false, url = false, httpVersion = false,
-        _hd = false, socket = false, complete = false}
-      req.method, req.url, req.httpVersion, req._hd = method, url, version,
-        hd
-      req.socket, req.complete = socket, complete
-      setmetatable(req, IncomingMessage)
-      local res = {_c = false, req = false, socket = false,
-        statusCode = 200, headersSent = false, finished = false,
-        _wh = false}
-      res._c, res.req, res.socket = box, req, socket
-      setmetatable(res, ServerResponse)
-      if type(complete) == 'string' then
-        -- The whole body came with the head: queued as the Readable
-        -- queue's one piece (what req:body() and the flow read first),
-        -- with the response C would name in its data and end calls.
-        req._rq, req._rh, req._rt, req._rlen = {complete}, 1, 1, #complete
-        req.complete, req._res = true, res
-      end
-      env[ENV_REQ], env[ENV_RES] = req, res
-      co_run(run_handler, self._handler, req, res)
-    end,
+    dispatch = dispatcher(self, '_handler'),
+    checkContinue = dispatcher(self, '_checkContinue'),
+    checkExpectation = dispatcher(self, '_checkExpectation'),
     data = IncomingMessage._data,
     ['end'] = IncomingMessage._end,
     drain = ServerResponse._drain,
@@ -283,6 +294,14 @@ function server.createServer(options, handler, maxHeaderSize, class)
     self.accessLog = options.accessLog
   elseif process.env.LUACLUSTER_ACCESS_LOG then
     self.accessLog = require('http.access_log').default()
+  end
+  -- Node's: a request with Expect goes to these listeners instead of
+  -- 'request' (they answer it: res:writeContinue(), or a refusal).
+  self._checkContinue = function(req, res)
+    self:emit('checkContinue', req, res)
+  end
+  self._checkExpectation = function(req, res)
+    self:emit('checkExpectation', req, res)
   end
   self._emit_request = function(req, res)
     self:emit('request', req, res)

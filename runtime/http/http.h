@@ -177,6 +177,10 @@
                                      handshake failed (conn_tls.c). */       \
   XX(SECURE, "secureConnection") /* (socket): a TLS handshake done, when    \
                                     emit_secure (conn_tls.c). */            \
+  XX(CHECK_CONTINUE, "checkContinue") /* as dispatch: Expect: 100-continue   \
+                                         with a listener (no 100 sent). */  \
+  XX(CHECK_EXPECTATION, "checkExpectation") /* as dispatch: another         \
+                                               Expect, with a listener. */ \
   XX(SOCK_MT, "Socket")
 
 enum {
@@ -301,6 +305,8 @@ typedef struct http_server {
   unsigned emit_connect : 1; /* A 'connect' listener is there. */
   unsigned emit_client_error : 1; /* A 'clientError' listener too. */
   unsigned emit_secure : 1;       /* A 'secureConnection' listener. */
+  unsigned emit_check_continue : 1;    /* A 'checkContinue' listener. */
+  unsigned emit_check_expectation : 1; /* A 'checkExpectation' one. */
   unsigned rbuf_busy : 1;
   /* Limits (milliseconds for times; 0 disables). */
   size_t max_header;

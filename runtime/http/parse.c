@@ -333,7 +333,7 @@ static int on_headers_complete(llhttp_t *p) {
   http_conn *c = (http_conn *)p->data;
   http_server *s = c->s;
   lua_State *L = s->L;
-  int keys, env;
+  int keys, env, cb;
   if (STOPPED(c))
     return -1;
   if (!gap_check(c, lc__llhttp_at))
@@ -373,14 +373,25 @@ static int on_headers_complete(llhttp_t *p) {
     c->keep_req = 0;
   c->req_body = (p->flags & F_CHUNKED) ||
                 ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+  /* Expect: the server's 'checkContinue' / 'checkExpectation' listener
+   * gets the request in place of 'request' (and answers it), else 100
+   * Continue goes out now, or an expectation we cannot meet is 417
+   * without calling the handler. */
+  cb = CB_DISPATCH;
   if (c->expect == 2 && c->http11) {
-    /* An expectation we cannot meet: 417, without calling the handler. */
-    lc__http_write_head(L, c, 0, 417, 0, 1);
-    lc__http_response_done(c);
-    return STOPPED(c) ? -1 : 0;
+    if (!s->emit_check_expectation) {
+      lc__http_write_head(L, c, 0, 417, 0, 1);
+      lc__http_response_done(c);
+      return STOPPED(c) ? -1 : 0;
+    }
+    cb = CB_CHECK_EXPECTATION;
   }
-  if (c->expect == 1 && c->http11)
-    buf_lit(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+  if (c->expect == 1 && c->http11) {
+    if (s->emit_check_continue)
+      cb = CB_CHECK_CONTINUE;
+    else
+      buf_lit(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+  }
   lc__http_conn_lua(c);
   /* The Lua side builds req and res with table constructors (a template
    * copy, cheaper than field stores through the C API) from what is
@@ -392,7 +403,7 @@ static int on_headers_complete(llhttp_t *p) {
   keys = push_keys(s);
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref_env);
   env = keys + 1;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, s->refs[CB_DISPATCH]);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->refs[cb]);
   push_request_fields(c, keys);
   lc__http_conn_socket(c, env);
   /* complete: true without a body; a Content-Length body already read

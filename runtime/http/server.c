@@ -387,6 +387,16 @@ static int server_emit_connection(lua_State *L) {
   return 0;
 }
 
+/* srv:emit_expect(continue, expectation): whether 'checkContinue' and
+ * 'checkExpectation' listeners are there (without, 100 Continue goes out
+ * by itself and another expectation is answered 417, as Node). */
+static int server_emit_expect(lua_State *L) {
+  http_server *s = check_server(L);
+  s->emit_check_continue = lua_toboolean(L, 2);
+  s->emit_check_expectation = lua_toboolean(L, 3);
+  return 0;
+}
+
 /* srv:emit_secure(on): whether each finished TLS handshake is reported
  * ('secureConnection'). */
 static int server_emit_secure(lua_State *L) {
@@ -545,6 +555,7 @@ int luaopen_lc_http(lua_State *L) {
       {"socket_timeout", server_socket_timeout},
       {"max_requests", server_max_requests},
       {"emit_secure", server_emit_secure},
+      {"emit_expect", server_emit_expect},
       {"emit_upgrade", server_emit_upgrade},
       {"stats", server_stats},
       {"ref", server_ref},

@@ -24,8 +24,8 @@ build="make gcc libc6-dev cmake pkg-config libluajit2-5.1-dev luajit2 \
   libuv1-dev lua-cjson-dev lua-luv-dev node-llhttp libpq-dev libssl-dev \
   zlib1g-dev"
 test="lua-busted lua-lpeg lua-filesystem lua-yaml procps util-linux mount \
-  systemd curl openssl dpkg-dev file groff-base redis-server memcached \
-  nodejs node-ws postgresql"
+  systemd curl openssl ca-certificates dpkg-dev file groff-base \
+  redis-server memcached nodejs node-ws postgresql"
 bench="wrk nginx-light libnginx-mod-http-lua lua-cjson nodejs npm hyperfine"
 fuzz="clang libclang-rt-14-dev"
 

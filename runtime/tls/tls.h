@@ -103,6 +103,15 @@ int lc__tls_ticket_master(lua_State *L);
 int lc__tls_random(lua_State *L);
 /* The context's Lua binding helpers (lua.c). */
 int lc__tls_ctx_new(lua_State *L);
+
+/* pem.c: key material into a context; each returns 0 on failure. */
+int lc__tls_each_pem(lua_State *L, int opts, const char *field,
+                     int (*fn)(SSL_CTX *, const char *, size_t, void *),
+                     SSL_CTX *ctx, void *arg);
+int lc__tls_use_key(SSL_CTX *ctx, const char *pem, size_t len, void *pass);
+int lc__tls_use_cert(SSL_CTX *ctx, const char *pem, size_t len, void *arg);
+int lc__tls_add_ca(SSL_CTX *ctx, const char *pem, size_t len, void *server);
+int lc__tls_each_pfx(lua_State *L, int opts, SSL_CTX *ctx, const char *pass);
 SSL_CTX *lc__tls_check_ctx(lua_State *L, int idx);
 extern const luaL_Reg lc__tls_ctx_methods[];
 

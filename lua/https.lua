@@ -116,7 +116,7 @@ end
 
 -- The TLS options are part of an origin's name: a connection made with
 -- one CA or client certificate is not reused for a request with another.
-local NAME_FIELDS = {'ca', 'cert', 'ciphers', 'key', 'passphrase',
+local NAME_FIELDS = {'ca', 'cert', 'ciphers', 'key', 'pfx', 'passphrase',
   'rejectUnauthorized', 'servername', 'minVersion', 'maxVersion'}
 
 function Agent:getName(options)

@@ -102,6 +102,24 @@ describe('https', function()
     assert.equal(1, #seen)
   end)
 
+  it('passes checkServerIdentity through https.get, as Node', function()
+    local _, port = serve()
+    local seen
+    local status, body, err = get({host = '127.0.0.1', port = port,
+      path = '/pinned', ca = C.ca, servername = 'pinned.example',
+      agent = false, checkServerIdentity = function(host, cert)
+        seen = {host, cert.subject.CN}
+      end})
+    assert.is_nil(err)
+    assert.equal(200, status, body)
+    assert.equal('hello /pinned', body)
+    assert.same({'pinned.example', 'localhost'}, seen)
+    -- Without it, the name is checked and refused.
+    local _, _, err2 = get({host = '127.0.0.1', port = port, path = '/',
+      ca = C.ca, servername = 'pinned.example', agent = false})
+    assert.equal('ERR_TLS_CERT_ALTNAME_INVALID', err2.code)
+  end)
+
   it('fetch takes https URLs, keep-alive through https.globalAgent',
       function()
     local conns = 0

@@ -71,15 +71,19 @@ client.ClientRequest = ClientRequest
 
 -- What an https request hands its agent for the connection (tls.connect's
 -- options).
-local TLS_OPTIONS = {'ca', 'cert', 'key', 'passphrase', 'servername',
-  'rejectUnauthorized', 'ALPNProtocols', 'minVersion', 'maxVersion',
-  'ciphers', 'secureContext', 'session'}
+local TLS_OPTIONS = {'ca', 'cert', 'key', 'pfx', 'passphrase', 'servername',
+  'rejectUnauthorized', 'checkServerIdentity', 'ALPNProtocols',
+  'minVersion', 'maxVersion', 'ciphers', 'secureContext', 'session'}
 
 -- agent_of(opts) -> the request's agent: opts.agent, http.globalAgent
--- when nil, a new Agent (keepAlive false) when false.
+-- (https's for https.request) when nil, a new Agent of the same kind
+-- (keepAlive false) when false.
 local function agent_of(agent, default)
   if agent == nil then return default or require('http').globalAgent end
-  if agent == false then return Agent:new() end
+  if agent == false then
+    local class = default and getmetatable(default) or Agent
+    return class:new()
+  end
   if type(agent) ~= 'table' or type(agent.addRequest) ~= 'function' then
     error(errors.type_error('ERR_INVALID_ARG_TYPE', 'The "options.agent" '
       .. 'property must be an Agent-like table, nil or false. Received '

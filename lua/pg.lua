@@ -64,17 +64,23 @@ function pg.pool(opts)
   return Pool.new(opts)
 end
 
--- client:query(sql, ...) -> res, or nil and err; as pool:query.
-function Client:query(sql, ...)
-  local q, cb = Q.make('client:query', sql, ...)
+-- Runs q on the client: cb(err, res) with a callback, else waits (inside
+-- a coroutine) and returns res, or nil and err.
+local function submit(self, what, q, cb)
   if cb then
     q.cb = cb
     return self:_submit(q)
   end
-  return Q.wait('client:query', function(done)
+  return Q.wait(what, function(done)
     q.cb = done
     self:_submit(q)
   end)
+end
+
+-- client:query(sql, ...) -> res, or nil and err; as pool:query.
+function Client:query(sql, ...)
+  local q, cb = Q.make('client:query', sql, ...)
+  return submit(self, 'client:query', q, cb)
 end
 
 -- client:copyFrom(sql, data[, cb]) -> res (res.rowCount rows copied), or
@@ -83,14 +89,7 @@ end
 function Client:copyFrom(sql, data, cb)
   local q
   q, cb = Q.copy('client:copyFrom', sql, data, cb)
-  if cb then
-    q.cb = cb
-    return self:_submit(q)
-  end
-  return Q.wait('client:copyFrom', function(done)
-    q.cb = done
-    self:_submit(q)
-  end)
+  return submit(self, 'client:copyFrom', q, cb)
 end
 
 -- client:copyTo(sql[, cb]) -> res with res.data, the rows of a COPY ... TO

@@ -527,8 +527,7 @@ describe('http server requests', function()
 
   it("gives Expect requests to 'checkContinue' / 'checkExpectation' "
       .. 'listeners, as Node', function()
-    local http = require('http')
-    local srv = http.createServer(function(_, res) res:finish('request') end)
+    local srv, port = serve(function(_, res) res:finish('request') end)
     srv:on('checkContinue', function(req, res)
       if req.url == '/big' then
         res:writeHead(413)
@@ -542,10 +541,6 @@ describe('http server requests', function()
       res:writeHead(200)
       res:finish('expected ' .. req.headers.expect)
     end)
-    local port = h.free_port()
-    local ready = false
-    srv:listen(port, '127.0.0.1', function() ready = true end)
-    assert.is_true(h.wait(function() return ready end))
     local c = connect(port)
     c:send('POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n'
       .. 'Expect: 100-continue\r\n\r\n')
@@ -570,7 +565,6 @@ describe('http server requests', function()
     r = responses(c, 4)
     assert.equal('request', r[4].body)
     c:close()
-    srv:close()
   end)
 
   it('answers 417 to another expectation without the handler', function()

@@ -161,6 +161,15 @@ describe('-w settings', function()
   end)
 end)
 
+-- take(path) -> the file's text; the file is removed.
+local function take(path)
+  local f = assert(io.open(path))
+  local text = f:read('*a')
+  f:close()
+  os.remove(path)
+  return text
+end
+
 describe('the access log', function()
   it('costs a server without one nothing: its handler is called as it is',
       function()
@@ -187,10 +196,7 @@ describe('the access log', function()
         ['User-Agent'] = 'spec "agent"', Referer = 'http://r/'})))
     end
     stop(p)
-    local f = assert(io.open(path))
-    local text = f:read('*a')
-    f:close()
-    os.remove(path)
+    local text = take(path)
     local n = 0
     for line in text:gmatch('[^\n]+') do
       assert.matches('^127%.0%.0%.1 %- %- %[%d%d/%a%a%a/%d%d%d%d:%d%d:%d%d:'
@@ -255,10 +261,7 @@ describe('the access log', function()
       end)
     ]], {env = {LUACLUSTER_ACCESS_LOG = false}})
     assert.equal(0, p.code, p.stderr)
-    local f = assert(io.open(path))
-    local text = f:read('*a')
-    f:close()
-    os.remove(path)
+    local text = take(path)
     assert.matches('"GET /ok HTTP/1%.1" 200 5 "%-" "%-"\n', text)
     assert.matches('"GET /boom HTTP/1%.1" 500 21 ', text)
     assert.falsy(text:find('quiet'))
@@ -292,10 +295,7 @@ describe('the access log', function()
       end)
     ]], {env = {LUACLUSTER_ACCESS_LOG = false}})
     assert.equal(0, p.code, p.stderr)
-    local f = assert(io.open(path))
-    local text = f:read('*a')
-    f:close()
-    os.remove(path)
+    local text = take(path)
     assert.matches('"GET /slow HTTP/1%.1" 499 0 ', text)
     assert.matches('"GET /stream HTTP/1%.1" 499 2 ', text)
     -- Once each: the late finish logs nothing more.

@@ -256,7 +256,7 @@ function ServerResponse:flushHeaders()
 end
 
 function ServerResponse:writeContinue()
-  C.write_continue(self._c)
+  C.write_interim(self._c, 'HTTP/1.1 100 Continue\r\n\r\n')
 end
 
 -- writeProcessing(): sends "102 Processing" (Node's).

@@ -12,6 +12,16 @@
 #include "http.h"
 
 static void idle_cb(uv_idle_t *h);
+
+/* Takes c out of the singly linked list at *head, linked by field. */
+#define LIST_UNLINK(head, c, field)                                            \
+  do {                                                                         \
+    http_conn **pp_ = (head);                                                  \
+    while (*pp_ && *pp_ != (c))                                                \
+      pp_ = &(*pp_)->field;                                                    \
+    if (*pp_)                                                                  \
+      *pp_ = (c)->field;                                                       \
+  } while (0)
 static void conn_callback(http_conn *c, int cb, int slot);
 static void conn_end(http_conn *c);
 static void conn_end_soon(http_conn *c);
@@ -273,19 +283,11 @@ void lc__http_conn_close(http_conn *c) {
   c->closing = 1;
   aborted = c->busy || c->req_obj;
   if (c->resume_queued) {
-    http_conn **pp = &s->resume;
-    while (*pp && *pp != c)
-      pp = &(*pp)->resume_next;
-    if (*pp)
-      *pp = c->resume_next;
+    LIST_UNLINK(&s->resume, c, resume_next);
     c->resume_queued = 0;
   }
   if (c->flush_queued) {
-    http_conn **pp = &s->flush;
-    while (*pp && *pp != c)
-      pp = &(*pp)->flush_next;
-    if (*pp)
-      *pp = c->flush_next;
+    LIST_UNLINK(&s->flush, c, flush_next);
     c->flush_queued = 0;
   }
   if (c->box)

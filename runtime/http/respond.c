@@ -441,20 +441,9 @@ static int http_head_sent(lua_State *L) {
   return 1;
 }
 
-/* _http.write_continue(c): sends "100 Continue". */
-static int http_write_continue(lua_State *L) {
-  http_conn *c = lc__http_check_conn(L, 1);
-  if (c == NULL || c->closing || c->shutting || c->head_sent)
-    return 0;
-  buf_lit(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
-  if (c->depth == 0)
-    lc__http_conn_flush(c);
-  return 0;
-}
-
-/* _http.write_interim(c, head): sends an interim response (102
- * Processing, 103 Early Hints) before the final one: head is its whole
- * text, checked by the caller (lua/http/response.lua). */
+/* _http.write_interim(c, head): sends an interim response (100
+ * Continue, 102 Processing, 103 Early Hints) before the final one: head
+ * is its whole text, checked by the caller (lua/http/response.lua). */
 static int http_write_interim(lua_State *L) {
   http_conn *c = lc__http_check_conn(L, 1);
   size_t len;
@@ -495,7 +484,6 @@ const luaL_Reg lc__http_respond_fns[] = {
     {"header_error", http_header_error},
     {"is_token", http_is_token},
     {"head_sent", http_head_sent},
-    {"write_continue", http_write_continue},
     {"write_interim", http_write_interim},
     {"status_codes", http_status_codes},
     {NULL, NULL}};

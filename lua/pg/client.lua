@@ -18,6 +18,7 @@ local errors = require('internal.errors')
 local types = require('pg.types')
 local lpg = require('_pg')
 local resolve = require('pg.resolve').resolve
+local build_conninfo = require('pg.resolve').build
 
 local type, tostring, pairs, error, setmetatable, select, pcall =
   type, tostring, pairs, error, setmetatable, select, pcall
@@ -49,11 +50,6 @@ end
 ------------------------------------------------------------------------------
 -- Connection strings.
 
-local escape_value = function(v)
-  v = tostring(v)
-  return "'" .. v:gsub("[\\']", '\\%0') .. "'"
-end
-
 -- Options that are not libpq's: the pool's and this client's.
 local not_libpq = {max = true, min = true, idleTimeoutMillis = true,
   connectionTimeoutMillis = true, maxLifetimeSeconds = true,
@@ -72,16 +68,14 @@ function Client.conninfo(o)
   end
   local s = o.connectionString or o.url
   if s then return s end
-  local parts = {}
+  local kw, any = {}, false
   for k, v in pairs(o) do
     if not not_libpq[k] and type(k) == 'string' then
-      if k == 'database' then k = 'dbname' end
-      parts[#parts + 1] = k .. '=' .. escape_value(v)
+      kw[k == 'database' and 'dbname' or k], any = v, true
     end
   end
-  if #parts == 0 then return os.getenv('DATABASE_URL') or '' end
-  table.sort(parts)
-  return table.concat(parts, ' ')
+  if not any then return os.getenv('DATABASE_URL') or '' end
+  return build_conninfo(kw)
 end
 
 ------------------------------------------------------------------------------

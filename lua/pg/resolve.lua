@@ -40,17 +40,18 @@ local function split(s)
   return t
 end
 
-local function quote(v)
-  return "'" .. v:gsub("[\\']", '\\%0') .. "'"
-end
-
--- The options back as libpq's key=value string.
+-- build({keyword = value}) -> libpq's key=value string, keywords sorted,
+-- each value quoted (also Client.conninfo's, for an options table).
 local function build(o)
   local parts = {}
-  for k, v in pairs(o) do parts[#parts + 1] = k .. '=' .. quote(v) end
+  for k, v in pairs(o) do
+    parts[#parts + 1] = k .. "='" .. tostring(v):gsub("[\\']", '\\%0')
+      .. "'"
+  end
   table.sort(parts)
   return table.concat(parts, ' ')
 end
+M.build = build
 
 -- The addresses of res (getaddrinfo's list), each once, at most MAX_ADDRS.
 local function addresses(res)
